@@ -1,0 +1,101 @@
+"""Find the candidate image files under a source folder, in a deterministic order.
+
+Candidates are regular files whose extension (case-insensitive) is in the requested list. Hidden files and
+folders (name starting with ``.``) are passed over. Symlinked folders are followed once each, so a link loop
+cannot hang the walk. What cannot be walked or read (an unreadable folder, a broken link, a FIFO named
+``x.jpg``) is returned as skipped with its reason rather than raised.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgstore.errors import SourceError
+from imgstore.writer import escape_name
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One file to ingest: ``path`` to open it, ``name`` as stored (relative, ``/``-separated, UTF-8 safe)."""
+
+    path: str
+    name: str
+
+
+@dataclass
+class Discovery:
+    """The result of walking a source folder: candidates sorted by relative path, and what had to be skipped."""
+
+    files: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+
+def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Discovery:
+    """Walk ``root`` recursively and return the candidate files with the given extensions (``(".jpg", ...)``)."""
+    top = os.fspath(root)
+    if not os.path.exists(top):
+        raise SourceError(f"source folder {top} does not exist: give the folder that holds the photos")
+    if not os.path.isdir(top):
+        raise SourceError(f"source {top} is not a folder: give the folder that holds the photos")
+    exts = tuple(e.lower() for e in extensions)
+    found: list[tuple[str, str]] = []  # (relative os path, full path)
+    skipped: list[tuple[str, str]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    st = os.stat(top)
+    seen_dirs.add((st.st_dev, st.st_ino))
+    stack: list[tuple[str, str]] = [(top, "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            skipped.append((escape_name(rel or "."), f"unreadable folder: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel_name = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    info = entry.stat(follow_symlinks=True)
+                    key = (info.st_dev, info.st_ino)
+                    if key in seen_dirs:
+                        continue  # a symlink back to a folder already walked: a loop or a duplicate
+                    seen_dirs.add(key)
+                    stack.append((entry.path, rel_name))
+                    continue
+            except OSError:
+                pass  # broken link or unreadable entry: judged below as a file
+            if not entry.name.lower().endswith(exts):
+                continue
+            reason = _not_a_file_reason(entry)
+            if reason:
+                skipped.append((escape_name(rel_name), reason))
+            else:
+                found.append((rel_name, entry.path))
+    found.sort(key=lambda item: item[0])
+    skipped.sort()
+    return Discovery([Candidate(path, escape_name(rel)) for rel, path in found], skipped)
+
+
+def _not_a_file_reason(entry: os.DirEntry[str]) -> str | None:
+    """Why a candidate-named entry cannot be read as an image file, or None when it is a regular file."""
+    try:
+        mode = entry.stat(follow_symlinks=True).st_mode
+    except FileNotFoundError:
+        return "broken symlink"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    # A FIFO or device named photo.jpg would block or never end when read.
+    return "not a regular file"
+
+
+def source_label(root: str | os.PathLike[str]) -> str:
+    """The source path as given, for the store's ``source`` attribute."""
+    return escape_name(os.fspath(Path(root)))

@@ -1,0 +1,180 @@
+"""Validated, frozen option objects shared by the library, the config loader and the CLI.
+
+Options are checked once, here, before any I/O: strings become enums, sizes become ``(width, height)``
+tuples, colours become RGB triples. Everything downstream can trust them.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageColor
+
+from imgstore.errors import OptionError
+
+
+class ResizeMode(str, enum.Enum):
+    """How an image is fitted to the target size."""
+
+    CROP = "crop"  # keep aspect, scale to cover the target, centre-crop the overflow (torchvision-style)
+    STRETCH = "stretch"  # resize straight to the target, distorting the aspect (the classic notebook loop)
+    PAD = "pad"  # keep aspect, scale to fit inside the target, letterbox with the pad colour
+
+
+# Pillow's filters by the names users type. All but "nearest" are antialiased when downscaling.
+FILTERS: dict[str, Image.Resampling] = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "hamming": Image.Resampling.HAMMING,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+# The formats Pillow reads that people keep photos in. Pillow registers more (HDF5, FITS, GRIB stubs that cannot
+# decode, EPS that needs Ghostscript), which would turn ``.h5`` stores inside SRC into candidates: keep a list.
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".pcx", ".sgi", ".jp2", ".j2k", ".jpx", ".avif", ".qoi",
+    ".psd",
+)  # fmt: skip
+
+# Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS, ~178.9 MP).
+DEFAULT_MAX_PIXELS = 89_478_485 * 2
+
+# Seconds one file may take to decode before its worker is killed and the file recorded as skipped.
+DEFAULT_TIMEOUT = 60.0
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may run on (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def parse_size(value: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Parse ``256`` (square) or ``"320x240"`` (WIDTHxHEIGHT) into ``(width, height)`` in pixels."""
+    if isinstance(value, bool):
+        raise OptionError(f"invalid size {value!r}: use N or WIDTHxHEIGHT, e.g. 256 or 320x240")
+    if isinstance(value, int):
+        w = h = value
+    elif isinstance(value, (tuple, list)):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise OptionError(f"invalid size {value!r}: give [WIDTH, HEIGHT] as two integers")
+        w, h = value
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX×]\s*(\d+))?\s*", str(value))
+        if not m:
+            raise OptionError(f"invalid size {value!r}: use N or WIDTHxHEIGHT, e.g. 256 or 320x240")
+        w = int(m.group(1))
+        h = int(m.group(2)) if m.group(2) else w
+    if not (1 <= w <= 65535 and 1 <= h <= 65535):
+        raise OptionError(f"invalid size {w}x{h}: width and height must be between 1 and 65535 pixels")
+    return (w, h)
+
+
+def parse_color(value: str | tuple[int, int, int] | list[int]) -> tuple[int, int, int]:
+    """Parse a colour name (``white``), ``#rrggbb`` or ``R,G,B`` into an RGB triple of 0..255."""
+    if isinstance(value, (tuple, list)):
+        parts = list(value)
+    elif re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", str(value)):
+        parts = [int(p) for p in str(value).split(",")]
+    else:
+        try:
+            rgb = ImageColor.getrgb(str(value).strip())
+        except ValueError:
+            raise OptionError(
+                f"invalid colour {value!r}: use a name (white), #rrggbb or R,G,B with values 0-255"
+            ) from None
+        parts = list(rgb[:3])
+    if len(parts) != 3 or not all(isinstance(p, int) and 0 <= p <= 255 for p in parts):
+        raise OptionError(f"invalid colour {value!r}: use a name (white), #rrggbb or R,G,B with values 0-255")
+    return (parts[0], parts[1], parts[2])
+
+
+def parse_extensions(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Parse ``"jpg,png"`` or a list into lower-case ``(".jpg", ".png")``."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    exts = []
+    for item in items:
+        item = str(item).strip().lower()
+        if not item:
+            continue
+        if not re.fullmatch(r"\.?[a-z0-9_+-]+", item):
+            raise OptionError(f"invalid extension {item!r}: use letters and digits, e.g. jpg,png,webp")
+        exts.append(item if item.startswith(".") else "." + item)
+    if not exts:
+        raise OptionError("no extensions given: use e.g. --extensions jpg,png")
+    return tuple(dict.fromkeys(exts))
+
+
+def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
+    try:
+        return cls(str(value).lower() if not isinstance(value, cls) else value)
+    except ValueError:
+        choices = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        raise OptionError(f"invalid {what} {value!r}: choose one of {choices}") from None
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How each file becomes an ``(H, W, C)`` uint8 array. Picklable: sent once to every worker."""
+
+    size: tuple[int, int] = (256, 256)  # (width, height) in pixels
+    channels: int = 3  # 3 = RGB, 1 = luminance (ITU-R 601-2, as Pillow's convert("L"))
+    resize_mode: ResizeMode = ResizeMode.CROP
+    filter: str = "bicubic"  # a key of FILTERS
+    pad_color: tuple[int, int, int] = (0, 0, 0)  # letterbox colour for resize_mode=pad
+    background: tuple[int, int, int] = (255, 255, 255)  # what transparent pixels are composited on
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused as decompression bombs
+    exact: bool = False  # True: no JPEG draft (DCT scaling) and no reducing_gap shortcuts
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", parse_size(self.size))
+        if self.channels not in (1, 3):
+            raise OptionError(f"invalid channels {self.channels!r}: use 3 (RGB) or 1 (grayscale)")
+        object.__setattr__(self, "resize_mode", _enum(ResizeMode, self.resize_mode, "resize mode"))
+        if self.filter not in FILTERS:
+            raise OptionError(f"invalid filter {self.filter!r}: choose one of {', '.join(FILTERS)}")
+        object.__setattr__(self, "pad_color", parse_color(self.pad_color))
+        object.__setattr__(self, "background", parse_color(self.background))
+        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise OptionError(f"invalid max pixels {self.max_pixels!r}: give a positive number of pixels")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The stored array shape ``(height, width, channels)``."""
+        return (self.size[1], self.size[0], self.channels)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Everything ``imgstore ingest`` needs besides SRC and OUT."""
+
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    workers: int = field(default_factory=default_workers)  # 0 = decode in this process (no isolation)
+    timeout: float = DEFAULT_TIMEOUT  # seconds one file may take in a worker
+    buffer_size: int = 0  # images per HDF5 write; 0 = about 64 MiB worth
+    overwrite: bool = False
+    strict: bool = False  # the CLI exits non-zero when any file was skipped
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extensions", parse_extensions(self.extensions))
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise OptionError(f"invalid workers {self.workers!r}: give 1 or more (0 decodes in-process)")
+        if not self.timeout > 0:
+            raise OptionError(f"invalid timeout {self.timeout!r}: give a positive number of seconds")
+        if not isinstance(self.buffer_size, int) or self.buffer_size < 0:
+            raise OptionError(f"invalid buffer size {self.buffer_size!r}: give a number of images, or 0 for auto")
+
+
+def resolve_path(value: str | os.PathLike[str]) -> Path:
+    """``Path`` of a user-given path with ``~`` expanded."""
+    return Path(os.path.expanduser(os.fspath(value)))

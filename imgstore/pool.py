@@ -1,0 +1,277 @@
+"""Decode files in worker processes and hand the results back in input order, through shared memory.
+
+Why a pool of our own rather than ``multiprocessing.Pool`` or ``ProcessPoolExecutor``: one file must never cost the
+run. A decoder that hangs (a pathological TIFF) or kills its process (a segfault in a codec) is detected per
+file; the worker is killed and replaced and only that file is recorded as skipped. Neither standard pool can
+kill one hung task, and ``ProcessPoolExecutor`` breaks as a whole when a worker dies.
+
+Data path: the parent owns a ring of ``slots`` image-sized slots in a shared memory file (``/dev/shm``). A task is
+``(seq, slot, path)``; the worker reads the file, hashes it, decodes it straight into its slot and answers with
+``(seq, reason, sha256)``, a few dozen bytes instead of a pickled image. A slot is reused only after the consumer
+has taken its image, so the number of images in flight, and with it memory, is bounded by ``slots`` whatever the
+number of files.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+import numpy as np
+from PIL import Image
+
+from imgstore.decode import decode_bytes, read_file
+from imgstore.errors import BadImageError, ImgStoreError
+from imgstore.options import DecodeOptions
+
+TASKS_PER_WORKER = 2  # tasks queued at a worker: one decoding, one ready, so a worker never idles on the parent
+MAX_CRASHES_BEFORE_FIRST_SUCCESS = 8  # workers that die before any file decodes point at the setup, not at files
+
+
+class WorkerError(ImgStoreError):
+    """Decoder worker processes cannot run at all (they die before decoding a single file)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One file's outcome, yielded in input order.
+
+    ``image`` is an ``(H, W, C)`` uint8 view that stays valid only until the next item is requested: copy it
+    (e.g. into ``ImageIndexer.reserve()``) before moving on. On failure ``image`` is None and ``reason`` says why.
+    """
+
+    index: int
+    image: np.ndarray | None
+    reason: str | None
+    sha256: bytes | None
+
+
+def decode_one(path: str, opts: DecodeOptions, out: np.ndarray) -> tuple[str | None, bytes | None]:
+    """Read, hash and decode one file into ``out``; return ``(reason, sha256)`` with one of them None."""
+    try:
+        data = read_file(path)
+        digest = hashlib.sha256(data).digest()
+        decode_bytes(data, opts, out)
+        return None, digest
+    except BadImageError as exc:
+        return exc.reason, None
+
+
+def decode_in_process(paths: Sequence[str], opts: DecodeOptions) -> Iterator[Decoded]:
+    """The same results as :class:`DecodePool`, decoded in this process (no isolation, no parallelism)."""
+    out = np.empty(opts.shape, np.uint8)
+    for i, path in enumerate(paths):
+        reason, digest = decode_one(path, opts, out)
+        yield Decoded(i, None if reason else out, reason, digest)
+
+
+def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
+    # Ctrl-C goes to the whole process group; the parent decides what happens, workers just stop when told.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ring = np.memmap(ring_path, dtype=np.uint8, mode="r+", shape=(n_slots, *opts.shape))
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        seq, slot, path = task
+        reason, digest = decode_one(path, opts, ring[slot])
+        try:
+            conn.send((seq, reason, digest))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx: multiprocessing.context.BaseContext, ring_path: str, n_slots: int, opts: DecodeOptions):
+        parent, child = ctx.Pipe(duplex=True)
+        self.conn = parent
+        self.proc = ctx.Process(target=_worker_main, args=(child, ring_path, n_slots, opts), daemon=True)
+        self.proc.start()
+        child.close()
+        self.pending: collections.deque[int] = collections.deque()  # seqs sent, oldest (decoding) first
+        self.head_since = time.monotonic()  # when the oldest pending task started decoding
+
+    def send(self, seq: int, slot: int, path: str) -> None:
+        if not self.pending:
+            self.head_since = time.monotonic()
+        self.pending.append(seq)
+        self.conn.send((seq, slot, path))
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+def _start_method() -> str:
+    # fork is the fastest start and, unlike forkserver and spawn, does not re-import the caller's __main__ (which
+    # fails for scripts piped to python and in notebooks). It is only safe while this process runs no other
+    # thread (a lock held by another thread would stay locked in the child), so elsewhere use forkserver/spawn.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _exit_reason(proc: multiprocessing.process.BaseProcess) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"decoder crashed ({name})"
+    return f"decoder crashed (exit code {code})"
+
+
+class DecodePool:
+    """``workers`` processes decoding with ``opts``; ``timeout`` seconds per file; ``slots`` images in flight.
+
+    Use as a context manager; :meth:`imap` yields :class:`Decoded` in input order.
+    """
+
+    def __init__(self, opts: DecodeOptions, workers: int, timeout: float = 60.0, slots: int = 0) -> None:
+        if workers < 1:
+            raise ValueError("DecodePool needs at least one worker; use decode_in_process for none")
+        self.opts = opts
+        self.n_workers = workers
+        self.timeout = timeout
+        self.n_slots = slots or max(4, workers * (TASKS_PER_WORKER + 2))
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        fd, self._ring_path = tempfile.mkstemp(prefix="imgstore-ring-", dir=shm)
+        os.close(fd)
+        size = self.n_slots * int(np.prod(opts.shape))
+        with open(self._ring_path, "r+b") as f:
+            f.truncate(size)
+        self._ring = np.memmap(self._ring_path, dtype=np.uint8, mode="r+", shape=(self.n_slots, *opts.shape))
+        self._ctx = multiprocessing.get_context(_start_method())
+        if self._ctx.get_start_method() == "forkserver":
+            self._ctx.set_forkserver_preload(["imgstore.pool"])
+        Image.init()  # load every Pillow plugin once here, not in each worker
+        self._crashes = 0
+        self._successes = 0
+        self._workers: list[_Worker] = []
+        try:
+            self._workers = [self._spawn() for _ in range(workers)]
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self._ctx, self._ring_path, self.n_slots, self.opts)
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers and remove the shared memory. Safe to call twice."""
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for w in self._workers:
+            w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            w.kill()
+        self._workers = []
+        self._ring = None  # type: ignore[assignment]
+        try:
+            os.unlink(self._ring_path)
+        except (FileNotFoundError, AttributeError):
+            pass
+
+    def imap(self, paths: Sequence[str]) -> Iterator[Decoded]:
+        """Decode ``paths`` and yield their outcomes in order; a view yielded is valid until the next one."""
+        n = len(paths)
+        free_slots = collections.deque(range(self.n_slots))
+        slot_of: dict[int, int] = {}
+        done: dict[int, tuple[str | None, bytes | None]] = {}
+        retry: collections.deque[int] = collections.deque()  # sent to a worker that died before starting them
+        next_task = 0
+        next_out = 0
+
+        def dispatch() -> None:
+            nonlocal next_task
+            for w in self._workers:
+                while len(w.pending) < TASKS_PER_WORKER and (retry or (free_slots and next_task < n)):
+                    if retry:
+                        seq = retry.popleft()
+                    else:
+                        seq = next_task
+                        next_task += 1
+                        slot_of[seq] = free_slots.popleft()
+                    try:
+                        w.send(seq, slot_of[seq], paths[seq])
+                    except OSError:  # the worker died; its sentinel will say so, the task goes elsewhere
+                        w.pending.pop()
+                        retry.appendleft(seq)
+                        break
+
+        def collect(w: _Worker) -> None:
+            try:
+                while w.conn.poll():
+                    seq, reason, digest = w.conn.recv()
+                    w.pending.remove(seq)
+                    w.head_since = time.monotonic()
+                    done[seq] = (reason, digest)
+                    self._successes += 1
+            except (EOFError, OSError):
+                pass  # the worker died; its sentinel says so
+
+        def replace(w: _Worker, head_reason: str) -> None:
+            # The head task caused the failure; tasks queued behind it never started and go to other workers.
+            w.kill()
+            self._crashes += 1
+            if not self._successes and self._crashes >= MAX_CRASHES_BEFORE_FIRST_SUCCESS:
+                raise WorkerError(
+                    f"decoder worker processes keep dying before decoding any file ({head_reason}); "
+                    "run with --workers 0 to decode in this process and see the error"
+                )
+            if w.pending:
+                done[w.pending.popleft()] = (head_reason, None)
+                retry.extend(sorted(w.pending))
+            self._workers[self._workers.index(w)] = self._spawn()
+
+        while next_out < n:
+            while next_out in done:
+                reason, digest = done.pop(next_out)
+                slot = slot_of.pop(next_out)
+                yield Decoded(next_out, None if reason else self._ring[slot], reason, digest)
+                # The consumer asked for the next item, so it is done with this slot.
+                free_slots.append(slot)
+                next_out += 1
+            if next_out >= n:
+                break
+            dispatch()
+            now = time.monotonic()
+            busy = [w for w in self._workers if w.pending]
+            wait_for = min((w.head_since + self.timeout - now for w in busy), default=self.timeout)
+            by_conn = {w.conn: w for w in self._workers}
+            sentinels = [w.proc.sentinel for w in self._workers]
+            for obj in wait([*by_conn, *sentinels], timeout=max(0.0, wait_for)):
+                if obj in by_conn:
+                    collect(by_conn[obj])  # type: ignore[index]
+            for w in list(self._workers):
+                if not w.proc.is_alive():
+                    collect(w)  # answers it sent before dying still count
+                    replace(w, _exit_reason(w.proc))
+                elif w.pending and time.monotonic() - w.head_since > self.timeout:
+                    replace(w, f"timed out after {self.timeout:g} s")

@@ -1,0 +1,340 @@
+"""``ImageIndexer``: the one buffered writer of an imgstore HDF5 file.
+
+Store format, version 1 (a contract; readers rely on it):
+
+- ``images``: uint8 ``(N, H, W, C)``, chunks ``(1, H, W, C)``, maxshape ``(None, H, W, C)``; grown with ``resize``.
+- ``image_names``: variable-length UTF-8 ``(N,)``; row i names row i of ``images`` (path relative to the source
+  root, ``/`` separators; bytes that are not UTF-8 escaped as ``\\xNN``).
+- ``skipped_names``, ``skipped_reasons``: variable-length UTF-8, one row per file that could not be ingested.
+- optional per-row ``labels`` (int64) and ``sha256`` (32-byte digests of the source file).
+- root attributes: ``imgstore_format`` = 1, ``imgstore_version``, ``count`` (rows committed by the last flush;
+  readers read only rows below it), ``complete`` (true only after a clean finish), ``size`` = [W, H],
+  ``channels``, ``created`` (ISO 8601 UTC), plus what the caller adds (``resize_mode``, ``source``, ...).
+
+Every flush writes the rows first, flushes the file, then raises ``count`` and flushes again, so a reader never
+trusts rows that are not fully on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from imgstore.errors import OptionError, OutputExistsError, StoreError
+
+FORMAT_VERSION = 1
+DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
+STR = h5py.string_dtype("utf-8")
+
+
+def store_version() -> str:
+    """The imgstore package version recorded in new stores."""
+    from imgstore import __version__
+
+    return __version__
+
+
+def escape_name(name: str) -> str:
+    """Make a path text storable as UTF-8: undecodable bytes (surrogate escapes from ``os``) become ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def auto_buffer_size(shape: tuple[int, int, int], budget: int = DEFAULT_BUFFER_BYTES) -> int:
+    """How many images of ``shape`` (H, W, C) fit in ``budget`` bytes, at least 1 and at most 4096."""
+    per_image = int(np.prod(shape))
+    return int(max(1, min(4096, budget // max(1, per_image))))
+
+
+class ImageIndexer:
+    """Write images into a new HDF5 store through a preallocated buffer; use it as a context manager.
+
+    ``size`` is ``(width, height)`` in pixels (``None``: taken from the first image); ``channels`` 3 (RGB) or 1;
+    ``buffer_size`` images are held in RAM between writes (0: about 64 MiB worth). ``overwrite=False`` refuses an
+    existing ``path``. ``attrs`` are extra root attributes. ``compression`` is passed to h5py (``None``, ``"gzip"``,
+    ``"lzf"``, or a filter id from hdf5plugin).
+
+    Datasets are created on the first :meth:`add`. Leaving the ``with`` block normally flushes and marks the store
+    ``complete``; leaving it with an exception flushes what was added and leaves ``complete`` false, so the store is
+    readable and resumable. ``close()`` may be called twice. The indexer never prints.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        size: tuple[int, int] | None = None,
+        channels: int = 3,
+        buffer_size: int = 0,
+        *,
+        overwrite: bool = False,
+        attrs: Mapping[str, Any] | None = None,
+        compression: Any = None,
+        compression_opts: Any = None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise OptionError(f"invalid size {size!r}: give (width, height) in pixels")
+        if buffer_size < 0:
+            raise OptionError(f"invalid buffer size {buffer_size!r}: give a number of images, or 0 for auto")
+        self.path = Path(path)
+        self._size = tuple(size) if size is not None else None
+        self._channels = channels
+        self._buffer_size = buffer_size
+        self._compression = compression
+        self._compression_opts = compression_opts
+        if self.path.exists() and not overwrite:
+            raise OutputExistsError(f"{self.path} exists: pass overwrite=True (--overwrite) to replace it")
+        if self.path.is_dir():
+            raise OutputExistsError(f"{self.path} is a folder: give a file name for the store, e.g. out.h5")
+        try:
+            self._file: h5py.File | None = h5py.File(self.path, "w")
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc}") from None
+        root = self._file.attrs
+        root["imgstore_format"] = FORMAT_VERSION
+        root["imgstore_version"] = store_version()
+        root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        root["count"] = 0
+        root["complete"] = False
+        root["channels"] = channels
+        if self._size is not None:
+            root["size"] = list(self._size)
+        for key, value in (attrs or {}).items():
+            root[key] = value
+        for key in ("skipped_names", "skipped_reasons"):
+            self._file.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(256,), dtype=STR)
+        self._count = 0  # rows on disk and committed
+        self._buf: np.ndarray | None = None
+        self._fill = 0  # rows in the buffer
+        self._names: list[str] = []
+        self._labels: list[int] = []
+        self._hashes: list[bytes] = []
+        self._skipped: list[tuple[str, str]] = []
+        self._has_labels: bool | None = None
+        self._has_hashes: bool | None = None
+        self._file.flush()
+
+    # -- context manager ---------------------------------------------------------------------------------------
+    def __enter__(self) -> ImageIndexer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- properties -------------------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """Images added so far (flushed or still buffered)."""
+        return self._count + self._fill
+
+    @property
+    def committed(self) -> int:
+        """Images on disk and counted in the ``count`` attribute."""
+        return self._count
+
+    @property
+    def shape(self) -> tuple[int, int, int] | None:
+        """``(H, W, C)`` of one stored image, or None until known."""
+        if self._size is None:
+            return None
+        return (self._size[1], self._size[0], self._channels)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` or :meth:`abort` ran."""
+        return self._file is None
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def reserve(self) -> np.ndarray:
+        """The next buffer row, ``(H, W, C)`` uint8, to fill in place; :meth:`commit` then records it.
+
+        Lets a decoder write straight into the buffer with no intermediate copy. Needs a known size.
+        """
+        self._check_open()
+        if self._size is None:
+            raise OptionError("reserve() needs the image size: give size=(width, height) to ImageIndexer")
+        self._ensure_datasets()
+        assert self._buf is not None
+        return self._buf[self._fill]
+
+    def commit(self, name: str, *, label: int | None = None, sha256: bytes | None = None) -> None:
+        """Record the row filled through :meth:`reserve` under ``name`` (and its label and file digest)."""
+        self._check_open()
+        self._record(name, label, sha256)
+        self._fill += 1
+        assert self._buf is not None
+        if self._fill == len(self._buf):
+            self.flush()
+
+    def add(self, name: str, image: np.ndarray, *, label: int | None = None, sha256: bytes | None = None) -> None:
+        """Append one image: uint8 ``(H, W, C)`` (or ``(H, W)`` when channels is 1) named ``name``."""
+        self._check_open()
+        arr = np.asarray(image)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.dtype != np.uint8:
+            raise OptionError(f"image {name!r} is {arr.dtype}: ImageIndexer stores uint8 pixels (0-255)")
+        if self._size is None:
+            if arr.ndim != 3:
+                raise OptionError(f"image {name!r} has shape {arr.shape}: expected (H, W, C)")
+            self._size = (arr.shape[1], arr.shape[0])
+            assert self._file is not None
+            self._file.attrs["size"] = list(self._size)
+        if arr.shape != self.shape:
+            raise OptionError(f"image {name!r} has shape {arr.shape}, the store holds {self.shape} (H, W, C)")
+        self.reserve()[...] = arr
+        self.commit(name, label=label, sha256=sha256)
+
+    def skip(self, name: str, reason: str) -> None:
+        """Record a file that could not be ingested, with a one-line reason."""
+        self._check_open()
+        self._skipped.append((escape_name(name), " ".join(str(reason).split())))
+
+    def flush(self) -> None:
+        """Write buffered rows and skipped records, then raise ``count``. Safe to call at any time."""
+        self._check_open()
+        f = self._file
+        assert f is not None
+        if self._fill:
+            self._ensure_datasets()
+            n, k = self._count, self._fill
+            images = f["images"]
+            images.resize(n + k, axis=0)
+            images[n : n + k] = self._buf[:k]  # type: ignore[index]
+            names = f["image_names"]
+            names.resize(n + k, axis=0)
+            names[n : n + k] = self._names
+            if self._has_labels:
+                labels = f["labels"]
+                labels.resize(n + k, axis=0)
+                labels[n : n + k] = np.asarray(self._labels, dtype=np.int64)
+            if self._has_hashes:
+                hashes = f["sha256"]
+                hashes.resize(n + k, axis=0)
+                hashes[n : n + k] = np.frombuffer(b"".join(self._hashes), dtype=np.uint8).reshape(k, 32)
+        if self._skipped:
+            self._write_skipped()
+        # Rows first, then the count that makes readers trust them.
+        f.flush()
+        if self._fill:
+            self._count += self._fill
+            self._fill = 0
+            self._names.clear()
+            self._labels.clear()
+            self._hashes.clear()
+            f.attrs["count"] = self._count
+            f.flush()
+
+    def close(self) -> None:
+        """Flush, mark the store complete and close the file. Safe to call twice."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+            self._ensure_datasets(allow_unknown=True)
+            self._file.attrs["complete"] = True
+            self._file.flush()
+        finally:
+            self._close_file()
+
+    def abort(self) -> None:
+        """Flush what was added, leave ``complete`` false, close. For error paths; safe to call twice."""
+        if self._file is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._close_file()
+
+    # -- internals --------------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._file is None:
+            raise StoreError(f"{self.path} is closed: the ImageIndexer cannot be used after close()")
+
+    def _close_file(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            f.close()
+
+    def _record(self, name: str, label: int | None, sha256: bytes | None) -> None:
+        if self._has_labels is None:
+            self._has_labels = label is not None
+            self._has_hashes = sha256 is not None
+            self._create_optional()
+        if (label is not None) != self._has_labels:
+            raise OptionError(f"image {name!r}: give a label for every image or for none")
+        if (sha256 is not None) != self._has_hashes:
+            raise OptionError(f"image {name!r}: give a sha256 for every image or for none")
+        if sha256 is not None and len(sha256) != 32:
+            raise OptionError(f"image {name!r}: sha256 must be the 32-byte digest, got {len(sha256)} bytes")
+        self._names.append(escape_name(name))
+        if label is not None:
+            self._labels.append(int(label))
+        if sha256 is not None:
+            self._hashes.append(bytes(sha256))
+
+    def _ensure_datasets(self, allow_unknown: bool = False) -> None:
+        f = self._file
+        assert f is not None
+        if "images" in f:
+            if self._buf is None:
+                self._alloc_buffer()
+            return
+        if self._size is None:
+            if allow_unknown:
+                return
+            raise OptionError("the image size is unknown: give size=(width, height) or add an image first")
+        shape = self.shape
+        assert shape is not None
+        f.create_dataset(
+            "images",
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            chunks=(1, *shape),
+            dtype=np.uint8,
+            compression=self._compression,
+            compression_opts=self._compression_opts,
+        )
+        f.create_dataset("image_names", shape=(0,), maxshape=(None,), chunks=(1024,), dtype=STR)
+        self._alloc_buffer()
+
+    def _alloc_buffer(self) -> None:
+        shape = self.shape
+        assert shape is not None
+        n = self._buffer_size or auto_buffer_size(shape)
+        self._buf = np.empty((n, *shape), dtype=np.uint8)
+
+    def _create_optional(self) -> None:
+        f = self._file
+        assert f is not None
+        if self._has_labels and "labels" not in f:
+            f.create_dataset("labels", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
+        if self._has_hashes and "sha256" not in f:
+            f.create_dataset("sha256", shape=(0, 32), maxshape=(None, 32), chunks=(1024, 32), dtype=np.uint8)
+
+    def _write_skipped(self) -> None:
+        f = self._file
+        assert f is not None
+        names, reasons = f["skipped_names"], f["skipped_reasons"]
+        n, k = names.shape[0], len(self._skipped)
+        names.resize(n + k, axis=0)
+        reasons.resize(n + k, axis=0)
+        names[n:] = [s[0] for s in self._skipped]
+        reasons[n:] = [s[1] for s in self._skipped]
+        self._skipped.clear()
