@@ -1,0 +1,92 @@
+"""What is in a store: ``imgstore info`` as data (:func:`store_info`) and as text (:func:`format_info`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from imgstore.reader import open_store
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _dataset_info(ds: h5py.Dataset) -> dict[str, Any]:
+    return {
+        "shape": list(ds.shape),
+        "dtype": str(ds.dtype) if ds.dtype.kind != "O" else "vlen utf-8 str",
+        "chunks": list(ds.chunks) if ds.chunks else None,
+        "maxshape": [m if m is not None else None for m in (ds.maxshape or ())],
+        "compression": ds.compression,
+        "virtual": bool(ds.is_virtual),
+    }
+
+
+def store_info(path: str | os.PathLike[str], *, skipped: bool = False) -> dict[str, Any]:
+    """A JSON-ready description of the store at ``path``: count, image shape, datasets, attributes, disk size.
+
+    With ``skipped=True`` the list of skipped files and reasons is included.
+    """
+    p = Path(path)
+    with open_store(p) as store:
+        f = store._h5()
+        datasets = {name: _dataset_info(obj) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
+        images = datasets.get("images", {})
+        info: dict[str, Any] = {
+            "path": str(p),
+            "count": len(store),
+            "complete": store.complete,
+            "image_shape": list(store.shape),
+            "dtype": images.get("dtype", "uint8"),
+            "chunks": images.get("chunks"),
+            "compression": images.get("compression"),
+            "size_on_disk": p.stat().st_size,
+            "labels": store.labels is not None,
+            "class_names": store.class_names,
+            "skipped_count": len(store.skipped),
+            "attributes": store.attrs,
+            "datasets": datasets,
+        }
+        if skipped:
+            info["skipped"] = [{"name": n, "reason": r} for n, r in store.skipped]
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable text of :func:`store_info`'s result."""
+    h, w, c = info["image_shape"]
+    lines = [
+        f"{info['path']}",
+        f"  images      {info['count']} x {h}x{w}x{c} {info['dtype']}  (N, H, W, C)"
+        + ("" if info["complete"] else "  [INCOMPLETE: the ingest did not finish; --resume continues it]"),
+        f"  chunks      {tuple(info['chunks']) if info['chunks'] else 'contiguous'}"
+        f"  compression {info['compression'] or 'none'}",
+        f"  on disk     {human_bytes(info['size_on_disk'])}",
+        f"  skipped     {info['skipped_count']} files",
+    ]
+    if info.get("class_names"):
+        names = info["class_names"]
+        shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10 else "")
+        lines.append(f"  classes     {shown}")
+    lines.append("  attributes")
+    for key in sorted(info["attributes"]):
+        if key == "class_names":
+            continue
+        lines.append(f"    {key:<18} {info['attributes'][key]}")
+    lines.append("  datasets")
+    for name, d in info["datasets"].items():
+        lines.append(f"    {name:<18} {tuple(d['shape'])} {d['dtype']}" + ("  (virtual)" if d["virtual"] else ""))
+    if "skipped" in info:
+        lines.append(f"  skipped files ({len(info['skipped'])})")
+        for row in info["skipped"]:
+            lines.append(f"    {row['name']}: {row['reason']}")
+    return "\n".join(lines)

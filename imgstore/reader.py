@@ -1,0 +1,214 @@
+"""Read a finished (or interrupted) store: ``imgstore.open(path)`` -> :class:`ImageStore`.
+
+Only rows below the ``count`` attribute are visible: rows past it are an interrupted write's leftovers. An
+``ImageStore`` pickles as its path and reopens the file lazily in each process (and again after a fork), so it
+can be handed to the worker processes of a training job's data loader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from imgstore.errors import StoreError
+
+
+def _text(values: np.ndarray) -> list[str]:
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def read_root_attrs(f: h5py.File) -> dict[str, Any]:
+    """The root attributes of an open store as plain Python values."""
+    out: dict[str, Any] = {}
+    for key, value in f.attrs.items():
+        if isinstance(value, np.ndarray):
+            value = _text(value) if value.dtype.kind in "SOU" else value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        out[key] = value
+    return out
+
+
+class ImageStore:
+    """A read-only view of an imgstore file.
+
+    ``len(store)`` images; ``store[i]`` is one ``(H, W, C)`` uint8 array; ``store[a:b]``, ``store[[i, j]]`` and
+    boolean masks give ``(n, H, W, C)`` batches. ``names``, ``labels`` (or None), ``class_names`` (or None),
+    ``skipped`` and ``attrs`` describe the rows. ``iter_batches(n)`` walks the store in order.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid = -1
+        self._names: list[str] | None = None
+        f = self._h5()
+        if "imgstore_format" not in f.attrs:
+            self.close()
+            raise StoreError(f"{self.path} is an HDF5 file but not an imgstore store (no imgstore_format attribute)")
+        self.attrs: dict[str, Any] = read_root_attrs(f)
+        self._count = int(self.attrs.get("count", 0))
+        self._raw = None  # uncompressed chunks of one image each are read without HDF5's selection machinery
+        if "images" in f:
+            ds = f["images"]
+            if ds.shape[0] < self._count:
+                raise StoreError(
+                    f"{self.path} is damaged: count says {self._count} images but only {ds.shape[0]} rows exist "
+                    "(run imgstore verify on it)"
+                )
+            self.shape: tuple[int, int, int] = tuple(ds.shape[1:])  # type: ignore[assignment]
+            self._fast = ds.chunks == (1, *ds.shape[1:]) and not ds.compression and not ds.id.get_create_plist().get_nfilters()
+        else:
+            size = self.attrs.get("size") or [0, 0]
+            self.shape = (int(size[1]), int(size[0]), int(self.attrs.get("channels", 3)))
+            self._fast = False
+
+    # -- file handle, per process ----------------------------------------------------------------------------
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            # After a fork the inherited HDF5 handle must not be used: open our own.
+            self._file = None
+            self._names = None
+            try:
+                self._file = h5py.File(self.path, "r", locking=False)
+            except FileNotFoundError:
+                raise StoreError(f"{self.path} does not exist: give the path of a store made by imgstore ingest") from None
+            except OSError as exc:
+                raise StoreError(f"{self.path} cannot be opened as an HDF5 store: {exc}") from None
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        """Close the file handle (it reopens on next use). Safe to call twice."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None  # an HDF5 handle cannot cross processes; each process opens its own
+        state["_names"] = None
+        state["_pid"] = -1
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"<ImageStore {str(self.path)!r}: {len(self)} images of {self.shape}>"
+
+    # -- rows -------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def complete(self) -> bool:
+        """True when the ingest that wrote the store finished cleanly."""
+        return bool(self.attrs.get("complete", False))
+
+    def _images(self) -> h5py.Dataset:
+        f = self._h5()
+        if "images" not in f:
+            raise IndexError("the store holds no images")
+        return f["images"]
+
+    def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> np.ndarray:
+        n = self._count
+        if isinstance(key, (int, np.integer)):
+            i = int(key)
+            if i < 0:
+                i += n
+            if not 0 <= i < n:
+                raise IndexError(f"image index {int(key)} out of range for a store of {n}")
+            ds = self._images()
+            if self._fast:
+                raw = ds.id.read_direct_chunk((i, 0, 0, 0))[1]
+                return np.frombuffer(raw, dtype=np.uint8).reshape(self.shape).copy()
+            return ds[i]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step == 1:
+                return self._images()[start:stop] if stop > start else np.empty((0, *self.shape), np.uint8)
+            key = np.arange(start, stop, step)
+        idx = np.asarray(key)
+        if idx.dtype == np.bool_:
+            if idx.shape != (n,):
+                raise IndexError(f"boolean mask of shape {idx.shape} does not match a store of {n}")
+            idx = np.flatnonzero(idx)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise IndexError("index with an int, a slice, a 1-D sequence of ints or a boolean mask")
+        idx = np.where(idx < 0, idx + n, idx).astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"image index out of range for a store of {n}")
+        out = np.empty((idx.size, *self.shape), np.uint8)
+        for j, i in enumerate(idx):
+            out[j] = self[int(i)]
+        return out
+
+    def iter_batches(self, batch_size: int = 256) -> Iterator[np.ndarray]:
+        """Yield the images in store order as ``(b, H, W, C)`` batches of up to ``batch_size``."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        for start in range(0, self._count, batch_size):
+            yield self[start : min(start + batch_size, self._count)]
+
+    @property
+    def names(self) -> list[str]:
+        """Row names (source paths relative to the source root)."""
+        if self._names is None:
+            f = self._h5()
+            self._names = _text(f["image_names"][: self._count]) if "image_names" in f else []
+        return self._names
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """int64 class indices, one per row, or None when the store has no labels."""
+        f = self._h5()
+        return f["labels"][: self._count] if "labels" in f else None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names indexed by label, or None."""
+        value = self.attrs.get("class_names")
+        return list(value) if value is not None else None
+
+    @property
+    def sha256(self) -> list[str] | None:
+        """Hex SHA-256 of each row's source file, or None when not recorded."""
+        f = self._h5()
+        if "sha256" not in f:
+            return None
+        return [bytes(row).hex() for row in f["sha256"][: self._count]]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """``(name, reason)`` for every file the ingest could not store."""
+        f = self._h5()
+        if "skipped_names" not in f:
+            return []
+        return list(zip(_text(f["skipped_names"][:]), _text(f["skipped_reasons"][:])))
+
+
+def open_store(path: str | os.PathLike[str]) -> ImageStore:
+    """Open the store at ``path`` for reading (``imgstore.open``)."""
+    p = Path(path)
+    if not p.exists():
+        raise StoreError(f"{p} does not exist: give the path of a store made by imgstore ingest")
+    if p.is_dir():
+        raise StoreError(f"{p} is a folder: give the path of a store file (.h5)")
+    if not h5py.is_hdf5(p):
+        raise StoreError(f"{p} is not an HDF5 file: give a store made by imgstore ingest")
+    return ImageStore(p)
