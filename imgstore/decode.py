@@ -148,12 +148,16 @@ def _no_pillow_bomb_check() -> Iterator[None]:
 def _open(data: bytes, opts: DecodeOptions) -> Image.Image:
     """Open with Pillow, falling back to imageio; check the pixel limit before anything is decoded."""
     try:
-        with _no_pillow_bomb_check():
-            im = Image.open(io.BytesIO(data))
+        im = _pillow_open(data)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         return _open_imageio(data, opts, exc)
     _check_pixels(im.width, im.height, opts)
     return im
+
+
+def _pillow_open(data: bytes) -> Image.Image:
+    with _no_pillow_bomb_check():
+        return Image.open(io.BytesIO(data))
 
 
 def _check_pixels(w: int, h: int, opts: DecodeOptions) -> None:
