@@ -123,3 +123,139 @@ def info(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+# -- export / convert: vectors out ---------------------------------------------------------------------------
+
+
+class _LazyBar:
+    """A tqdm bar opened only when the library sets ``total`` (so a refused command prints no empty bar)."""
+
+    def __init__(self, desc: str, unit: str) -> None:
+        self.desc, self.unit = desc, unit
+        self._bar: object = None
+
+    @property
+    def total(self) -> int | None:
+        return None if self._bar is None else self._bar.total  # type: ignore[attr-defined]
+
+    @total.setter
+    def total(self, value: int) -> None:
+        from tqdm import tqdm
+
+        self.close()
+        self._bar = tqdm(total=value, desc=self.desc, unit=self.unit, dynamic_ncols=True, smoothing=0.05)
+
+    def refresh(self) -> None:
+        pass  # the bar was just drawn when its total was set
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()  # type: ignore[attr-defined]
+            self._bar = None
+
+
+@contextlib.contextmanager
+def _row_bar(quiet: bool, desc: str, unit: str) -> Iterator[_LazyBar | None]:
+    """A progress bar for the library's ``progress`` argument (None under --quiet), closed on the way out."""
+    bar = None if quiet else _LazyBar(desc, unit)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 1e6:,.1f} MB"
+
+
+@app.command()
+def export(
+    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
+    out: Annotated[Path, typer.Argument(help="Vector file to write (.fvecs, .bvecs, .fbin, .u8bin, .ivecs, .ibin); with --ann, a folder.")],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Vector format, instead of OUT's extension: fvecs, bvecs, ivecs, fbin, u8bin, ibin.")] = None,
+    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic). [default: stored size]")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 = grayscale, 3 = RGB. [default: stored channels]")] = None,
+    scale: Annotated[str, typer.Option(help="Float formats: raw (pixel values 0-255) or unit (pixel / 255, in [0, 1]).")] = "raw",
+    ann: Annotated[bool, typer.Option("--ann", help="Write an ANN benchmark into the folder OUT: ann-benchmarks HDF5 and TEXMEX files with exact ground truth.")] = False,
+    queries: Annotated[Optional[int], typer.Option(help="With --ann: images held out as queries. [default: 1000]")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="With --ann: nearest neighbours per query in the ground truth. [default: 100]")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="With --ann: euclidean (L2) or angular (1 - cosine). [default: euclidean]")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="With --ann: seed of the random query hold-out. [default: 0]")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write the stored images as flat vectors for ANN libraries, or (--ann) a ready-made ANN benchmark."""
+    import time
+
+    from imgstore.errors import OptionError
+    from imgstore.export import export_ann, export_vectors
+
+    with cli_errors():
+        ann_only = {"--queries": queries, "--k": k, "--metric": metric, "--seed": seed}
+        if not ann:
+            given = [name for name, value in ann_only.items() if value is not None]
+            if given:
+                verb = "apply" if len(given) > 1 else "applies"
+                raise OptionError(f"{', '.join(given)} {verb} only with --ann: add --ann or drop them")
+        elif fmt is not None:
+            raise OptionError("--format does not apply to --ann, which writes .hdf5 and .fvecs/.ivecs files")
+        started = time.perf_counter()
+        with _row_bar(quiet, "export", "img") as bar:
+            if ann:
+                report = export_ann(
+                    store, out, queries=1000 if queries is None else queries, k=100 if k is None else k,
+                    metric=metric or "euclidean", seed=0 if seed is None else seed, size=size, channels=channels,
+                    scale=scale, overwrite=overwrite, progress=bar,
+                )  # fmt: skip
+            else:
+                vec = export_vectors(
+                    store, out, fmt=fmt, size=size, channels=channels, scale=scale, overwrite=overwrite, progress=bar
+                )
+        seconds = time.perf_counter() - started
+    if ann:
+        typer.echo(
+            f"Wrote {report.name}: {report.n_base} base + {report.n_query} query vectors of {report.dim}, "
+            f"k={report.k} {report.metric} ground truth, to {out} in {seconds:.1f}s"
+        )
+    else:
+        h, w, c = vec.shape
+        typer.echo(
+            f"Wrote {vec.count} vectors of {vec.dim} ({h}x{w}x{c}) to {vec.out} ({vec.format}, "
+            f"{_mb(vec.bytes_written)}, {vec.bytes_written / 1e6 / max(seconds, 1e-9):,.0f} MB/s)"
+            + (", with names and labels" if vec.labels_path else ", with names")
+        )
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="An ann-benchmarks .hdf5 file (train, test, neighbors, distances).")],
+    outdir: Annotated[Path, typer.Argument(help="Folder for NAME_base, NAME_query, NAME_groundtruth, NAME_distances.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="fvecs (TEXMEX .fvecs/.ivecs) or bin (big-ann-benchmarks .fbin/.ibin).")] = "fvecs",
+    normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalise base and query vectors (angular data sets).")] = False,
+    chunk_rows: Annotated[Optional[int], typer.Option(help="Rows per read. [default: about 32 MiB]")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Convert an ann-benchmarks HDF5 file to TEXMEX or big-ann-benchmarks vector files."""
+    import time
+
+    from imgstore.convert import convert_ann
+
+    with cli_errors():
+        started = time.perf_counter()
+        with _row_bar(quiet, "convert", "row") as bar:
+            report = convert_ann(
+                src, outdir, fmt=fmt, normalize=normalize, overwrite=overwrite, chunk_rows=chunk_rows, progress=bar
+            )
+        seconds = time.perf_counter() - started
+    typer.echo(
+        f"Converted {src.name}: {report.n_base} base + {report.n_query} query vectors of {report.dim}, k={report.k}"
+        f" ({report.distance or 'distance unknown'}{', normalized' if report.normalized else ''}) to {outdir}"
+        f" ({_mb(report.bytes_written)} in {seconds:.1f}s, {report.bytes_written / 1e6 / max(seconds, 1e-9):,.0f} MB/s)"
+    )

@@ -252,10 +252,10 @@ def convert_ann(
             )
         targets = output_paths(out_path, src_path.stem, opts.fmt)
         out_path.mkdir(parents=True, exist_ok=True)
-        tick = progress_callback(progress, layout.n_base + 3 * layout.n_query)
         zero = 0
         written = 0
         with StagedOutputs(targets.values(), overwrite=opts.overwrite) as staged:
+            tick = progress_callback(progress, layout.n_base + 3 * layout.n_query)
             for name, (_role, ids) in ROLES.items():
                 ds = h5[name]
                 rows_total, width = ds.shape

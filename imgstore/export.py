@@ -28,6 +28,7 @@ from PIL import Image
 
 from imgstore.errors import OptionError, StoreError
 from imgstore.options import parse_size
+from imgstore.reader import open_store
 from imgstore.vectors import (
     FORMATS,
     INT32_MAX,
@@ -152,36 +153,19 @@ def to_vectors(batch: np.ndarray, scale: Scale, fmt: VectorFormat) -> np.ndarray
 
 
 class _StoreRows:
-    """Read access to a store's committed rows (those below the ``count`` attribute), in bounded pieces.
-
-    A private stand-in for ``imgstore.reader``: it reads names and labels per batch, so a store of any size
-    exports in bounded memory.
-    """
+    """A store's committed rows read in bounded pieces: images through :func:`imgstore.reader.open_store`, names
+    and labels per batch straight from their datasets (the reader's ``names`` would load every name at once)."""
 
     def __init__(self, path: Path) -> None:
-        if not path.is_file():
-            raise StoreError(f"store {str(path)!r} does not exist: create it with `imgstore ingest SRC {path}`")
-        try:
-            self._file = h5py.File(path, "r")
-        except OSError:
-            raise StoreError(f"{str(path)!r} is not an HDF5 file: give a store made by `imgstore ingest`") from None
-        images = self._file.get("images")
-        if not isinstance(images, h5py.Dataset) or images.ndim != 4 or images.dtype != np.uint8:
-            self._file.close()
-            raise StoreError(
-                f"{str(path)!r} holds no uint8 'images' dataset of shape (N, H, W, C): it is not an imgstore "
-                f"store, or no image was ingested into it"
-            )
-        self.images = images
-        count = self._file.attrs.get("count")
-        # Rows at or above `count` may be half written by an interrupted ingest: never read them.
-        self.count = images.shape[0] if count is None else min(int(count), images.shape[0])
-        self.shape: tuple[int, int, int] = tuple(int(s) for s in images.shape[1:])  # type: ignore[assignment]
+        self.store = open_store(path)
+        self.count = len(self.store)
+        self.shape: tuple[int, int, int] = tuple(int(s) for s in self.store.shape)  # type: ignore[assignment]
+        self.stem = path.stem
+        self._file = h5py.File(path, "r", locking=False)
         names = self._file.get("image_names")
         self._names = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
         labels = self._file.get("labels")
         self._labels = labels if isinstance(labels, h5py.Dataset) and len(labels) >= self.count else None
-        self.stem = path.stem
 
     @property
     def has_labels(self) -> bool:
@@ -190,17 +174,16 @@ class _StoreRows:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Images ``start:stop`` as a ``(b, H, W, C)`` uint8 array."""
-        return self.images[start:stop]
+        return self.store[start:stop]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """Images at the increasing indices ``rows``."""
-        return self.images[np.asarray(rows, dtype=np.int64)] if len(rows) else self.images[0:0]
+        """Images at the indices ``rows``."""
+        return self.store[np.asarray(rows, dtype=np.int64)]
 
     def names(self, rows: slice | np.ndarray) -> list[str]:
         """Names of the rows (the row number when the store has no names)."""
         if self._names is None:
-            idx = np.arange(self.count)[rows]
-            return [str(i) for i in idx]
+            return [str(i) for i in np.arange(self.count)[rows]]
         return list(self._names[rows] if isinstance(rows, slice) else self._names[np.asarray(rows, np.int64)])
 
     def labels(self, rows: slice | np.ndarray) -> np.ndarray | None:
@@ -210,7 +193,8 @@ class _StoreRows:
         return self._labels[rows] if isinstance(rows, slice) else self._labels[np.asarray(rows, np.int64)]
 
     def close(self) -> None:
-        """Close the file; safe twice."""
+        """Close the files; safe twice."""
+        self.store.close()
         if self._file.id.valid:
             self._file.close()
 
@@ -311,9 +295,9 @@ def export_vectors(
         names_path = out_path.with_name(out_path.name + ".names.txt")
         labels_path = out_path.with_name(out_path.name + ".labels.ivecs") if store.has_labels else None
         targets = [out_path, names_path] + ([labels_path] if labels_path else [])
-        tick = progress_callback(progress, store.count)
         step = _batch_rows(store.shape, shape)
         with StagedOutputs(targets, overwrite=opts.overwrite) as staged, contextlib.ExitStack() as stack:
+            tick = progress_callback(progress, store.count)
             # Entered in a stack so that an error aborts every writer (deleting its temporary file).
             w = stack.enter_context(VectorWriter(staged.temp(out_path), vf, dim, store.count, True))
             names_file = stack.enter_context(open(staged.temp(names_path), "x", encoding="utf-8", newline="\n"))
@@ -535,7 +519,6 @@ def export_ann(
         q_rows = hold_out(store.count, n_query, opts.seed)
         is_query = np.zeros(store.count, bool)
         is_query[q_rows] = True
-        tick = progress_callback(progress, store.count + n_query)
         step = _batch_rows(store.shape, shape)
 
         def vectors(images: np.ndarray) -> np.ndarray:
@@ -543,6 +526,7 @@ def export_ann(
             return to_vectors(opts.shrink.apply(images), opts.scale, fvecs).astype(np.float32, copy=False)
 
         with StagedOutputs(outputs.values(), overwrite=opts.overwrite) as staged:
+            tick = progress_callback(progress, store.count + n_query)
             query = np.empty((n_query, dim), np.float32)
             for start in range(0, n_query, step):
                 query[start : start + step] = vectors(store.take(q_rows[start : start + step]))
