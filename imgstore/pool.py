@@ -15,6 +15,7 @@ number of files.
 from __future__ import annotations
 
 import collections
+import faulthandler
 import hashlib
 import multiprocessing
 import os
@@ -78,6 +79,9 @@ def decode_in_process(paths: Sequence[str], opts: DecodeOptions) -> Iterator[Dec
 def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
     # Ctrl-C goes to the whole process group; the parent decides what happens, workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A codec that segfaults costs its file and is reported as "decoder crashed (SIGSEGV)"; an inherited
+    # faulthandler would also dump a Python traceback over the progress bar.
+    faulthandler.disable()
     ring = np.memmap(ring_path, dtype=np.uint8, mode="r+", shape=(n_slots, *opts.shape))
     while True:
         try:
