@@ -207,10 +207,10 @@ class _StoreRows:
         self.close()
 
 
-def _batch_rows(stored: tuple[int, int, int], exported: tuple[int, int, int], budget: int = BATCH_BYTES) -> int:
-    """Images per batch: about ``budget`` bytes of stored uint8 or of exported float32, whichever is larger."""
+def _batch_rows(stored: tuple[int, int, int], exported: tuple[int, int, int], budget: int | None = None) -> int:
+    """Images per batch: about ``budget`` (default BATCH_BYTES) bytes of stored uint8 or of exported float32."""
     per_row = max(int(np.prod(stored)), 4 * int(np.prod(exported)))
-    return max(1, budget // per_row)
+    return max(1, (budget or BATCH_BYTES) // per_row)
 
 
 def _write_names(out: TextIO, names: list[str]) -> None:
