@@ -80,7 +80,7 @@ t = time.perf_counter()
 for i in idx:
     store[int(i)]
 fast = n / (time.perf_counter() - t)
-with h5py.File(path, "r") as f:
+with h5py.File(path, "r", locking=False) as f:
     ds = f["images"]
     t = time.perf_counter()
     for i in idx:
