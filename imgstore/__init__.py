@@ -1,4 +1,10 @@
-"""imgstore: a folder of photos -> a training-ready HDF5 store -> flat vectors for nearest-neighbour search."""
+"""imgstore: a folder of photos -> a training-ready HDF5 store -> flat vectors for nearest-neighbour search.
+
+Modules, in the order data flows through them: ``discover`` (find candidate files) -> ``decode`` (one file to an
+(H, W, C) uint8 array) run by ``pool`` (worker processes, results in order) -> ``writer.ImageIndexer`` (the one
+buffered writer) joined by ``ingest``; then ``reader`` (``imgstore.open``), ``info``, ``export`` and ``convert``
+on the finished store. ``options`` and ``config`` validate settings once; ``cli`` is a thin Typer layer.
+"""
 
 from imgstore.errors import (
     BadImageError,
@@ -13,14 +19,29 @@ from imgstore.errors import (
 
 __version__ = "0.1.0"
 
+from imgstore.ingest import IngestReport  # noqa: E402
+from imgstore.options import DecodeOptions, IngestOptions, ResizeMode  # noqa: E402
+from imgstore.reader import ImageStore, open_store  # noqa: E402
+from imgstore.writer import ImageIndexer  # noqa: E402
+
+open = open_store  # noqa: A001 - imgstore.open(path), like h5py.File / PIL.Image.open
+
 __all__ = [
     "BadImageError",
     "ConfigError",
+    "DecodeOptions",
     "FormatError",
+    "ImageIndexer",
+    "ImageStore",
     "ImgStoreError",
+    "IngestOptions",
+    "IngestReport",
     "OptionError",
     "OutputExistsError",
+    "ResizeMode",
     "SourceError",
     "StoreError",
     "__version__",
+    "open",
+    "open_store",
 ]
