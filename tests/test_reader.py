@@ -1,0 +1,123 @@
+"""imgstore.open: committed rows only, indexing forms, pickling and use from other processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import imgstore
+from imgstore.errors import StoreError
+from imgstore.writer import ImageIndexer
+
+
+def img(i: int) -> np.ndarray:
+    return np.full((4, 5, 3), i, np.uint8)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """A store of 10 images whose pixels equal their index."""
+    path = tmp_path / "s.h5"
+    with ImageIndexer(path, size=(5, 4), buffer_size=3) as ix:
+        for i in range(10):
+            ix.add(f"d/{i}.png", img(i))
+        ix.skip("bad.jpg", "truncated JPEG")
+    return path
+
+
+def test_len_getitem_slices_and_index_arrays(store_path: Path) -> None:
+    """Ints, negative ints, slices, steps, index lists in any order and boolean masks all work."""
+    s = imgstore.open(store_path)
+    assert len(s) == 10 and s.shape == (4, 5, 3)
+    assert (s[3] == 3).all() and (s[-1] == 9).all()
+    assert s[2:5][:, 0, 0, 0].tolist() == [2, 3, 4]
+    assert s[::4][:, 0, 0, 0].tolist() == [0, 4, 8]
+    assert s[[7, 1, 7]][:, 0, 0, 0].tolist() == [7, 1, 7]
+    mask = np.zeros(10, bool)
+    mask[[0, 9]] = True
+    assert s[mask][:, 0, 0, 0].tolist() == [0, 9]
+    assert s[5:5].shape == (0, 4, 5, 3)
+    with pytest.raises(IndexError):
+        s[10]
+    with pytest.raises(IndexError):
+        s[[0, 11]]
+
+
+def test_names_skipped_attrs(store_path: Path) -> None:
+    """names, skipped, attrs and complete reflect the file."""
+    s = imgstore.open(store_path)
+    assert s.names == [f"d/{i}.png" for i in range(10)]
+    assert s.skipped == [("bad.jpg", "truncated JPEG")]
+    assert s.complete and s.attrs["count"] == 10 and s.labels is None and s.class_names is None
+
+
+def test_iter_batches(store_path: Path) -> None:
+    """Batches cover the store in order, the last one short."""
+    sizes = [b.shape[0] for b in imgstore.open(store_path).iter_batches(4)]
+    assert sizes == [4, 4, 2]
+    firsts = np.concatenate([b[:, 0, 0, 0] for b in imgstore.open(store_path).iter_batches(3)])
+    assert firsts.tolist() == list(range(10))
+
+
+def test_rows_past_count_are_invisible(store_path: Path) -> None:
+    """Rows beyond the count attribute (an interrupted write's leftovers) are not shown."""
+    with h5py.File(store_path, "r+") as f:
+        f.attrs["count"] = 6
+    s = imgstore.open(store_path)
+    assert len(s) == 6 and len(s.names) == 6 and s[-1][0, 0, 0] == 5
+    with pytest.raises(IndexError):
+        s[6]
+
+
+def test_count_beyond_rows_is_damage(store_path: Path) -> None:
+    """A count larger than the rows on disk is reported as damage, not read as garbage."""
+    with h5py.File(store_path, "r+") as f:
+        f.attrs["count"] = 50
+    with pytest.raises(StoreError, match="damaged"):
+        imgstore.open(store_path)
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    """Missing files, folders, non-HDF5 files and foreign HDF5 files are StoreErrors that say so."""
+    with pytest.raises(StoreError, match="does not exist"):
+        imgstore.open(tmp_path / "nope.h5")
+    with pytest.raises(StoreError, match="folder"):
+        imgstore.open(tmp_path)
+    (tmp_path / "t.h5").write_text("x")
+    with pytest.raises(StoreError, match="not an HDF5 file"):
+        imgstore.open(tmp_path / "t.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(StoreError, match="not an imgstore store"):
+        imgstore.open(tmp_path / "other.h5")
+
+
+def test_pickles_without_file_handle(store_path: Path) -> None:
+    """A pickled store carries its path, not the HDF5 handle, and reads after unpickling."""
+    s = imgstore.open(store_path)
+    s[0]
+    blob = pickle.dumps(s)
+    assert len(blob) < 4096
+    t = pickle.loads(blob)
+    assert (t[4] == 4).all() and t.names == s.names
+
+
+def _read_sum(args: tuple[imgstore.ImageStore, int]) -> int:
+    store, i = args
+    return int(store[i].sum())
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_works_in_worker_processes(store_path: Path, method: str) -> None:
+    """A store opened (and read) in the parent is usable from a 2-process pool, forked or spawned."""
+    s = imgstore.open(store_path)
+    s[0]  # the parent holds an open handle when the workers start
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(2) as pool:
+        sums = pool.map(_read_sum, [(s, i) for i in range(10)])
+    assert sums == [i * 60 for i in range(10)]
