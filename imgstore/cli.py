@@ -76,6 +76,7 @@ def ingest(
     exact: Annotated[Optional[bool], typer.Option("--exact/--no-exact", help="Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts. [default: off]")] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace OUT if it exists.")] = None,
     strict: Annotated[Optional[bool], typer.Option("--strict", help="Exit with code 1 if any file was skipped.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with these options; command-line options win.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -89,6 +90,7 @@ def ingest(
             "size": size, "channels": channels, "resize_mode": resize_mode, "filter": filter,
             "pad_color": pad_color, "background": background, "max_pixels": max_pixels, "extensions": extensions,
             "workers": workers, "timeout": timeout, "exact": exact, "overwrite": overwrite, "strict": strict,
+            "shard": shard,
         }  # fmt: skip
         options = build_ingest_options(file_values, cli_values, source=str(config or ""))
         with progress_bar(not quiet, "ingest") as bar:

@@ -16,7 +16,7 @@ from typing import Any
 
 from imgstore.discover import Candidate, discover, source_label
 from imgstore.errors import OptionError, OutputExistsError
-from imgstore.options import IngestOptions, resolve_path
+from imgstore.options import IngestOptions, resolve_path, shard_range
 from imgstore.pool import DecodePool, decode_in_process
 from imgstore.writer import ImageIndexer
 
@@ -75,6 +75,16 @@ def ingest(
     src_path = resolve_path(src)
     check_output(out_path, opts.overwrite)
     found = discover(src_path, opts.extensions)
+    shard_attrs: dict[str, Any] = {}
+    if opts.shard is not None:
+        # Shard K of N takes a contiguous range of the sorted candidates, so the shards concatenated in order are
+        # the single-machine store. Files the walk itself could not use belong to the first shard, where a
+        # single-machine ingest lists them too (first).
+        start, stop = shard_range(len(found.files), opts.shard)
+        shard_attrs = {"shard": list(opts.shard), "shard_range": [start, stop], "shard_total": len(found.files)}
+        found.files = found.files[start:stop]
+        if opts.shard[0] != 1:
+            found.skipped = []
     if on_start is not None:
         on_start(len(found.files))
     dec = opts.decode
@@ -84,6 +94,7 @@ def ingest(
         "source": source_label(src),
         "exact": dec.exact,
     }
+    store_attrs.update(shard_attrs)
     store_attrs.update(attrs or {})
     report = IngestReport(out_path, 0, list(found.skipped), candidates=len(found.files))
     with ImageIndexer(

@@ -114,6 +114,26 @@ def parse_extensions(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...
     return tuple(dict.fromkeys(exts))
 
 
+def parse_shard(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Parse ``"2/8"`` (the 2nd of 8 shards, 1-based) into ``(2, 8)``."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        k, n = value
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+        if not m:
+            raise OptionError(f"invalid shard {value!r}: use K/N, e.g. 1/4 for the first of four shards")
+        k, n = int(m.group(1)), int(m.group(2))
+    if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
+        raise OptionError(f"invalid shard {value!r}: K/N needs 1 <= K <= N, e.g. 1/4 for the first of four shards")
+    return (k, n)
+
+
+def shard_range(total: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """The ``[start, stop)`` slice of ``total`` sorted candidates that shard ``(K, N)`` ingests (contiguous, even)."""
+    k, n = shard
+    return ((k - 1) * total // n, k * total // n)
+
+
 def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
     try:
         return cls(str(value).lower() if not isinstance(value, cls) else value)
@@ -164,9 +184,12 @@ class IngestOptions:
     buffer_size: int = 0  # images per HDF5 write; 0 = about 64 MiB worth
     overwrite: bool = False
     strict: bool = False  # the CLI exits non-zero when any file was skipped
+    shard: tuple[int, int] | None = None  # (K, N): ingest only the K-th (1-based) of N contiguous ranges
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extensions", parse_extensions(self.extensions))
+        if self.shard is not None:
+            object.__setattr__(self, "shard", parse_shard(self.shard))
         if not isinstance(self.workers, int) or self.workers < 0:
             raise OptionError(f"invalid workers {self.workers!r}: give 1 or more (0 decodes in-process)")
         if not self.timeout > 0:
