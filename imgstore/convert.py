@@ -232,7 +232,9 @@ def convert_ann(
     the file's ``distance`` is another metric, whose ground truth it would invalidate). ``chunk_rows`` rows are
     read at a time (default: about 32 MiB of float64). ``progress`` receives row increments.
     """
-    opts = ConvertOptions(fmt=fmt, normalize=normalize, overwrite=overwrite, chunk_rows=chunk_rows)  # type: ignore[arg-type]
+    opts = ConvertOptions(
+        fmt=fmt, normalize=normalize, overwrite=overwrite, chunk_rows=chunk_rows  # type: ignore[arg-type]
+    )
     src_path = Path(os.path.expanduser(os.fspath(src)))
     out_path = Path(os.path.expanduser(os.fspath(outdir)))
     if not src_path.is_file():

@@ -284,7 +284,9 @@ def export_vectors(
     per vector). All outputs appear together, only on success; existing ones are refused unless ``overwrite``.
     ``progress`` receives image increments.
     """
-    opts = ExportOptions(fmt=fmt, shrink=Shrink(size, channels), scale=scale, overwrite=overwrite)  # type: ignore[arg-type]
+    opts = ExportOptions(
+        fmt=fmt, shrink=Shrink(size, channels), scale=scale, overwrite=overwrite  # type: ignore[arg-type]
+    )
     out_path = _resolve(out)
     vf = format_for_path(out_path, opts.fmt)
     opts.check_format(vf)
@@ -535,11 +537,11 @@ def export_ann(
             with h5py.File(staged.temp(outputs["hdf5"]), "w") as h5:
                 _ann_attrs(h5, opts, dim, shape, store.stem, n_query)
                 train = h5.create_dataset("train", (n_base, dim), np.float32)
+                train_labels = h5.create_dataset("train_labels", (n_base,), np.int64) if store.has_labels else None
                 with VectorWriter(staged.temp(outputs["base"]), fvecs, dim, n_base, True) as base_w, open(
                     staged.temp(outputs["base_names"]), "x", encoding="utf-8", newline="\n"
                 ) as names_file:
                     row = 0
-                    train_labels = []
                     for start in range(0, store.count, step):
                         stop = min(start + step, store.count)
                         keep = ~is_query[start:stop]
@@ -548,8 +550,9 @@ def export_ann(
                         base_w.write(block)
                         knn.add(block)
                         _write_names(names_file, [n for n, y in zip(store.names(slice(start, stop)), keep) if y])
-                        if store.has_labels:
-                            train_labels.append(store.labels(slice(start, stop))[keep])  # type: ignore[index]
+                        if train_labels is not None:
+                            labels = store.labels(slice(start, stop))
+                            train_labels[row : row + len(block)] = labels[keep]  # type: ignore[index]
                         row += len(block)
                         tick(stop - start)
                 ids, dist = knn.result()
@@ -557,7 +560,6 @@ def export_ann(
                 h5.create_dataset("neighbors", data=ids.astype(np.int32))
                 h5.create_dataset("distances", data=dist.astype(np.float32))
                 if store.has_labels:
-                    h5.create_dataset("train_labels", data=np.concatenate(train_labels).astype(np.int64))
                     h5.create_dataset("test_labels", data=np.asarray(store.labels(q_rows), np.int64))
             _write_all(staged.temp(outputs["query"]), "fvecs", query)
             _write_all(staged.temp(outputs["groundtruth"]), "ivecs", ids)

