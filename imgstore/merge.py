@@ -1,0 +1,443 @@
+"""Join shard stores (``imgstore ingest --shard K/N``) into one store: ``imgstore merge OUT SHARD...``.
+
+HDF5 files cannot be written by several processes at once (without MPI), so a collection too large for one machine
+is ingested as N shard files, each a plain store holding one contiguous range of the sorted file list, and then
+joined here. Two ways to join:
+
+- virtual (default): OUT holds HDF5 virtual datasets (``h5py.VirtualLayout``) that map the shards' committed rows
+  one after another, so OUT is a few KiB, written in milliseconds, and reads like a plain store. Source files are
+  recorded by paths relative to OUT's folder, which HDF5 resolves against the folder of the virtual file: OUT and
+  its shards can be moved or copied together. HDF5 reads the rows of a missing source file as zeros without an
+  error; :func:`missing_sources` lists the shard files a virtual store cannot find.
+- copy (``copy=True``, ``--copy``): the rows are streamed shard by shard, in bounded batches, through
+  :class:`~imgstore.writer.ImageIndexer` into one self-contained plain store.
+
+Either way OUT satisfies the store format (``count`` = the sum of the shards' counts, ``complete``, ``size``, ...),
+with ``merged_from`` (the shard file names relative to OUT's folder) added and the ``shard`` attributes dropped.
+The rows, names, digests, labels and skipped lists are the shards' in K order, which is exactly what a
+single-machine ingest of the same folder stores.
+
+Shards are checked before anything is written: each must be a complete shard, they must come from one run (same
+N and number of candidate files, every K once, ranges tiling ``[0, total)`` with no gap or overlap) and agree on
+everything that shapes the rows (size, channels, resize mode, filter, exact, labels scheme and class names).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from imgstore.errors import OptionError, StoreError
+from imgstore.ingest import check_output
+from imgstore.options import resolve_path, shard_range
+from imgstore.reader import read_root_attrs
+from imgstore.vectors import Progress, progress_callback
+from imgstore.writer import STR, ImageIndexer
+
+# Root attributes that describe one shard only; a merged store does not carry them.
+SHARD_ATTRS = ("shard", "shard_range", "shard_total")
+
+# Root attributes the shards must agree on, with the words used in error messages. Missing on one shard and present
+# on another counts as a disagreement (e.g. labelled and unlabelled shards).
+COMPAT_ATTRS = (
+    ("imgstore_format", "store format"),
+    ("size", "size"),
+    ("channels", "channels"),
+    ("resize_mode", "resize mode"),
+    ("filter", "filter"),
+    ("exact", "exact"),
+    ("labels_source", "labels scheme"),
+    ("class_names", "class names"),
+)
+
+# Rows are copied about this many bytes at a time (plus the writer's own buffer), whatever the store size.
+COPY_BATCH_BYTES = 16 * 2**20
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_shards` wrote: ``count`` images from ``shards`` into ``path``, virtual or copied."""
+
+    path: Path
+    count: int
+    shards: list[Path]
+    virtual: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def summary(self) -> str:
+        """The one line the CLI prints at the end."""
+        how = (
+            "virtual: it reads the shard files, keep them next to it"
+            if self.virtual
+            else "a self-contained copy"
+        )
+        return (
+            f"merged {len(self.shards)} shards into {self.path}: {self.count} images, skipped {len(self.skipped)} "
+            f"({how})"
+        )
+
+
+@dataclass
+class _Shard:
+    """What merging needs to know about one shard file, read once."""
+
+    path: Path  # as given, ~ expanded: used in messages
+    attrs: dict[str, Any]  # root attributes as plain Python values
+    raw_attrs: dict[str, Any]  # root attributes as h5py returns them (copied to OUT unchanged)
+    k: int
+    n: int
+    start: int
+    stop: int
+    total: int
+    count: int
+    skipped: int  # committed rows of the skipped lists (``skipped_count``, or all rows in older stores)
+    rows: dict[str, tuple[int, ...]]  # dataset name -> full shape on disk
+    compression: tuple[Any, Any]  # (compression, compression_opts) of ``images`` for --copy
+
+    @property
+    def label(self) -> str:
+        return f"{self.path} (shard {self.k}/{self.n})"
+
+    def has(self, name: str) -> bool:
+        return name in self.rows
+
+
+def _read_shard(path: Path) -> _Shard:
+    if not path.exists():
+        raise StoreError(f"{path} does not exist: give the shard files made by imgstore ingest --shard K/N")
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder: give the shard files made by imgstore ingest --shard K/N")
+    if not h5py.is_hdf5(path):
+        raise StoreError(f"{path} is not an HDF5 file: give the shard files made by imgstore ingest --shard K/N")
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be opened as an HDF5 store: {exc}") from None
+    with f:
+        if "imgstore_format" not in f.attrs:
+            raise StoreError(f"{path} is an HDF5 file but not an imgstore store (no imgstore_format attribute)")
+        attrs = read_root_attrs(f)
+        raw = dict(f.attrs.items())
+        if "shard" not in attrs:
+            raise StoreError(
+                f"{path} is not a shard (no shard attribute): make shards with imgstore ingest --shard K/N"
+            )
+        try:
+            k, n = (int(v) for v in attrs["shard"])
+            start, stop = (int(v) for v in attrs["shard_range"])
+            total = int(attrs["shard_total"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(f"{path} has damaged shard attributes (shard, shard_range, shard_total)") from None
+        if not attrs.get("complete", False):
+            raise StoreError(
+                f"{path} (shard {k}/{n}) is incomplete: its ingest did not finish; ingest it again with --shard {k}/{n}"
+            )
+        count = int(attrs.get("count", 0))
+        rows = {name: tuple(obj.shape) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
+        skipped = int(attrs.get("skipped_count", rows.get("skipped_names", (0,))[0]))
+        for name in ("skipped_names", "skipped_reasons"):
+            if rows.get(name, (0,))[0] < skipped:
+                raise StoreError(f"{path} is damaged: skipped_count says {skipped} but {name} holds fewer rows")
+        for name in ("images", "image_names", "sha256", "labels"):  # the last two are optional
+            required = name in rows or name in ("images", "image_names")
+            if count and required and rows.get(name, (0,))[0] < count:
+                raise StoreError(f"{path} is damaged: count says {count} images but {name} holds fewer rows")
+        compression: tuple[Any, Any] = (None, None)
+        if "images" in f:
+            ds = f["images"]
+            if ds.dtype != np.uint8 or ds.ndim != 4:
+                raise StoreError(f"{path} is damaged: images is {ds.dtype} {ds.shape}, not uint8 (N, H, W, C)")
+            compression = _compression_of(ds)
+    return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression)
+
+
+def _strings(ds: h5py.Dataset, start: int = 0, stop: int | None = None) -> list[str]:
+    """Rows of a variable-length UTF-8 dataset as ``str`` (undecodable bytes replaced, as the reader does)."""
+    return list(ds.asstr(errors="replace")[start:stop])
+
+
+def _compression_of(ds: h5py.Dataset) -> tuple[Any, Any]:
+    """``(compression, compression_opts)`` to create a dataset filtered like ``ds`` (h5py names or a plugin id)."""
+    if ds.compression is not None:
+        return ds.compression, ds.compression_opts
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, values, _name = plist.get_filter(i)
+        if code >= 256:  # a registered plugin filter (hdf5plugin); ids below 256 are HDF5's own
+            return code, tuple(values)
+    return None, None
+
+
+def _show(key: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if key == "size" and isinstance(value, list) and len(value) == 2:
+        return f"{value[0]}x{value[1]}"
+    if key == "class_names" and isinstance(value, list) and len(value) > 6:
+        return f"[{', '.join(map(str, value[:6]))}, ... ({len(value)} classes)]"
+    if isinstance(value, list):
+        return f"[{', '.join(map(str, value))}]"
+    return str(value)
+
+
+def check_shards(shards: list[_Shard]) -> list[_Shard]:
+    """Refuse shards that do not form one run or do not agree; return them in K order."""
+    first = shards[0]
+    for s in shards[1:]:
+        if (s.n, s.total) != (first.n, first.total):
+            raise StoreError(
+                f"{first.path} is shard {first.k}/{first.n} of {first.total} files but {s.path} is shard {s.k}/{s.n} "
+                f"of {s.total} files: give the shards of one run"
+            )
+    by_k: dict[int, _Shard] = {}
+    for s in shards:
+        if s.k in by_k:
+            raise StoreError(f"{by_k[s.k].path} and {s.path} are both shard {s.k}/{s.n}: give each shard once")
+        by_k[s.k] = s
+    missing = [k for k in range(1, first.n + 1) if k not in by_k]
+    if missing:
+        k = missing[0]
+        start, stop = shard_range(first.total, (k, first.n))
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise StoreError(
+            f"shard {k}/{first.n} is missing{more}: no shard covers files [{start}, {stop}) of {first.total}; "
+            f"give all {first.n} shards"
+        )
+    ordered = [by_k[k] for k in range(1, first.n + 1)]
+    expected = 0
+    prev: _Shard | None = None
+    for s in ordered:
+        if s.start > expected:
+            where = f"{prev.label} ends at file {expected} but {s.label} starts at file {s.start}" if prev else (
+                f"{s.label} starts at file {s.start}"
+            )
+            raise StoreError(f"gap: {where}: files [{expected}, {s.start}) are in no shard")
+        if s.start < expected:
+            assert prev is not None
+            raise StoreError(
+                f"overlap: {prev.label} ends at file {expected} but {s.label} starts at file {s.start}: "
+                f"files [{s.start}, {expected}) are in both"
+            )
+        if s.stop < s.start:
+            raise StoreError(f"{s.label} has a damaged shard_range [{s.start}, {s.stop})")
+        expected, prev = s.stop, s
+    if expected != first.total:
+        assert prev is not None
+        raise StoreError(
+            f"gap: {prev.label} ends at file {expected} of {first.total}: files [{expected}, {first.total}) are in "
+            "no shard"
+        )
+    for key, what in COMPAT_ATTRS:
+        for s in ordered[1:]:
+            a, b = first.attrs.get(key), s.attrs.get(key)
+            if a != b:
+                raise StoreError(
+                    f"shards disagree on {what}: {first.path} has {_show(key, a)} but {s.path} has {_show(key, b)}"
+                )
+    # Optional per-row datasets exist only once a shard stored an image: compare shards that hold images.
+    filled = [s for s in ordered if s.count]
+    for name, what in (("labels", "labels"), ("sha256", "sha256 digests")):
+        having = [s for s in filled if s.has(name)]
+        if having and len(having) != len(filled):
+            lacking = next(s for s in filled if not s.has(name))
+            raise StoreError(f"shards disagree on {what}: {having[0].path} has them but {lacking.path} has none")
+    shapes = {s.rows["images"][1:] for s in ordered if s.has("images")}
+    if len(shapes) > 1:
+        raise StoreError(f"shards disagree on the image shape (H, W, C): {sorted(shapes)}")
+    return ordered
+
+
+def _merged_attrs(shards: list[_Shard], out_dir: Path) -> dict[str, Any]:
+    """OUT's root attributes: the first shard's, minus the shard ones, with count, created and merged_from."""
+    counters = ("count", "skipped_count", "complete")  # set by whoever writes OUT's rows
+    attrs = {k: v for k, v in shards[0].raw_attrs.items() if k not in SHARD_ATTRS and k not in counters}
+    created = sorted(str(s.attrs["created"]) for s in shards if s.attrs.get("created"))
+    if created:
+        attrs["created"] = created[0]  # the rows were made from then on
+    compressions = {str(s.attrs.get("compression")) for s in shards}
+    if len(compressions) > 1:
+        attrs.pop("compression", None)
+    attrs["merged_from"] = [_relative(s.path, out_dir) for s in shards]
+    return attrs
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` with ``/`` separators (absolute when no relative path exists)."""
+    target = os.path.abspath(path)
+    try:
+        return Path(os.path.relpath(target, os.path.abspath(folder))).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(target).as_posix()
+
+
+def _shape(shards: list[_Shard]) -> tuple[int, int, int]:
+    for s in shards:
+        if s.has("images"):
+            return s.rows["images"][1:]  # type: ignore[return-value]
+    size = shards[0].attrs.get("size") or [0, 0]
+    return (int(size[1]), int(size[0]), int(shards[0].attrs.get("channels", 3)))
+
+
+def merge_shards(
+    out: str | os.PathLike[str],
+    shards: list[str | os.PathLike[str]],
+    *,
+    copy: bool = False,
+    overwrite: bool = False,
+    progress: Progress = None,
+) -> MergeReport:
+    """Join shard stores into the store ``out``: virtual datasets over the shards, or (``copy``) one plain file.
+
+    ``shards`` may come in any order; they are checked first (see the module docstring) and a mismatch raises
+    :class:`~imgstore.errors.StoreError` naming the shards, before anything is written. An existing ``out`` is
+    refused unless ``overwrite``. ``out`` is written under a temporary name in its folder and renamed at the end, so
+    it appears complete or not at all. ``progress`` (a callable or a tqdm-like bar) receives row increments.
+    """
+    started = time.perf_counter()
+    if not shards:
+        raise OptionError("give at least one shard to merge")
+    out_path = resolve_path(out)
+    paths = [resolve_path(p) for p in shards]
+    check_output(out_path, overwrite)
+    for p in paths:
+        if p.exists() and out_path.exists() and os.path.samefile(p, out_path):
+            raise OptionError(f"{out_path} is one of the shards: give a new file name for the merged store")
+    ordered = check_shards([_read_shard(p) for p in paths])
+    out_dir = out_path.parent if str(out_path.parent) else Path(".")
+    attrs = _merged_attrs(ordered, out_dir)
+    tick = progress_callback(progress, sum(s.count for s in ordered))
+    tmp = out_dir / f".{out_path.name}.merge-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        if copy:
+            _write_copy(tmp, ordered, attrs, tick)
+        else:
+            _write_virtual(tmp, out_dir, ordered, attrs, tick)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    skipped: list[tuple[str, str]] = []
+    for s in ordered:
+        skipped.extend(_read_skipped(s))
+    return MergeReport(
+        path=out_path,
+        count=sum(s.count for s in ordered),
+        shards=[s.path for s in ordered],
+        virtual=not copy,
+        skipped=skipped,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _read_skipped(shard: _Shard) -> list[tuple[str, str]]:
+    if not shard.skipped:
+        return []
+    with h5py.File(shard.path, "r", locking=False) as f:
+        n = shard.skipped
+        return list(zip(_strings(f["skipped_names"], 0, n), _strings(f["skipped_reasons"], 0, n)))
+
+
+# -- virtual ------------------------------------------------------------------------------------------------------
+
+
+def _vds_name(relative: str) -> str:
+    # HDF5 reads printf-style specifiers (%b) in source file names: a literal % must be written %%.
+    return relative.replace("%", "%%")
+
+
+def _write_virtual(tmp: Path, out_dir: Path, shards: list[_Shard], attrs: dict[str, Any], tick: Any) -> None:
+    shape = _shape(shards)
+    count = sum(s.count for s in shards)
+    filled = [s for s in shards if s.count]
+    sources = {id(s): _vds_name(_relative(s.path, out_dir)) for s in shards}
+
+    def virtual(f: h5py.File, name: str, dtype: Any, row_shape: tuple[int, ...], rows_of: Any) -> None:
+        parts = [(s, rows_of(s)) for s in shards if s.has(name) and rows_of(s)]
+        total = sum(r for _, r in parts)
+        layout = h5py.VirtualLayout(shape=(total, *row_shape), dtype=dtype, maxshape=(None, *row_shape))
+        offset = 0
+        for s, r in parts:
+            src = h5py.VirtualSource(sources[id(s)], name, shape=s.rows[name], dtype=dtype)
+            layout[offset : offset + r] = src[:r]
+            offset += r
+        f.create_virtual_dataset(name, layout, fillvalue=0 if dtype is not STR else None)
+
+    try:
+        f = h5py.File(tmp, "w")
+    except OSError as exc:
+        raise StoreError(f"cannot create {tmp}: {exc}") from None
+    with f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        virtual(f, "images", np.uint8, shape, lambda s: s.count)
+        virtual(f, "image_names", STR, (), lambda s: s.count)
+        if filled and filled[0].has("sha256"):
+            virtual(f, "sha256", np.uint8, (32,), lambda s: s.count)
+        if filled and filled[0].has("labels"):
+            virtual(f, "labels", np.int64, (), lambda s: s.count)
+        for name in ("skipped_names", "skipped_reasons"):
+            virtual(f, name, STR, (), lambda s: s.skipped)
+        # OUT appears under its name only when written whole (renamed by the caller), so no staged counts here.
+        f.attrs["skipped_count"] = sum(s.skipped for s in shards)
+        f.attrs["count"] = count
+        f.attrs["complete"] = True
+    tick(count)
+
+
+def missing_sources(path: str | os.PathLike[str]) -> list[str]:
+    """The shard files a virtual store at ``path`` cannot find (relative to its folder); [] for a plain store.
+
+    HDF5 reads the rows of a missing source file as zeros without an error, so a merged store moved without its
+    shards would look fine but hold blank images: check with this (``imgstore verify`` should).
+    """
+    p = resolve_path(path)
+    with h5py.File(p, "r", locking=False) as f:
+        if "images" not in f or not f["images"].is_virtual:
+            return []
+        files = {vs.file_name.replace("%%", "%") for name in f for vs in _sources(f[name])}
+    folder = p.parent
+    return sorted(name for name in files if not (folder / name).is_file())
+
+
+def _sources(obj: Any) -> list[Any]:
+    return obj.virtual_sources() if isinstance(obj, h5py.Dataset) and obj.is_virtual else []
+
+
+# -- copy ---------------------------------------------------------------------------------------------------------
+
+
+def _write_copy(tmp: Path, shards: list[_Shard], attrs: dict[str, Any], tick: Any) -> None:
+    shape = _shape(shards)
+    kinds = {s.compression for s in shards if s.has("images")}
+    compression, opts = kinds.pop() if len(kinds) == 1 else (None, None)
+    if compression is None:
+        attrs = {k: v for k, v in attrs.items() if k != "compression"}
+    step = max(1, COPY_BATCH_BYTES // max(1, int(np.prod(shape))))
+    h, w, c = shape
+    with ImageIndexer(tmp, size=(w, h), channels=c, attrs=attrs, compression=compression, compression_opts=opts) as ix:
+        for s in shards:
+            for name, reason in _read_skipped(s):
+                ix.skip(name, reason)
+            with h5py.File(s.path, "r", locking=False) as f:
+                for start in range(0, s.count, step):
+                    stop = min(start + step, s.count)
+                    images = f["images"][start:stop]
+                    names = _strings(f["image_names"], start, stop)
+                    labels = f["labels"][start:stop] if "labels" in f else None
+                    hashes = f["sha256"][start:stop] if "sha256" in f else None
+                    for j in range(stop - start):
+                        ix.reserve()[...] = images[j]
+                        ix.commit(
+                            names[j],
+                            label=None if labels is None else int(labels[j]),
+                            sha256=None if hashes is None else hashes[j].tobytes(),
+                        )
+                    tick(stop - start)
