@@ -1,0 +1,359 @@
+"""Sharded ingest on a Dask cluster: ``imgstore ingest SRC OUT --dask ADDRESS``.
+
+imgstore runs on an existing distributed engine instead of a scheduler of its own. :func:`ingest_dask` walks SRC
+once to count the candidate files, splits them into N contiguous shards, and submits one Dask task per shard. A
+task is the normal single-machine ingest (:func:`imgstore.ingest.ingest` with ``shard=(K, N)``) writing its own
+HDF5 file in ``OUT.parts/`` (HDF5 files cannot be written by several processes at once, so every shard has its
+own). Progress is reported as shards finish, Dask retries a failed task ``retries`` times, and the finished shards
+are joined by :func:`imgstore.merge.merge_shards` into OUT (virtual datasets over the shard files by default).
+
+Every worker must see SRC and OUT's folder at the same paths (shared storage such as NFS), and have imgstore
+installed. Dask is an optional extra (``pip install 'imgstore[dask]'``), imported only by the functions here.
+
+Decoding inside a task: Dask supplies the parallelism (one task per worker thread), so a task decodes with one
+decoder process of imgstore's :class:`~imgstore.pool.DecodePool` (``task_workers``, default 1). That process is
+what keeps imgstore's promise that a hung or crashing file costs only that file (per-file timeout, a segfaulting
+codec is replaced). Dask's worker processes are daemonic by default and a daemonic process may not start children,
+so a task running in one decodes in-process instead (``workers=0``: same pixels, no isolation) and the report says
+so. :func:`ingest_dask` starts its own LocalCluster with non-daemonic workers; for a cluster of your own start the
+workers with ``DASK_DISTRIBUTED__WORKER__DAEMON=False`` to keep the isolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from imgstore.discover import discover, source_label
+from imgstore.errors import ImgStoreError, OptionError
+from imgstore.ingest import IngestReport, check_output, ingest
+from imgstore.merge import merge_shards
+from imgstore.options import IngestOptions, resolve_path
+
+MISSING_DASK = "the --dask option needs the dask extra: pip install 'imgstore[dask]'"
+SHARDS_PER_THREAD = 4  # more shards than threads: a slow shard or a lost worker costs a small part of the run
+WORKER_WAIT = 60.0  # seconds to wait for a remote scheduler to have at least one worker
+
+# Test hook: a JSON object {"shard": K, "marker": PATH, "times": T, "exit": false}. The task of shard K appends a
+# line to PATH and, on its first T attempts, raises (or with "exit" true kills its worker process, as a crash or an
+# out-of-memory kill would). Read on the worker, so it reaches the worker processes of a LocalCluster.
+FAULT_ENV = "IMGSTORE_TEST_FAIL_SHARD"
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard task sends back: a few numbers, never pixels."""
+
+    k: int
+    path: str
+    count: int
+    skipped: int
+    candidates: int  # files of the shard's range (what the progress bar counts)
+    in_process: bool  # decoded in the Dask worker process itself (it was daemonic): no per-file isolation
+
+
+@dataclass
+class DaskIngestReport(IngestReport):
+    """An :class:`~imgstore.ingest.IngestReport` plus how the run was split: shard files and Dask workers."""
+
+    shards: list[Path] = field(default_factory=list)
+    dask_workers: int = 0
+    decoded_in_process: bool = False  # some task ran in a daemonic Dask worker: no hung/crashed-file isolation
+    virtual: bool = True  # OUT reads the shard files (False: a self-contained copy, the shard files removed)
+
+    @property
+    def note(self) -> str | None:
+        """A warning worth printing after the summary, or None."""
+        if not self.decoded_in_process:
+            return None
+        return (
+            "the Dask workers are daemonic processes, so shards were decoded without imgstore's decoder process: a "
+            "hung or crashing file was not isolated (start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False)"
+        )
+
+
+def require_distributed() -> Any:
+    """Import ``dask.distributed`` or raise the error that says how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise ImgStoreError(MISSING_DASK) from None
+    return distributed
+
+
+def parse_address(address: str) -> tuple[str, int | None]:
+    """``"local"`` -> ("local", None); ``"local:4"`` -> ("local", 4); a scheduler address -> (address, None)."""
+    text = str(address).strip()
+    m = re.fullmatch(r"local(?::(\d+))?", text)
+    if m:
+        n = int(m.group(1)) if m.group(1) else None
+        if n is not None and n < 1:
+            raise OptionError(f"invalid --dask address {address!r}: local:N needs N >= 1 workers")
+        return "local", n
+    if re.fullmatch(r"(?:[a-z][a-z0-9+.-]*://)?[^\s/:]+:\d+/?", text) or re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", text):
+        return text, None
+    raise OptionError(
+        f"invalid --dask address {address!r}: use local, local:N (N workers on this machine) "
+        "or a scheduler address such as tcp://host:8786"
+    )
+
+
+def default_shards(threads: int, files: int) -> int:
+    """Shards for ``threads`` Dask worker threads and ``files`` candidates: 4 per thread, 1 to ``files``."""
+    return max(1, min(SHARDS_PER_THREAD * max(1, threads), files))
+
+
+def shard_paths(out: Path, n: int) -> list[Path]:
+    """The shard files of OUT: ``OUT.parts/STEM.shard-0001-of-0008.h5`` ... in K order."""
+    width = max(4, len(str(n)))
+    parts = out.with_name(out.name + ".parts")
+    return [parts / f"{out.stem}.shard-{k:0{width}d}-of-{n:0{width}d}{out.suffix or '.h5'}" for k in range(1, n + 1)]
+
+
+def _inject_fault(k: int) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    cfg = json.loads(spec)
+    if int(cfg["shard"]) != k:
+        return
+    marker = Path(cfg["marker"])
+    with open(marker, "a", encoding="utf-8") as fh:
+        fh.write(f"attempt pid={os.getpid()}\n")
+    attempts = len(marker.read_text(encoding="utf-8").splitlines())
+    if attempts <= int(cfg.get("times", 1)):
+        if cfg.get("exit"):
+            os._exit(70)
+        raise RuntimeError(f"injected failure of shard {k} (attempt {attempts})")
+
+
+def run_shard(
+    src: str, path: str, options: IngestOptions, k: int, n: int, *, source: str, task_workers: int
+) -> ShardResult:
+    """One Dask task: ingest shard ``k`` of ``n`` of ``src`` into ``path``; raises on failure (Dask retries it).
+
+    The shard is written under a temporary name and renamed when complete, so an attempt that dies leaves no
+    half-written file under the shard's name, and a retry never shares a file with a lost attempt still running.
+    """
+    _inject_fault(k)
+    in_process = task_workers > 0 and multiprocessing.current_process().daemon
+    opts = replace(options, shard=(k, n), overwrite=True, workers=0 if in_process else task_workers)
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        report = ingest(src, tmp, opts, attrs={"source": source})
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ShardResult(k, str(final), report.count, len(report.skipped), report.candidates, in_process)
+
+
+@contextlib.contextmanager
+def dask_client(address: Any) -> Iterator[Any]:
+    """A ``distributed.Client`` for ``address``: ``local``/``local:N`` (a LocalCluster of this process, closed on
+    exit), a scheduler address, or an existing ``Client`` (used as is, left open)."""
+    distributed = require_distributed()
+    if isinstance(address, distributed.Client):
+        yield address
+        return
+    where, n_workers = parse_address(address)
+    if where == "local":
+        import dask
+
+        # Non-daemonic worker processes may start imgstore's decoder process (per-file isolation, see above).
+        with dask.config.set({"distributed.worker.daemon": False}):
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers,
+                processes=True,
+                threads_per_worker=1,
+                dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server: any free local port, not 8787
+                silence_logs=logging.ERROR,
+            )
+            try:
+                with distributed.Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
+        return
+    try:
+        client = distributed.Client(where, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise ImgStoreError(
+            f"cannot reach the Dask scheduler at {where}: {exc}; start one with `dask scheduler` and check the address"
+        ) from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT)
+        except (TimeoutError, OSError):
+            raise ImgStoreError(
+                f"no Dask worker joined the scheduler at {where} within {WORKER_WAIT:.0f} s: "
+                f"start workers with `dask worker {where}`"
+            ) from None
+        yield client
+
+
+def ingest_dask(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    options: IngestOptions | None = None,
+    address: Any = "local",
+    *,
+    shards: int | None = None,
+    retries: int = 1,
+    task_workers: int | None = None,
+    copy: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> DaskIngestReport:
+    """Ingest ``src`` into ``out`` as Dask tasks, one per shard, then merge the shards into ``out``.
+
+    ``address``: ``"local"`` (a LocalCluster, one single-threaded worker process per CPU), ``"local:N"`` (N
+    workers), a scheduler address (``tcp://host:8786``) or a ``distributed.Client``. ``shards`` defaults to 4 per
+    worker thread, at most one per file. ``retries``: how many times Dask reruns a failed shard task.
+    ``task_workers``: decoder processes per task (default 1; 0 decodes in the worker process). ``copy``: make
+    ``out`` a self-contained store and remove the shard files, instead of a virtual store over them.
+    ``on_start(total)`` gets the number of candidate files, ``progress(n)`` the files of each finished shard.
+
+    The shard files go to ``OUT.parts/`` next to ``out``. A shard that still fails after its retries raises
+    :class:`~imgstore.errors.ImgStoreError` naming it, after the other shards finished; their files are kept.
+    """
+    started = time.perf_counter()
+    opts = options or IngestOptions()
+    if opts.shard is not None:
+        raise OptionError("--shard and --dask cannot be combined: --dask splits the work into shards itself")
+    if shards is not None and (not isinstance(shards, int) or shards < 1):
+        raise OptionError(f"invalid shards {shards!r}: give 1 or more")
+    if not isinstance(retries, int) or retries < 0:
+        raise OptionError(f"invalid retries {retries!r}: give 0 or more")
+    if task_workers is not None and (not isinstance(task_workers, int) or task_workers < 0):
+        raise OptionError(f"invalid workers per task {task_workers!r}: give 1 or more (0 decodes in-process)")
+    distributed = require_distributed()
+    if not isinstance(address, distributed.Client):
+        parse_address(address)  # a bad address is refused before anything is touched
+    # Workers may run in another folder (or machine): hand them absolute paths, record SRC as the user gave it.
+    src_path = Path(os.path.abspath(resolve_path(src)))
+    out_path = Path(os.path.abspath(resolve_path(out)))
+    check_output(out_path, opts.overwrite)
+    total = len(discover(src_path, opts.extensions).files)
+    if on_start is not None:
+        on_start(total)
+    with dask_client(address) as client:
+        threads = sum(client.nthreads().values())
+        n = min(shards, max(1, total)) if shards is not None else default_shards(threads, total)
+        paths = shard_paths(out_path, n)
+        try:
+            paths[0].parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OptionError(f"cannot create the shard folder {paths[0].parent}: {exc}") from None
+        results, failures = _run_shards(
+            client, distributed, src_path, paths, opts, source_label(src), 1 if task_workers is None else task_workers,
+            retries, progress,
+        )  # fmt: skip
+        dask_workers = len(client.nthreads())
+    if failures:
+        raise ImgStoreError(_failure_message(failures, n, retries, paths, results, out_path))
+    unseen = [p for p in paths if not p.is_file()]
+    if unseen:
+        raise ImgStoreError(
+            f"the workers wrote {len(unseen)} shard file(s) that this machine does not see, e.g. {unseen[0]}: the "
+            f"folder of {out_path} must be shared storage that every worker and this machine see at the same path"
+        )
+    merged = merge_shards(out_path, paths, copy=copy, overwrite=opts.overwrite)
+    _clean_parts(out_path, paths, remove_all=copy)
+    return DaskIngestReport(
+        path=resolve_path(out),
+        count=merged.count,
+        skipped=merged.skipped,
+        seconds=time.perf_counter() - started,
+        candidates=total,
+        shards=[] if copy else paths,
+        dask_workers=dask_workers,
+        decoded_in_process=any(r.in_process for r in results.values()),
+        virtual=not copy,
+    )
+
+
+def _run_shards(
+    client: Any,
+    distributed: Any,
+    src: Path,
+    paths: list[Path],
+    opts: IngestOptions,
+    source: str,
+    task_workers: int,
+    retries: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[dict[int, ShardResult], dict[int, BaseException]]:
+    """Submit every shard, collect them as they finish; failures are collected, not raised, so others finish."""
+    n = len(paths)
+    run = uuid.uuid4().hex[:8]
+    futures = {
+        client.submit(
+            run_shard, str(src), str(path), opts, k, n, source=source, task_workers=task_workers,
+            key=f"imgstore-shard-{k}-of-{n}-{run}", retries=retries, pure=False,
+        ): k
+        for k, path in enumerate(paths, start=1)
+    }  # fmt: skip
+    results: dict[int, ShardResult] = {}
+    failures: dict[int, BaseException] = {}
+    try:
+        for future in distributed.as_completed(futures):
+            k = futures[future]
+            if future.status != "finished":
+                try:
+                    failures[k] = future.exception()
+                except Exception as exc:  # cancelled (e.g. the scheduler restarted)
+                    failures[k] = exc
+                continue
+            result: ShardResult = future.result()
+            results[k] = result
+            if progress is not None:
+                progress(result.candidates)
+    except BaseException:
+        client.cancel(list(futures))  # Ctrl-C or a lost scheduler: do not leave the tasks running
+        raise
+    return results, failures
+
+
+def _failure_message(
+    failures: dict[int, BaseException],
+    n: int,
+    retries: int,
+    paths: list[Path],
+    results: dict[int, ShardResult],
+    out: Path,
+) -> str:
+    attempts = f"{retries + 1} attempt{'s' if retries else ''}"
+    details = "; ".join(f"shard {k}/{n}: {type(e).__name__}: {e}" for k, e in sorted(failures.items()))
+    which = ", ".join(f"{k}/{n}" for k in sorted(failures))
+    first = min(failures)
+    return (
+        f"shard{'s' if len(failures) > 1 else ''} {which} failed after {attempts} ({details}). "
+        f"The {len(results)} finished shard(s) are kept in {paths[0].parent}; rerun the command to ingest every "
+        f"shard again, or ingest the failed one by hand (imgstore ingest SRC {paths[first - 1]} --shard {first}/{n} "
+        f"with the same options) and join them with imgstore merge {out} {paths[0].parent}/*.h5"
+    )
+
+
+def _clean_parts(out: Path, paths: list[Path], *, remove_all: bool) -> None:
+    """After a successful merge: delete leftovers of earlier runs into the same folder (shards of another N,
+    temporary files of lost attempts); with ``remove_all`` (a self-contained copy) the shard files too."""
+    folder = paths[0].parent
+    keep = set() if remove_all else {p.name for p in paths}
+    ours = re.compile(rf"\.?{re.escape(out.stem)}\.shard-\d+-of-\d+\..*")
+    for entry in folder.iterdir():
+        if entry.is_file() and ours.fullmatch(entry.name) and entry.name not in keep:
+            entry.unlink(missing_ok=True)
+    if remove_all:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
