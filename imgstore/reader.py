@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from imgstore.errors import StoreError
+from imgstore.writer import JOURNAL, TextJournal
 
 
 def _text(values: np.ndarray) -> list[str]:
@@ -166,12 +167,19 @@ class ImageStore:
         for start in range(0, self._count, batch_size):
             yield self[start : min(start + batch_size, self._count)]
 
+    def _text_column(self, key: str, n: int) -> list[str]:
+        """Rows ``[:n]`` of a text column; from the crash-safe journal when the store is incomplete."""
+        f = self._h5()
+        journal = f.get(JOURNAL)
+        if not self.complete and journal is not None and f"{key}.ends" in journal:
+            return TextJournal(journal, key).read(n)
+        return _text(f[key][:n]) if key in f else []
+
     @property
     def names(self) -> list[str]:
         """Row names (source paths relative to the source root)."""
         if self._names is None:
-            f = self._h5()
-            self._names = _text(f["image_names"][: self._count]) if "image_names" in f else []
+            self._names = self._text_column("image_names", self._count)
         return self._names
 
     @property
@@ -200,7 +208,8 @@ class ImageStore:
         f = self._h5()
         if "skipped_names" not in f:
             return []
-        return list(zip(_text(f["skipped_names"][:]), _text(f["skipped_reasons"][:])))
+        n = int(self.attrs.get("skipped_count", f["skipped_names"].shape[0]))
+        return list(zip(self._text_column("skipped_names", n), self._text_column("skipped_reasons", n)))
 
 
 def open_store(path: str | os.PathLike[str]) -> ImageStore:
