@@ -73,6 +73,7 @@ def ingest(
     extensions: Annotated[Optional[str], typer.Option(help="Comma-separated file extensions to ingest, e.g. jpg,png. [default: the formats Pillow reads]")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Decoder processes; 0 decodes in this process. [default: all usable CPUs]")] = None,
     timeout: Annotated[Optional[float], typer.Option(help="Seconds one file may take before it is skipped as hung. [default: 60]")] = None,
+    buffer_size: Annotated[Optional[int], typer.Option(help="Images held in memory between writes; 0 = about 64 MiB worth. [default: 0]")] = None,
     exact: Annotated[Optional[bool], typer.Option("--exact/--no-exact", help="Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts. [default: off]")] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace OUT if it exists.")] = None,
     strict: Annotated[Optional[bool], typer.Option("--strict", help="Exit with code 1 if any file was skipped.")] = None,
@@ -90,7 +91,7 @@ def ingest(
             "size": size, "channels": channels, "resize_mode": resize_mode, "filter": filter,
             "pad_color": pad_color, "background": background, "max_pixels": max_pixels, "extensions": extensions,
             "workers": workers, "timeout": timeout, "exact": exact, "overwrite": overwrite, "strict": strict,
-            "shard": shard,
+            "shard": shard, "buffer_size": buffer_size,
         }  # fmt: skip
         options = build_ingest_options(file_values, cli_values, source=str(config or ""))
         with progress_bar(not quiet, "ingest") as bar:
@@ -120,6 +121,23 @@ def info(
     with cli_errors():
         data = store_info(store, skipped=skipped)
     typer.echo(json.dumps(data, indent=2, default=str) if as_json else format_info(data))
+
+
+@app.command()
+def merge(
+    out: Annotated[Path, typer.Argument(help="The merged store to write, e.g. photos.h5.")],
+    shards: Annotated[list[Path], typer.Argument(help="Every shard of one run, made by imgstore ingest --shard K/N (any order).")],
+    copy: Annotated[bool, typer.Option("--copy", help="Copy the images into one self-contained store instead of virtual datasets over the shard files.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Join the shards of an ingest --shard K/N run into one store (virtual by default; keep the shards next to it)."""
+    from imgstore.merge import merge_shards
+
+    with cli_errors():
+        with _row_bar(quiet or not copy, "merge", "img") as bar:
+            report = merge_shards(out, shards, copy=copy, overwrite=overwrite, progress=bar)
+    typer.echo(report.summary)
 
 
 def main() -> None:
