@@ -77,13 +77,22 @@ def ingest(
     exact: Annotated[Optional[bool], typer.Option("--exact/--no-exact", help="Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts. [default: off]")] = None,
     overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace OUT if it exists.")] = None,
     strict: Annotated[Optional[bool], typer.Option("--strict", help="Exit with code 1 if any file was skipped.")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (join shards with imgstore merge).")] = None,
+    labels: Annotated[Optional[str], typer.Option(help="'folder': the first-level subfolder is the class; or FILE.csv with file_name,label rows.")] = None,
+    append: Annotated[Optional[bool], typer.Option("--append", help="Add the files OUT does not hold yet, after its rows (options default to the store's).")] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue an interrupted ingest into OUT; the result equals an uninterrupted run.")] = None,
+    dedupe: Annotated[Optional[bool], typer.Option("--dedupe", help="Skip files whose bytes (SHA-256) are already stored, as duplicates.")] = None,
+    compression: Annotated[Optional[str], typer.Option(help="none, gzip, lzf; zstd or blosc with imgstore[compression]. [default: none]")] = None,
+    dask: Annotated[Optional[str], typer.Option("--dask", help="Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs imgstore[dask].")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="With --dask: number of shards. [default: 4 per Dask worker thread, at most one per file]")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with these options; command-line options win.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Decode, resize and store every image under SRC in the HDF5 store OUT."""
     from imgstore.config import build_ingest_options, load_config
+    from imgstore.errors import OptionError
     from imgstore.ingest import ingest as run_ingest
+    from imgstore.ingest import stored_options
 
     with cli_errors():
         file_values = load_config(config) if config is not None else {}
@@ -91,19 +100,36 @@ def ingest(
             "size": size, "channels": channels, "resize_mode": resize_mode, "filter": filter,
             "pad_color": pad_color, "background": background, "max_pixels": max_pixels, "extensions": extensions,
             "workers": workers, "timeout": timeout, "exact": exact, "overwrite": overwrite, "strict": strict,
-            "shard": shard, "buffer_size": buffer_size,
+            "shard": shard, "buffer_size": buffer_size, "labels": labels, "append": append, "resume": resume,
+            "dedupe": dedupe, "compression": compression,
         }  # fmt: skip
+        if append or resume:
+            # Continue with the options the store was made with, unless told otherwise (and then checked).
+            file_values = {**stored_options(out), **file_values}
         options = build_ingest_options(file_values, cli_values, source=str(config or ""))
+        if shards is not None and dask is None:
+            raise OptionError("--shards applies only with --dask")
         with progress_bar(not quiet, "ingest") as bar:
             try:
-                report = run_ingest(src, out, options, progress=bar["update"], on_start=bar["on_start"])
+                if dask is not None:
+                    from imgstore.distributed import ingest_dask
+
+                    report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers,
+                                         progress=bar["update"], on_start=bar["on_start"])  # fmt: skip
+                else:
+                    report = run_ingest(src, out, options, progress=bar["update"], on_start=bar["on_start"])
             except KeyboardInterrupt:
                 if bar["bar"] is not None:
                     bar["bar"].close()
                     bar["bar"] = None
-                typer.echo(f"Interrupted: images decoded so far were flushed to {out}; it is marked incomplete.", err=True)
+                where = f"finished shards are kept in {out}.parts/" if dask else (
+                    f"images decoded so far were flushed to {out}; it is marked incomplete (--resume continues it)")
+                typer.echo(f"Interrupted: {where}.", err=True)
                 raise typer.Exit(130) from None
     typer.echo(report.summary)
+    note = getattr(report, "note", None)
+    if note:
+        typer.echo(f"Warning: {note}", err=True)
     if options.strict and report.skipped:
         typer.echo(f"Error: {len(report.skipped)} file(s) were skipped and --strict was given", err=True)
         raise typer.Exit(1)

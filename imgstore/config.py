@@ -20,7 +20,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DECODE_KEYS = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact")
-INGEST_KEYS = ("extensions", "workers", "timeout", "buffer_size", "overwrite", "strict", "shard")
+INGEST_KEYS = ("extensions", "workers", "timeout", "buffer_size", "overwrite", "strict", "shard", "labels", "append",
+               "resume", "dedupe", "compression")  # fmt: skip
 CONFIG_KEYS = DECODE_KEYS + INGEST_KEYS
 
 

@@ -185,9 +185,23 @@ class IngestOptions:
     overwrite: bool = False
     strict: bool = False  # the CLI exits non-zero when any file was skipped
     shard: tuple[int, int] | None = None  # (K, N): ingest only the K-th (1-based) of N contiguous ranges
+    labels: str | None = None  # "folder" (class subfolders) or a path to a file_name,label CSV
+    append: bool = False  # add the files OUT does not hold yet, after its rows
+    resume: bool = False  # continue an interrupted ingest into OUT
+    dedupe: bool = False  # skip files whose bytes (SHA-256) are already stored
+    compression: str = "none"  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
 
     def __post_init__(self) -> None:
+        from imgstore.compression import parse_compression
+        from imgstore.labels import parse_labels_option
+
         object.__setattr__(self, "extensions", parse_extensions(self.extensions))
+        object.__setattr__(self, "labels", parse_labels_option(self.labels))
+        object.__setattr__(self, "compression", parse_compression(self.compression))
+        if self.append and self.resume:
+            raise OptionError("--append and --resume exclude each other: resume an interrupted run, or append new files")
+        if (self.append or self.resume) and self.overwrite:
+            raise OptionError("--overwrite replaces OUT; it cannot be combined with --append or --resume")
         if self.shard is not None:
             object.__setattr__(self, "shard", parse_shard(self.shard))
         if not isinstance(self.workers, int) or self.workers < 0:

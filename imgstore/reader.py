@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from imgstore.compression import load_filters
 from imgstore.errors import StoreError
 from imgstore.writer import JOURNAL, TextJournal
 
@@ -56,6 +57,7 @@ class ImageStore:
             self.close()
             raise StoreError(f"{self.path} is an HDF5 file but not an imgstore store (no imgstore_format attribute)")
         self.attrs: dict[str, Any] = read_root_attrs(f)
+        load_filters(self.attrs.get("compression"))  # zstd/blosc stores need hdf5plugin's filters
         self._count = int(self.attrs.get("count", 0))
         if "images" in f:
             ds = f["images"]

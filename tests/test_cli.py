@@ -88,7 +88,7 @@ def test_existing_output_needs_overwrite(runner: CliRunner, src: Path, tmp_path:
     out.write_text("old")
     result = run(runner, "ingest", src, out, "-q")
     assert result.exit_code == 1
-    assert result.stderr.strip() == f"Error: {out} exists: pass --overwrite to replace it"
+    assert result.stderr.strip() == f"Error: {out} exists: pass --overwrite to replace it (or --append / --resume)"
     assert out.read_text() == "old"
     assert run(runner, "ingest", src, out, "-q", "--overwrite", "--workers", "1", "--size", "8").exit_code == 0
 
