@@ -6,8 +6,8 @@ Every measurement runs in a fresh subprocess (so peak RSS is its own), on the sa
 timed runs with ``os.sync()`` before each (so one run's dirty pages do not slow the next); ``--rounds`` processes
 per writer are interleaved so bursts of load from elsewhere hit all writers alike; the fastest run counts:
 
-  imgstore-fvecs  ``VectorWriter(path, "fvecs", dim).write(x)``: records built in two 4 MiB structured
-                  buffers, one filled while the other is written
+  imgstore-fvecs  ``VectorWriter(path, "fvecs", dim).write(x)``: records built in a 4 MiB structured
+                  buffer, one write() per buffer, blocks reserved ahead with fallocate
   imgstore-fbin   the same to ``.fbin`` (header + raw rows: no conversion, straight from the array)
   struct.pack     the usual one-off script: ``f.write(struct.pack('<i', d))`` then one ``struct.pack('<f', x)``
                   per value; on the first ``--struct-rows`` rows only, because it is slow

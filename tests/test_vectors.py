@@ -507,8 +507,8 @@ def test_progress_callback_sets_total_on_tqdm_like() -> None:
         progress_callback(42)
 
 
-def test_writer_is_fast_path_for_contiguous_float32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A C-contiguous float32 block goes to .fbin without a conversion buffer (one write per buffer of rows)."""
+def test_contiguous_float32_goes_to_fbin_without_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A C-contiguous float32 block is written to .fbin as it is (no conversion buffer), yet still checked."""
     calls: list[int] = []
     real = V.VectorWriter._write_rows
 
@@ -517,14 +517,20 @@ def test_writer_is_fast_path_for_contiguous_float32(tmp_path: Path, monkeypatch:
         return real(self, rows)
 
     monkeypatch.setattr(V.VectorWriter, "_write_rows", spy)
+    x = np.arange(1000, dtype=np.float32).reshape(250, 4)
     with VectorWriter(tmp_path / "x.fbin", None, 4, buffer_bytes=4 * 4 * 100) as w:
-        w.write(np.zeros((250, 4), np.float32))
-        assert w._buffers == []
-    assert calls == [100, 100, 50]
+        w.write(x)
+        assert w._buf is None
+    assert calls == []
+    assert np.array_equal(xbin_mmap(tmp_path / "x.fbin", "float32"), x)
+    x[201, 3] = np.inf
+    with pytest.raises(FormatError, match="row 201, column 3"):
+        with VectorWriter(tmp_path / "y.fbin", None, 4, buffer_bytes=4 * 4 * 100) as w:
+            w.write(x)
 
 
-def test_background_write_error_surfaces_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A failing write on the writer thread (disk full) raises in the caller and leaves no file behind."""
+def test_write_error_surfaces_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing write (disk full) raises in the caller and leaves no file behind."""
     import io
 
     real = io.BufferedWriter.write
