@@ -489,9 +489,9 @@ def export_ann(
     (``euclidean`` = L2, ``angular`` = 1 - cosine; ties by lower base index) on the float32 vectors as written.
     Writes ``NAME.hdf5`` in the ann-benchmarks layout (``train``, ``test``, ``neighbors`` int32, ``distances``
     float32; attributes ``distance``, ``dimension``, ``type``="dense", ``point_type``="float", ``k``, ``seed``,
-    ...; ``train_labels``/``test_labels`` when the store has labels), the TEXMEX files ``NAME_base.fvecs``,
-    ``NAME_query.fvecs``, ``NAME_groundtruth.ivecs``, ``NAME_distances.fvecs`` and ``NAME_base.names.txt`` /
-    ``NAME_query.names.txt``, NAME being ``STORE-DIM-METRIC``. Vectors are stored raw for both metrics.
+    ...; ``train_labels``/``test_labels`` and ``class_names`` when the store has labels), the TEXMEX files
+    ``NAME_base.fvecs``, ``NAME_query.fvecs``, ``NAME_groundtruth.ivecs``, ``NAME_distances.fvecs`` and
+    ``NAME_base.names.txt`` / ``NAME_query.names.txt``, NAME being ``STORE-DIM-METRIC``. Vectors are stored raw for both metrics.
     ``size``/``channels``/``scale`` shape the vectors as in :func:`export_vectors`. ``progress`` gets image
     increments (queries count twice: read first, then skipped in the pass over the store).
     """
@@ -536,6 +536,8 @@ def export_ann(
             knn = ExactKnn(query, opts.k, opts.metric)
             with h5py.File(staged.temp(outputs["hdf5"]), "w") as h5:
                 _ann_attrs(h5, opts, dim, shape, store.stem, n_query)
+                if store.has_labels and store.store.class_names:
+                    h5.attrs["class_names"] = list(store.store.class_names)  # label i names class i
                 train = h5.create_dataset("train", (n_base, dim), np.float32)
                 train_labels = h5.create_dataset("train_labels", (n_base,), np.int64) if store.has_labels else None
                 with VectorWriter(staged.temp(outputs["base"]), fvecs, dim, n_base, True) as base_w, open(

@@ -374,6 +374,7 @@ def test_ann_benchmark_files(tmp_path: Path, metric: str) -> None:
         attrs = dict(f.attrs)
         assert np.array_equal(f["train_labels"][:], train_rows % 4)
         assert np.array_equal(f["test_labels"][:], q_rows % 4)
+        assert list(f.attrs["class_names"]) == ["a", "b", "c", "d"]
     ref_ids, ref_dist = naive_knn(flat[train_rows], flat[q_rows], 7, metric)
     assert np.array_equal(ids, ref_ids)
     assert np.allclose(dist, ref_dist.astype(np.float32), rtol=1e-6, atol=1e-6)
