@@ -491,9 +491,9 @@ def export_ann(
     float32; attributes ``distance``, ``dimension``, ``type``="dense", ``point_type``="float", ``k``, ``seed``,
     ...; ``train_labels``/``test_labels`` and ``class_names`` when the store has labels), the TEXMEX files
     ``NAME_base.fvecs``, ``NAME_query.fvecs``, ``NAME_groundtruth.ivecs``, ``NAME_distances.fvecs`` and
-    ``NAME_base.names.txt`` / ``NAME_query.names.txt``, NAME being ``STORE-DIM-METRIC``. Vectors are stored raw for both metrics.
-    ``size``/``channels``/``scale`` shape the vectors as in :func:`export_vectors`. ``progress`` gets image
-    increments (queries count twice: read first, then skipped in the pass over the store).
+    ``NAME_base.names.txt`` / ``NAME_query.names.txt``, NAME being ``STORE-DIM-METRIC``. Vectors are stored raw
+    for both metrics. ``size``/``channels``/``scale`` shape the vectors as in :func:`export_vectors`. ``progress``
+    gets image increments (queries count twice: read first, then skipped in the pass over the store).
     """
     opts = AnnOptions(queries, k, metric, seed, Shrink(size, channels), scale, overwrite)  # type: ignore[arg-type]
     out_path = _resolve(outdir)
