@@ -12,6 +12,7 @@ skipped, so the result equals an uninterrupted run). The options a store was mad
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -177,17 +178,23 @@ def ingest(
             run_attrs["class_names"] = labels.class_names
     todo, pre_skipped = _plan(state, found, labels, opts)
     seen = state.digests if opts.dedupe else {}
-    if continuing:
-        ix = ImageIndexer.reopen(out_path, opts.buffer_size, attrs={
-            k: run_attrs[k] for k in ("source", "imgstore_version", "class_names") if k in run_attrs
-        })  # fmt: skip
-    else:
-        ix = ImageIndexer(
-            out_path, size=opts.decode.size, channels=opts.decode.channels, buffer_size=opts.buffer_size,
-            overwrite=opts.overwrite, attrs=run_attrs, **compression,
-        )  # fmt: skip
+    paths = [c.path for c, _ in todo]
+    workers = min(opts.workers, len(paths))
     report = IngestReport(out_path, 0)
-    with ix:
+    with contextlib.ExitStack() as stack:
+        # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
+        # descriptor, whose lock would outlive a killed parent and block --resume.
+        pool = stack.enter_context(DecodePool(opts.decode, workers, timeout=opts.timeout)) if workers else None
+        if continuing:
+            ix = ImageIndexer.reopen(out_path, opts.buffer_size, attrs={
+                k: run_attrs[k] for k in ("source", "imgstore_version", "class_names") if k in run_attrs
+            })  # fmt: skip
+        else:
+            ix = ImageIndexer(
+                out_path, size=opts.decode.size, channels=opts.decode.channels, buffer_size=opts.buffer_size,
+                overwrite=opts.overwrite, attrs=run_attrs, **compression,
+            )  # fmt: skip
+        stack.enter_context(ix)
         report.candidates = len(todo)
         if on_start is not None:
             on_start(len(todo))
@@ -195,7 +202,8 @@ def ingest(
             ix.skip(name, reason)
         report.skipped.extend(pre_skipped)
         before = ix.count
-        _run(todo, opts, ix, report, progress, seen)
+        results = pool.imap(paths) if pool is not None else decode_in_process(paths, opts.decode)
+        _consume(results, todo, ix, report, progress, opts.dedupe, seen)
         report.count = ix.count - before
     report.total = ix.count
     report.seconds = time.perf_counter() - started
@@ -275,23 +283,6 @@ def _plan(
                 continue
         todo.append((cand, label))
     return todo, pre_skipped
-
-
-def _run(
-    todo: list[tuple[Candidate, int | None]],
-    opts: IngestOptions,
-    ix: ImageIndexer,
-    report: IngestReport,
-    progress: ProgressCallback | None,
-    seen: dict[bytes, str],
-) -> None:
-    paths = [c.path for c, _ in todo]
-    if opts.workers == 0 or not paths:
-        _consume(decode_in_process(paths, opts.decode), todo, ix, report, progress, opts.dedupe, seen)
-        return
-    workers = min(opts.workers, len(paths))
-    with DecodePool(opts.decode, workers, timeout=opts.timeout) as pool:
-        _consume(pool.imap(paths), todo, ix, report, progress, opts.dedupe, seen)
 
 
 def _consume(

@@ -79,9 +79,25 @@ def decode_in_process(paths: Sequence[str], opts: DecodeOptions) -> Iterator[Dec
         yield Decoded(i, None if reason else out, reason, digest)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (kill -9 included), so no orphan lingers."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
     # Ctrl-C goes to the whole process group; the parent decides what happens, workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     # A codec that segfaults costs its file and is reported as "decoder crashed (SIGSEGV)"; an inherited
     # faulthandler would also dump a Python traceback over the progress bar.
     faulthandler.disable()

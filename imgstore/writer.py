@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +68,21 @@ def auto_buffer_size(shape: tuple[int, int, int], budget: int = DEFAULT_BUFFER_B
 
 def _grow(ds: h5py.Dataset, rows: int) -> None:
     ds.resize(rows, axis=0)
+
+
+def _open_for_writing(path: Path, wait: float = 5.0) -> h5py.File:
+    """``h5py.File(path, "r+")``, waiting up to ``wait`` seconds for another process's lock to go away.
+
+    After a kill -9 the lock can outlive the killed writer by a moment, until the kernel has reaped it.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return h5py.File(path, "r+")
+        except OSError as exc:
+            if "lock" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class TextJournal:
@@ -187,7 +203,7 @@ class ImageIndexer:
         self = cls.__new__(cls)
         self.path = Path(path)
         try:
-            f = h5py.File(self.path, "r+")
+            f = _open_for_writing(self.path)
         except FileNotFoundError:
             raise StoreError(f"{self.path} does not exist: there is nothing to append to or resume") from None
         except OSError as exc:
