@@ -8,7 +8,7 @@ can be handed to the worker processes of a training job's data loader.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,17 @@ class ImageStore:
             raise ValueError("batch_size must be at least 1")
         for start in range(0, self._count, batch_size):
             yield self[start : min(start + batch_size, self._count)]
+
+    def torch_dataset(self, transform: Callable[[Any], Any] | None = None) -> Any:
+        """A PyTorch map-style dataset of ``(image, label)``: a CHW float32 tensor in [0, 1] and an int.
+
+        ``label`` is -1 when the store has no labels. ``transform`` is applied to the tensor. torch is imported
+        only here (``pip install torch``); the dataset pickles as the store's path, so DataLoader workers started
+        by fork or spawn each open the file themselves.
+        """
+        from imgstore.torchdata import StoreDataset
+
+        return StoreDataset(self, transform)
 
     def _text_column(self, key: str, n: int) -> list[str]:
         """Rows ``[:n]`` of a text column; from the crash-safe journal when the store is incomplete."""

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fresh machine -> tests: creates .venv, installs imgstore with its test extra, runs pytest.
+# Fresh machine -> tests: creates .venv, installs imgstore with its test, dask and compression extras, runs pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k decode -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# dask and hdf5plugin are optional extras whose tests skip without them; CI installs them so those tests run.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dask,compression]"
 exec .venv/bin/python -m pytest "$@"

@@ -121,3 +121,47 @@ def test_works_in_worker_processes(store_path: Path, method: str) -> None:
     with ctx.Pool(2) as pool:
         sums = pool.map(_read_sum, [(s, i) for i in range(10)])
     assert sums == [i * 60 for i in range(10)]
+
+
+# -- PyTorch ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def labelled(tmp_path: Path) -> Path:
+    """A store of 12 images (pixel value = index) with labels index % 3."""
+    path = tmp_path / "l.h5"
+    with ImageIndexer(path, size=(5, 4), attrs={"class_names": ["a", "b", "c"]}) as ix:
+        for i in range(12):
+            ix.add(f"{i}.png", img(i), label=i % 3)
+    return path
+
+
+def test_torch_dataset_items(labelled: Path) -> None:
+    """Items are (CHW float tensor in [0, 1], label); a transform is applied."""
+    torch = pytest.importorskip("torch")
+    ds = imgstore.open(labelled).torch_dataset()
+    x, y = ds[5]
+    assert isinstance(x, torch.Tensor) and x.shape == (3, 4, 5) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.full((3, 4, 5), 5 / 255)) and y == 2 and len(ds) == 12
+    flipped = imgstore.open(labelled).torch_dataset(transform=lambda t: 1 - t)
+    assert torch.allclose(flipped[0][0], torch.ones(3, 4, 5))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_torch_dataloader_two_workers(labelled: Path, method: str) -> None:
+    """A 2-worker DataLoader (fork and spawn) reads every image once, with its label."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    ds = imgstore.open(labelled).torch_dataset()
+    ds.store[0]  # the parent has the file open before the workers start
+    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context=method, shuffle=False)
+    xs, ys = zip(*loader)
+    x = torch.cat(xs)
+    assert x.shape == (12, 3, 4, 5)
+    assert torch.allclose(x[:, 0, 0, 0] * 255, torch.arange(12, dtype=torch.float32))
+    assert torch.cat(ys).tolist() == [i % 3 for i in range(12)]
+
+
+def test_torch_dataset_without_labels(store_path: Path) -> None:
+    """Stores without labels give label -1."""
+    pytest.importorskip("torch")
+    assert imgstore.open(store_path).torch_dataset()[3][1] == -1
