@@ -19,6 +19,7 @@ import faulthandler
 import hashlib
 import multiprocessing
 import os
+import selectors
 import signal
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 
 import numpy as np
 from PIL import Image
@@ -263,8 +264,16 @@ class DecodePool:
             except (EOFError, OSError):
                 pass  # the worker died; its sentinel says so
 
+        selector = selectors.DefaultSelector()  # one for the whole run: cheaper than connection.wait()'s per call
+
+        def watch(w: _Worker) -> None:
+            selector.register(w.conn, selectors.EVENT_READ, (w, "conn"))
+            selector.register(w.proc.sentinel, selectors.EVENT_READ, (w, "exit"))
+
         def replace(w: _Worker, head_reason: str) -> None:
             # The head task caused the failure; tasks queued behind it never started and go to other workers.
+            selector.unregister(w.conn)
+            selector.unregister(w.proc.sentinel)
             w.kill()
             self._crashes += 1
             if not self._successes and self._crashes >= MAX_CRASHES_BEFORE_FIRST_SUCCESS:
@@ -275,30 +284,42 @@ class DecodePool:
             if w.pending:
                 done[w.pending.popleft()] = (head_reason, None)
                 retry.extend(sorted(w.pending))
-            self._workers[self._workers.index(w)] = self._spawn()
+            fresh = self._spawn()
+            self._workers[self._workers.index(w)] = fresh
+            watch(fresh)
 
-        while next_out < n:
-            while next_out in done:
-                reason, digest = done.pop(next_out)
-                slot = slot_of.pop(next_out)
-                yield Decoded(next_out, None if reason else self._ring[slot], reason, digest)
-                # The consumer asked for the next item, so it is done with this slot.
-                free_slots.append(slot)
-                next_out += 1
-            if next_out >= n:
-                break
-            dispatch()
-            now = time.monotonic()
-            busy = [w for w in self._workers if w.pending]
-            wait_for = min((w.head_since + self.timeout - now for w in busy), default=self.timeout)
-            by_conn = {w.conn: w for w in self._workers}
-            sentinels = [w.proc.sentinel for w in self._workers]
-            for obj in wait([*by_conn, *sentinels], timeout=max(0.0, wait_for)):
-                if obj in by_conn:
-                    collect(by_conn[obj])  # type: ignore[index]
-            for w in list(self._workers):
-                if not w.proc.is_alive():
-                    collect(w)  # answers it sent before dying still count
-                    replace(w, _exit_reason(w.proc))
-                elif w.pending and time.monotonic() - w.head_since > self.timeout:
-                    replace(w, f"timed out after {self.timeout:g} s")
+        for w in self._workers:
+            watch(w)
+        try:
+            while next_out < n:
+                while next_out in done:
+                    reason, digest = done.pop(next_out)
+                    slot = slot_of.pop(next_out)
+                    yield Decoded(next_out, None if reason else self._ring[slot], reason, digest)
+                    # The consumer asked for the next item, so it is done with this slot.
+                    free_slots.append(slot)
+                    next_out += 1
+                if next_out >= n:
+                    break
+                dispatch()
+                now = time.monotonic()
+                wait_for = min((w.head_since + self.timeout - now for w in self._workers if w.pending),
+                               default=self.timeout)  # fmt: skip
+                exited = []
+                for key, _ in selector.select(timeout=max(0.0, wait_for)):
+                    w, kind = key.data
+                    if kind == "conn":
+                        collect(w)
+                    else:
+                        exited.append(w)
+                for w in exited:
+                    if w in self._workers:
+                        w.proc.join(timeout=1)
+                        collect(w)  # answers it sent before dying still count
+                        replace(w, _exit_reason(w.proc))
+                now = time.monotonic()
+                for w in list(self._workers):
+                    if w.pending and now - w.head_since > self.timeout:
+                        replace(w, f"timed out after {self.timeout:g} s")
+        finally:
+            selector.close()

@@ -304,6 +304,8 @@ class ImageIndexer:
 
         Lets a decoder write straight into the buffer with no intermediate copy. Needs a known size.
         """
+        if self._buf is not None and self._file is not None:  # the per-image path: no HDF5 lookups
+            return self._buf[self._fill]
         self._check_open()
         if self._size is None:
             raise OptionError("reserve() needs the image size: give size=(width, height) to ImageIndexer")
