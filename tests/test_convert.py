@@ -5,7 +5,6 @@ Outputs are read back with readers written here from the format definitions.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import h5py
@@ -13,32 +12,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from formats import read_xbin, read_xvecs
 from imgstore.cli import app
 from imgstore.convert import convert_ann, default_chunk_rows
 from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError
 
 # ---------------------------------------------------------------------- independent readers
-
-
-def read_xvecs(path: Path, value: str) -> np.ndarray:
-    """TEXMEX: per record an int32 d then d values of ``value`` (a little-endian dtype string)."""
-    data = path.read_bytes()
-    if not data:
-        return np.empty((0, 0), value)
-    d = struct.unpack_from("<i", data)[0]
-    rec = np.dtype([("d", "<i4"), ("v", value, (d,))])
-    assert len(data) % rec.itemsize == 0
-    r = np.frombuffer(data, rec)
-    assert (r["d"] == d).all()
-    return r["v"]
-
-
-def read_xbin(path: Path, value: str) -> np.ndarray:
-    """big-ann-benchmarks: uint32 n, uint32 d, then n*d values."""
-    data = path.read_bytes()
-    n, d = struct.unpack_from("<II", data)
-    assert len(data) == 8 + n * d * np.dtype(value).itemsize
-    return np.frombuffer(data, value, offset=8).reshape(n, d)
 
 
 # ---------------------------------------------------------------------- synthetic ann-benchmarks files

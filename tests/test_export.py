@@ -6,7 +6,6 @@ format definitions, and ground truth is checked against a naive brute force.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import h5py
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 
 from imgstore import export as E
 from imgstore import vectors as V
+from formats import read_xbin, read_xvecs
 from imgstore.cli import app
 from imgstore.convert import convert_ann
 from imgstore.errors import FormatError, OptionError, OutputExistsError, StoreError
@@ -28,24 +28,6 @@ from imgstore.export import ExactKnn, export_ann, export_vectors, hold_out, shri
 H, W, C = 8, 6, 3
 
 # ---------------------------------------------------------------------- independent readers
-
-
-def read_xvecs(path: Path, value: str) -> np.ndarray:
-    """TEXMEX: per record an int32 d then d values of ``value`` (explicit little-endian dtype)."""
-    data = path.read_bytes()
-    d = struct.unpack_from("<i", data)[0]
-    rec = np.dtype([("d", "<i4"), ("v", value, (d,))])
-    r = np.frombuffer(data, rec)
-    assert len(data) == r.size * rec.itemsize and (r["d"] == d).all()
-    return r["v"]
-
-
-def read_xbin(path: Path, value: str) -> np.ndarray:
-    """big-ann-benchmarks: uint32 n, uint32 d, then n*d values."""
-    data = path.read_bytes()
-    n, d = struct.unpack_from("<II", data)
-    assert len(data) == 8 + n * d * np.dtype(value).itemsize
-    return np.frombuffer(data, value, offset=8).reshape(n, d)
 
 
 # ---------------------------------------------------------------------- stores
