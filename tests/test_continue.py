@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -181,6 +182,23 @@ def _assert_same(a: Path, b: Path) -> None:
     np.testing.assert_array_equal(x[:], y[:])
 
 
+def _no_process_mentions(text: str, wait: float = 5.0) -> bool:
+    """True once no process's command line contains ``text`` (forked workers carry their parent's)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    alive.append(open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace"))
+                except OSError:
+                    pass
+        if not any(text in cmd for cmd in alive):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _count(path: Path) -> int:
     try:
         with h5py.File(path, "r", locking=False) as f:
@@ -201,6 +219,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(big: Path, reference: Path,
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert _no_process_mentions(str(out)), "decoder workers outlived their killed parent"
     s = imgstore.open(out)
     n = len(s)
     assert n >= min(kill_after, 1) and not s.complete
