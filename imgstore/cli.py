@@ -34,28 +34,47 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+class _LazyBar:
+    """A tqdm bar opened only when the library sets ``total`` (so a refused command prints no empty bar)."""
+
+    def __init__(self, desc: str, unit: str) -> None:
+        self.desc, self.unit = desc, unit
+        self._bar: object = None
+
+    @property
+    def total(self) -> int | None:
+        return None if self._bar is None else self._bar.total  # type: ignore[attr-defined]
+
+    @total.setter
+    def total(self, value: int) -> None:
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread: decoder processes fork from this process
+        self.close()
+        self._bar = tqdm(total=value, desc=self.desc, unit=self.unit, dynamic_ncols=True, smoothing=0.05)
+
+    def refresh(self) -> None:
+        pass  # the bar was just drawn when its total was set
+
+    def update(self, n: int) -> None:
+        if self._bar is not None:
+            self._bar.update(n)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()  # type: ignore[attr-defined]
+            self._bar = None
+
+
 @contextlib.contextmanager
-def progress_bar(enabled: bool, desc: str, unit: str = "img") -> Iterator[dict]:
-    """A tqdm bar whose total is set by ``on_start(total)`` and advanced by ``update(n)``; nothing when disabled."""
-    state: dict = {"bar": None}
-
-    def on_start(total: int) -> None:
-        if enabled:
-            from tqdm import tqdm
-
-            tqdm.monitor_interval = 0  # no monitor thread: worker processes fork from this process
-            state["bar"] = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, smoothing=0.05)
-
-    def update(n: int) -> None:
-        if state["bar"] is not None:
-            state["bar"].update(n)
-
-    state["on_start"], state["update"] = on_start, update
+def progress_bar(quiet: bool, desc: str, unit: str) -> Iterator[_LazyBar | None]:
+    """A progress bar for the library's ``progress`` argument (None under --quiet), closed on the way out."""
+    bar = None if quiet else _LazyBar(desc, unit)
     try:
-        yield state
+        yield bar
     finally:
-        if state["bar"] is not None:
-            state["bar"].close()
+        if bar is not None:
+            bar.close()
 
 
 # Options shared by ingest's command line and config file; None means "not given" so a config file can fill it.
@@ -109,19 +128,23 @@ def ingest(
         options = build_ingest_options(file_values, cli_values, source=str(config or ""))
         if shards is not None and dask is None:
             raise OptionError("--shards applies only with --dask")
-        with progress_bar(not quiet, "ingest") as bar:
+        with progress_bar(quiet, "ingest", "img") as bar:
+            def on_start(total: int) -> None:
+                if bar is not None:
+                    bar.total = total
+
+            update = bar.update if bar is not None else None
             try:
                 if dask is not None:
                     from imgstore.distributed import ingest_dask
 
                     report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers,
-                                         progress=bar["update"], on_start=bar["on_start"])  # fmt: skip
+                                         progress=update, on_start=on_start)  # fmt: skip
                 else:
-                    report = run_ingest(src, out, options, progress=bar["update"], on_start=bar["on_start"])
+                    report = run_ingest(src, out, options, progress=update, on_start=on_start)
             except KeyboardInterrupt:
-                if bar["bar"] is not None:
-                    bar["bar"].close()
-                    bar["bar"] = None
+                if bar is not None:
+                    bar.close()
                 where = f"finished shards are kept in {out}.parts/" if dask else (
                     f"images decoded so far were flushed to {out}; it is marked incomplete (--resume continues it)")
                 typer.echo(f"Interrupted: {where}.", err=True)
@@ -161,9 +184,67 @@ def merge(
     from imgstore.merge import merge_shards
 
     with cli_errors():
-        with _row_bar(quiet or not copy, "merge", "img") as bar:
+        with progress_bar(quiet or not copy, "merge", "img") as bar:
             report = merge_shards(out, shards, copy=copy, overwrite=overwrite, progress=bar)
     typer.echo(report.summary)
+
+
+@app.command()
+def verify(
+    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest (or merge).")],
+    sources: Annotated[Optional[Path], typer.Option(help="The folder the store was ingested from: check every file is there with the stored SHA-256.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""
+    from imgstore.tools import verify_store
+
+    with cli_errors(), progress_bar(quiet, "verify", "img") as bar:
+        report = verify_store(store, sources=sources, progress=bar)
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    if report.ok:
+        typer.echo(f"OK: {report.checked} images verified in {store}")
+        return
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    typer.echo(f"Error: {store} has {len(report.problems)} problem(s)", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def preview(
+    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
+    out: Annotated[Path, typer.Argument(help="The contact sheet to write, e.g. grid.png.")],
+    count: Annotated[int, typer.Option(help="Images on the sheet.")] = 64,
+    random: Annotated[bool, typer.Option("--random", help="A seeded random sample instead of the first images.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of --random.")] = 0,
+    columns: Annotated[Optional[int], typer.Option(help="Tiles per row. [default: about square]")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels. [default: 128]")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Draw a contact sheet of stored images with their index, name and label."""
+    from imgstore.tools import make_preview
+
+    with cli_errors():
+        path = make_preview(store, out, count=count, random=random, seed=seed, columns=columns, tile=tile,
+                            overwrite=overwrite)  # fmt: skip
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def extract(
+    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
+    outdir: Annotated[Path, typer.Argument(help="Folder for the PNG files (created if needed).")],
+    indices: Annotated[Optional[str], typer.Option(help="Rows to write, e.g. 0,5,10-20 (negative counts from the end). [default: all]")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PNG files that exist.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write stored images back as PNG files."""
+    from imgstore.tools import extract_images
+
+    with cli_errors(), progress_bar(quiet, "extract", "img") as bar:
+        written = extract_images(store, outdir, indices=indices, overwrite=overwrite, progress=bar)
+    typer.echo(f"wrote {len(written)} PNG files to {outdir}")
 
 
 def main() -> None:
@@ -172,48 +253,6 @@ def main() -> None:
 
 
 # -- export / convert: vectors out ---------------------------------------------------------------------------
-
-
-class _LazyBar:
-    """A tqdm bar opened only when the library sets ``total`` (so a refused command prints no empty bar)."""
-
-    def __init__(self, desc: str, unit: str) -> None:
-        self.desc, self.unit = desc, unit
-        self._bar: object = None
-
-    @property
-    def total(self) -> int | None:
-        return None if self._bar is None else self._bar.total  # type: ignore[attr-defined]
-
-    @total.setter
-    def total(self, value: int) -> None:
-        from tqdm import tqdm
-
-        self.close()
-        self._bar = tqdm(total=value, desc=self.desc, unit=self.unit, dynamic_ncols=True, smoothing=0.05)
-
-    def refresh(self) -> None:
-        pass  # the bar was just drawn when its total was set
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()  # type: ignore[attr-defined]
-            self._bar = None
-
-
-@contextlib.contextmanager
-def _row_bar(quiet: bool, desc: str, unit: str) -> Iterator[_LazyBar | None]:
-    """A progress bar for the library's ``progress`` argument (None under --quiet), closed on the way out."""
-    bar = None if quiet else _LazyBar(desc, unit)
-    try:
-        yield bar
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _mb(nbytes: int) -> str:
@@ -252,7 +291,7 @@ def export(
         elif fmt is not None:
             raise OptionError("--format does not apply to --ann, which writes .hdf5 and .fvecs/.ivecs files")
         started = time.perf_counter()
-        with _row_bar(quiet, "export", "img") as bar:
+        with progress_bar(quiet, "export", "img") as bar:
             if ann:
                 report = export_ann(
                     store, out, queries=1000 if queries is None else queries, k=100 if k is None else k,
@@ -295,7 +334,7 @@ def convert(
 
     with cli_errors():
         started = time.perf_counter()
-        with _row_bar(quiet, "convert", "row") as bar:
+        with progress_bar(quiet, "convert", "row") as bar:
             report = convert_ann(
                 src, outdir, fmt=fmt, normalize=normalize, overwrite=overwrite, chunk_rows=chunk_rows, progress=bar
             )
