@@ -250,3 +250,37 @@ def test_shards_written_where_this_machine_cannot_see_them(
         f"{tmp_path}/out.h5.parts/out.shard-0001-of-0002.h5: the folder of {tmp_path}/out.h5 must be shared storage "
         "that every worker and this machine see at the same path"
     )
+
+
+def test_cli_dask_local_with_labels_matches_single_ingest(data: dict[str, Path], tmp_path: Path) -> None:
+    """`imgstore ingest SRC OUT --dask local:2 --labels folder`: the merged store equals a single-machine ingest,
+    labels and class names included."""
+    from typer.testing import CliRunner
+
+    from imgstore.cli import app
+
+    single = tmp_path / "single.h5"
+    ingest(data["src"], single, IngestOptions(decode=OPTIONS.decode, labels="folder", workers=0))
+    out = tmp_path / "dask.h5"
+    result = CliRunner().invoke(
+        app, ["ingest", str(data["src"]), str(out), "--dask", "local:2", "--shards", "3", "--labels", "folder",
+              "--size", "16x12", "-q"],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1].startswith("ingested 30 images, skipped 3")
+    assert_same_store(out, single)
+    import imgstore
+
+    merged, plain = imgstore.open(out), imgstore.open(single)
+    assert merged.class_names == plain.class_names == ["bird", "cat", "dog"]
+    assert merged.labels.tolist() == plain.labels.tolist()
+
+
+def test_cli_shards_without_dask_is_refused(data: dict[str, Path], tmp_path: Path) -> None:
+    """--shards means nothing without --dask: a clear error."""
+    from typer.testing import CliRunner
+
+    from imgstore.cli import app
+
+    result = CliRunner().invoke(app, ["ingest", str(data["src"]), str(tmp_path / "o.h5"), "--shards", "3"])
+    assert result.exit_code == 1 and result.stderr.strip() == "Error: --shards applies only with --dask"
