@@ -79,7 +79,7 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(f"  classes     {shown}")
     lines.append("  attributes")
     for key in sorted(info["attributes"]):
-        if key == "class_names":
+        if key in ("class_names", "ingest_options"):  # shown above / in --json: too long for a line
             continue
         lines.append(f"    {key:<18} {info['attributes'][key]}")
     lines.append("  datasets")
