@@ -29,7 +29,7 @@ from imgstore.errors import OptionError, OutputExistsError, StoreError
 from imgstore.labels import Labels, resolve_labels
 from imgstore.options import IngestOptions, resolve_path, shard_range
 from imgstore.pool import Decoded, DecodePool, decode_in_process
-from imgstore.writer import ImageIndexer
+from imgstore.writer import ImageIndexer, store_version
 
 ProgressCallback = Callable[[int], None]
 
@@ -167,8 +167,7 @@ def ingest(
     found = discover(src_path, opts.extensions)
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
     labels = resolve_labels(opts.labels, [c.name for c in found.files])
-    run_attrs = _run_attrs(src, opts, found, labels)
-    run_attrs.update(attrs or {})
+    run_attrs = {**_run_attrs(src, opts, labels), **_take_shard(found, opts), **(attrs or {})}
 
     state = _StoreState()
     if continuing:
@@ -210,7 +209,25 @@ def ingest(
     return report
 
 
-def _run_attrs(src: str | os.PathLike[str], opts: IngestOptions, found: Discovery, labels: Labels | None) -> dict:
+def _take_shard(found: Discovery, opts: IngestOptions) -> dict[str, Any]:
+    """Cut ``found`` down to shard K of N (in place) and return the shard's attributes; nothing without a shard.
+
+    Shard K of N takes a contiguous range of the sorted candidates, so the shards concatenated in order are the
+    single-machine store. Files the walk itself could not use belong to the first shard, where a single-machine
+    ingest lists them too (first).
+    """
+    if opts.shard is None:
+        return {}
+    start, stop = shard_range(len(found.files), opts.shard)
+    attrs = {"shard": list(opts.shard), "shard_range": [start, stop], "shard_total": len(found.files)}
+    found.files = found.files[start:stop]
+    if opts.shard[0] != 1:
+        found.skipped = []
+    return attrs
+
+
+def _run_attrs(src: str | os.PathLike[str], opts: IngestOptions, labels: Labels | None) -> dict[str, Any]:
+    """The root attributes a run records: how the pixels were made, where from, and the labels scheme."""
     dec = opts.decode
     run_attrs: dict[str, Any] = {
         "resize_mode": dec.resize_mode.value,
@@ -219,23 +236,12 @@ def _run_attrs(src: str | os.PathLike[str], opts: IngestOptions, found: Discover
         "source": source_label(src),
         "compression": opts.compression,
         "ingest_options": json.dumps(recorded_options(opts)),
+        "imgstore_version": store_version(),
     }
-    from imgstore.writer import store_version
-
-    run_attrs["imgstore_version"] = store_version()
     if labels is not None:
         run_attrs["labels_source"] = labels.scheme
         if labels.class_names is not None:
             run_attrs["class_names"] = labels.class_names
-    if opts.shard is not None:
-        # Shard K of N takes a contiguous range of the sorted candidates, so the shards concatenated in order are
-        # the single-machine store. Files the walk itself could not use belong to the first shard, where a
-        # single-machine ingest lists them too (first).
-        start, stop = shard_range(len(found.files), opts.shard)
-        run_attrs.update({"shard": list(opts.shard), "shard_range": [start, stop], "shard_total": len(found.files)})
-        found.files = found.files[start:stop]
-        if opts.shard[0] != 1:
-            found.skipped = []
     return run_attrs
 
 

@@ -57,6 +57,7 @@ print(json.dumps({"n": len(paths), "seconds": sec, "rss_mib": int(hwm) / 1024}))
 IMGSTORE = r"""
 import json, resource, sys, time
 from imgstore.cli import app
+import imgstore.ingest, imgstore.config  # imported before the clock starts, like the naive loop's numpy/h5py/PIL
 t = time.perf_counter()
 try:
     app(sys.argv[1:], standalone_mode=False)
