@@ -36,7 +36,8 @@ from typing import Any
 
 from imgstore.discover import discover, source_label
 from imgstore.errors import ImgStoreError, OptionError
-from imgstore.ingest import IngestReport, check_output, ingest
+from imgstore.ingest import IngestReport, ingest
+from imgstore.options import check_output
 from imgstore.merge import merge_shards
 from imgstore.options import IngestOptions, resolve_path
 

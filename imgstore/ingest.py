@@ -25,9 +25,9 @@ import h5py
 
 from imgstore.compression import dataset_args, load_filters
 from imgstore.discover import Candidate, Discovery, discover, source_label
-from imgstore.errors import OptionError, OutputExistsError, StoreError
+from imgstore.errors import OptionError, StoreError
 from imgstore.labels import Labels, resolve_labels
-from imgstore.options import IngestOptions, resolve_path, shard_range
+from imgstore.options import IngestOptions, check_output, resolve_path, shard_range
 from imgstore.pool import Decoded, DecodePool, decode_in_process
 from imgstore.writer import ImageIndexer, store_version
 
@@ -88,17 +88,6 @@ def stored_options(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise StoreError(f"{p} does not exist: there is nothing to append to or resume") from None
     except OSError as exc:
         raise StoreError(f"{p} cannot be opened as a store: {exc}") from None
-
-
-def check_output(out: Path, overwrite: bool, hint: str = "") -> None:
-    """Refuse an existing output without ``overwrite`` (``hint`` adds alternatives), and a missing folder."""
-    if out.is_dir():
-        raise OutputExistsError(f"{out} is a folder: give a file name for the store, e.g. {out / 'store.h5'}")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it{hint}")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OptionError(f"the folder of {out} does not exist: create {parent} first")
 
 
 def _scheme(labels: str | None) -> str:

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from imgstore.errors import OptionError, StoreError
-from imgstore.ingest import check_output
+from imgstore.options import check_output
 from imgstore.options import resolve_path, shard_range
 from imgstore.reader import read_root_attrs
 from imgstore.vectors import Progress, progress_callback

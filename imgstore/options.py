@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageColor
 
-from imgstore.errors import OptionError
+from imgstore.errors import OptionError, OutputExistsError
 
 
 class ResizeMode(str, enum.Enum):
@@ -215,3 +215,15 @@ class IngestOptions:
 def resolve_path(value: str | os.PathLike[str]) -> Path:
     """``Path`` of a user-given path with ``~`` expanded."""
     return Path(os.path.expanduser(os.fspath(value)))
+
+
+def check_output(out: Path, overwrite: bool, hint: str = "", *, example: str = "store.h5") -> None:
+    """Refuse an existing output file without ``overwrite`` (``hint`` adds alternatives), a folder given as the
+    output (``example`` is the file name suggested instead), and an output folder that does not exist."""
+    if out.is_dir():
+        raise OutputExistsError(f"{out} is a folder: give a file name, e.g. {out / example}")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it{hint}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise OptionError(f"the folder of {out} does not exist: create {parent} first")

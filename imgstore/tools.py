@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from imgstore.errors import OptionError, OutputExistsError, SourceError, StoreError
+from imgstore.options import check_output
 from imgstore.reader import open_store
 from imgstore.vectors import Progress, progress_callback
 from imgstore.writer import FORMAT_VERSION
@@ -561,7 +562,7 @@ def make_preview(
     from PIL import Image, ImageDraw
 
     out = Path(out_png)
-    _check_output_file(out, overwrite)
+    check_output(out, overwrite, example="preview.png")
     with open_store(path) as store:
         n = len(store)
         if n == 0:
@@ -652,16 +653,6 @@ def _fit(font: Any, prefix: str, text: str, width: int, keep_end: bool = True) -
 def _draw_centered(draw: Any, font: Any, text: str, x: int, y: int, width: int, fill: tuple[int, int, int]) -> None:
     left = x + max(0, (width - int(font.getlength(text))) // 2)
     draw.text((left, y), text, fill=fill, font=font)
-
-
-def _check_output_file(out: Path, overwrite: bool) -> None:
-    if out.is_dir():
-        raise OutputExistsError(f"{out} is a folder: give a file name, e.g. {out / 'preview.png'}")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists: pass overwrite=True (--overwrite) to replace it")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OptionError(f"the folder of {out} does not exist: create {parent} first")
 
 
 # ================================================================================================= extract
