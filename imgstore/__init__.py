@@ -19,9 +19,14 @@ from imgstore.errors import (
 
 __version__ = "0.1.0"
 
+from imgstore.convert import convert_ann  # noqa: E402
+from imgstore.export import export_ann, export_vectors  # noqa: E402
 from imgstore.ingest import IngestReport  # noqa: E402
+from imgstore.merge import merge_shards  # noqa: E402
 from imgstore.options import DecodeOptions, IngestOptions, ResizeMode  # noqa: E402
 from imgstore.reader import ImageStore, open_store  # noqa: E402
+from imgstore.tools import extract_images, make_preview, verify_store  # noqa: E402
+from imgstore.vectors import VectorWriter, read_vectors  # noqa: E402
 from imgstore.writer import ImageIndexer  # noqa: E402
 
 open = open_store  # noqa: A001 - imgstore.open(path), like h5py.File / PIL.Image.open
@@ -41,7 +46,16 @@ __all__ = [
     "ResizeMode",
     "SourceError",
     "StoreError",
+    "VectorWriter",
     "__version__",
+    "convert_ann",
+    "export_ann",
+    "export_vectors",
+    "extract_images",
+    "make_preview",
+    "merge_shards",
     "open",
     "open_store",
+    "read_vectors",
+    "verify_store",
 ]
