@@ -185,7 +185,7 @@ def make_photo(width: int, height: int, seed: int) -> Image.Image:
         # Sorted angles around a centre give a simple (non self-intersecting) polygon.
         angles = np.sort(rng.uniform(0.0, 2 * np.pi, n))
         radii = rng.uniform(0.04, 0.16, n) * short
-        points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii)]
+        points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
         draw.polygon([(float(px), float(py)) for px, py in points], fill=_colour(rng))
 
     # Grain: one random byte per pixel; the sum of two independent 3-bit fields minus 7 is triangular in -7..7
@@ -241,7 +241,7 @@ def write_sample_corpus(
     w = _CorpusWriter(root)
     names = [CLASS_NAMES[i] if i < len(CLASS_NAMES) else f"class_{i:02d}" for i in range(classes)]
 
-    for ci, name in enumerate(names):
+    for name in names:
         rng = np.random.default_rng(_sub_seed(seed, f"sizes/{name}"))
         for k in range(per_class):
             pw, ph = (max(8, round(s * rng.uniform(0.8, 1.25))) for s in size)
@@ -300,9 +300,7 @@ class _CorpusWriter:
         self.paths[key] = path
         return key
 
-    def good(
-        self, rel: str | bytes, data: bytes, mode: str, ref: tuple[int, int, int] | None = None
-    ) -> str | None:
+    def good(self, rel: str | bytes, data: bytes, mode: str, ref: tuple[int, int, int] | None = None) -> str | None:
         key = self.write(rel, data)
         if key is not None:
             self.modes[key] = mode
@@ -315,7 +313,6 @@ def _write_odd_files(w: _CorpusWriter, names: list[str], seed: int, size: tuple[
     width, height = size
     ref = (width, height, _sub_seed(seed, "odd/photo"))
     photo = make_photo(*ref)
-    jpeg = _encode(photo, "JPEG", quality=90)
 
     # EXIF orientations: the stored pixels are the upright photo transformed by the inverse of the orientation,
     # so ImageOps.exif_transpose(stored) recovers make_photo(*reference[rel]) up to JPEG noise (quality 95).
@@ -377,18 +374,26 @@ def _write_odd_files(w: _CorpusWriter, names: list[str], seed: int, size: tuple[
     w.good("odd/photo.webp", _encode(photo, "WEBP", quality=90), "RGB", ref)
     w.good("odd/photo.bmp", _encode(photo, "BMP"), "RGB", ref)
     w.good("odd/photo.tif", _encode(photo, "TIFF"), "RGB", ref)
-    w.good("odd/UPPER.JPG", jpeg, "RGB", ref)
-    w.good("odd/with spaces.jpg", jpeg, "RGB", ref)
-    w.good("odd/café ñ 写真.jpg", jpeg, "RGB", ref)
-    w.good(b"odd/" + _NON_UTF8_NAME, jpeg, "RGB", ref)  # quietly absent where the file system refuses it
-    w.good("odd/corrupt_exif.jpg", _encode(photo, "JPEG", quality=90, exif=_CORRUPT_EXIF), "RGB", ref)
+
+    # Each file below gets its own photo, so a test can tell which file's pixels ended up where.
+    def own_photo(rel: str) -> tuple[Image.Image, tuple[int, int, int]]:
+        own = (width, height, _sub_seed(seed, rel))
+        return make_photo(*own), own
+
+    for rel in ("odd/UPPER.JPG", "odd/with spaces.jpg", "odd/café ñ 写真.jpg"):
+        im, own = own_photo(rel)
+        w.good(rel, _encode(im, "JPEG", quality=90), "RGB", own)
+    im, own = own_photo("odd/non-utf8")
+    w.good(b"odd/" + _NON_UTF8_NAME, _encode(im, "JPEG", quality=90), "RGB", own)  # skipped if the FS refuses
+    im, own = own_photo("odd/corrupt_exif.jpg")
+    w.good("odd/corrupt_exif.jpg", _encode(im, "JPEG", quality=90, exif=_CORRUPT_EXIF), "RGB", own)
 
     for rel in ("odd/readme.txt", "notes.md"):
         w.ignored.append(_must(w.write(rel, b"Sample corpus written by imgstore.samples; not an image.\n")))
 
     first = names[0]
     for rel in (f"{first}/.hidden.jpg", f"{first}/.thumbs/x.jpg"):
-        w.hidden.append(_must(w.write(rel, jpeg)))
+        w.hidden.append(_must(w.write(rel, _encode(own_photo(rel)[0], "JPEG", quality=90))))
 
     # Bad files, one per class folder in turn (a corrupt download sits among the good photos).
     big = _encode(make_photo(width, height, _sub_seed(seed, "bad/truncated")), "JPEG", quality=90)
@@ -449,8 +454,14 @@ def write_jpeg_corpus(
     digits = max(2, len(str(classes - 1)))
     paths = [root / f"class_{i % classes:0{digits}d}" / f"img_{i:06d}.jpg" for i in range(count)]
     marker = root / _JPEG_MARKER_NAME
-    params = {"version": 1, "count": count, "size": [width, height], "classes": classes, "seed": seed,
-              "quality": quality}
+    params = {
+        "version": 1,
+        "count": count,
+        "size": [width, height],
+        "classes": classes,
+        "seed": seed,
+        "quality": quality,
+    }
 
     if _jpeg_corpus_is_current(marker, params, paths, size):
         return paths
@@ -471,7 +482,7 @@ def write_jpeg_corpus(
         if rng.random() < 0.5:
             im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         gains, offsets = rng.uniform(0.85, 1.15, 3), rng.integers(-12, 13, 3)
-        lut = [min(255, max(0, round(v * g + o))) for g, o in zip(gains, offsets) for v in range(256)]
+        lut = [min(255, max(0, round(v * g + o))) for g, o in zip(gains, offsets, strict=True) for v in range(256)]
         im.point(lut).save(paths[i], "JPEG", quality=quality)
 
     if workers == 1:
