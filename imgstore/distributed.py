@@ -37,9 +37,8 @@ from typing import Any
 from imgstore.discover import discover, source_label
 from imgstore.errors import ImgStoreError, OptionError
 from imgstore.ingest import IngestReport, ingest
-from imgstore.options import check_output
 from imgstore.merge import merge_shards
-from imgstore.options import IngestOptions, resolve_path
+from imgstore.options import IngestOptions, check_output, resolve_path
 
 MISSING_DASK = "the --dask option needs the dask extra: pip install 'imgstore[dask]'"
 SHARDS_PER_THREAD = 4  # more shards than threads: a slow shard or a lost worker costs a small part of the run

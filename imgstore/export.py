@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from imgstore.errors import OptionError, StoreError
+from imgstore.h5 import open_read
 from imgstore.options import parse_size
 from imgstore.reader import open_store
 from imgstore.vectors import (
@@ -161,7 +162,7 @@ class _StoreRows:
         self.count = len(self.store)
         self.shape: tuple[int, int, int] = tuple(int(s) for s in self.store.shape)  # type: ignore[assignment]
         self.stem = path.stem
-        self._file = h5py.File(path, "r", locking=False)
+        self._file = open_read(path)
         names = self._file.get("image_names")
         self._names = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
         labels = self._file.get("labels")

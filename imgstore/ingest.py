@@ -26,6 +26,7 @@ import h5py
 from imgstore.compression import dataset_args, load_filters
 from imgstore.discover import Candidate, Discovery, discover, source_label
 from imgstore.errors import OptionError, StoreError
+from imgstore.h5 import open_read
 from imgstore.labels import Labels, resolve_labels
 from imgstore.options import IngestOptions, check_output, resolve_path, shard_range
 from imgstore.pool import Decoded, DecodePool, decode_in_process
@@ -76,7 +77,7 @@ def stored_options(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``ingest_options`` a store was made with (empty for stores that did not record them)."""
     p = Path(path)
     try:
-        with h5py.File(p, "r", locking=False) as f:
+        with open_read(p) as f:
             raw = f.attrs.get("ingest_options")
             values = json.loads(raw) if raw else {}
             if not values and "size" in f.attrs:  # stores made by ImageIndexer directly
@@ -100,7 +101,7 @@ def _check_continuation(out: Path, opts: IngestOptions) -> dict[str, Any]:
     if not out.exists():
         raise StoreError(f"{out} does not exist: there is nothing to {verb} (run without --append/--resume)")
     stored = stored_options(out)
-    with h5py.File(out, "r", locking=False) as f:
+    with open_read(out) as f:
         complete = bool(f.attrs.get("complete", False))
         if any(d.is_virtual for d in f.values() if isinstance(d, h5py.Dataset)):
             raise StoreError(f"{out} is a merged (virtual) store: merge with --copy to get a store you can {verb}")

@@ -35,8 +35,8 @@ import h5py
 import numpy as np
 
 from imgstore.errors import OptionError, StoreError
-from imgstore.options import check_output
-from imgstore.options import resolve_path, shard_range
+from imgstore.h5 import open_read
+from imgstore.options import check_output, resolve_path, shard_range
 from imgstore.reader import read_root_attrs
 from imgstore.vectors import Progress, progress_callback
 from imgstore.writer import STR, ImageIndexer
@@ -119,7 +119,7 @@ def _read_shard(path: Path) -> _Shard:
     if not h5py.is_hdf5(path):
         raise StoreError(f"{path} is not an HDF5 file: give the shard files made by imgstore ingest --shard K/N")
     try:
-        f = h5py.File(path, "r", locking=False)
+        f = open_read(path)
     except OSError as exc:
         raise StoreError(f"{path} cannot be opened as an HDF5 store: {exc}") from None
     with f:
@@ -340,7 +340,7 @@ def merge_shards(
 def _read_skipped(shard: _Shard) -> list[tuple[str, str]]:
     if not shard.skipped:
         return []
-    with h5py.File(shard.path, "r", locking=False) as f:
+    with open_read(shard.path) as f:
         n = shard.skipped
         return list(zip(_strings(f["skipped_names"], 0, n), _strings(f["skipped_reasons"], 0, n)))
 
@@ -399,7 +399,7 @@ def missing_sources(path: str | os.PathLike[str]) -> list[str]:
     shards would look fine but hold blank images: check with this (``imgstore verify`` should).
     """
     p = resolve_path(path)
-    with h5py.File(p, "r", locking=False) as f:
+    with open_read(p) as f:
         if "images" not in f or not f["images"].is_virtual:
             return []
         files = {vs.file_name.replace("%%", "%") for name in f for vs in _sources(f[name])}
@@ -426,7 +426,7 @@ def _write_copy(tmp: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
         for s in shards:
             for name, reason in _read_skipped(s):
                 ix.skip(name, reason)
-            with h5py.File(s.path, "r", locking=False) as f:
+            with open_read(s.path) as f:
                 for start in range(0, s.count, step):
                     stop = min(start + step, s.count)
                     images = f["images"][start:stop]

@@ -17,6 +17,7 @@ import numpy as np
 
 from imgstore.compression import load_filters
 from imgstore.errors import StoreError
+from imgstore.h5 import open_read
 from imgstore.writer import JOURNAL, TextJournal
 
 
@@ -79,7 +80,7 @@ class ImageStore:
             self._names = None
             self._ds = None
             try:
-                self._file = h5py.File(self.path, "r", locking=False)
+                self._file = open_read(self.path)
             except FileNotFoundError:
                 raise StoreError(f"{self.path} does not exist: give the path of a store made by imgstore ingest") from None
             except OSError as exc:

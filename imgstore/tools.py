@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from imgstore.errors import OptionError, OutputExistsError, SourceError, StoreError
+from imgstore.h5 import open_read
 from imgstore.options import check_output
 from imgstore.reader import open_store
 from imgstore.vectors import Progress, progress_callback
@@ -104,7 +105,7 @@ def verify_store(
         report.problems.append(f"{p} is not an HDF5 file (not a store made by imgstore ingest)")
         return report
     try:
-        f = h5py.File(p, "r", locking=False)
+        f = open_read(p)
     except OSError as exc:
         report.problems.append(f"{p} cannot be opened as an HDF5 file: {exc}")
         return report
@@ -364,7 +365,7 @@ class _Verifier:
         if not target.is_file():
             return f"is missing (looked for {target})"
         try:
-            with h5py.File(target, "r", locking=False) as src:
+            with open_read(target) as src:
                 if dset_name not in src:
                     return f"has no dataset {dset_name}"
         except OSError as exc:

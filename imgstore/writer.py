@@ -13,19 +13,19 @@ Store format, version 1 (a contract; readers rely on it):
   after a clean finish), ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), plus what the caller adds
   (``resize_mode``, ``source``, ``class_names``, ...).
 
-Crash safety. Every flush writes the rows, flushes the file, then raises ``count`` and flushes again, so a reader
-never trusts rows that are not fully on disk. Numeric datasets survive ``kill -9`` at any point of that; HDF5's
-variable-length strings do not always (their global heap can be left unreadable: 2 kills in 150 in a test, with
-and without SWMR mode). So each text column is also appended to ``_journal/<name>.bytes`` (uint8, the UTF-8 bytes)
-and ``_journal/<name>.ends`` (int64, where each row ends): plain numeric data. Readers of an incomplete store take
-the text from the journal; reopening an incomplete store rebuilds the string datasets from it.
+Crash safety. The file is written in SWMR mode (latest format, every dataset created first), whose ordered
+metadata flushes keep it consistent whenever the writer dies. Every flush writes the rows, flushes the file, then
+raises ``count`` and flushes again, so a reader never trusts rows that are not fully on disk. SWMR does not cover
+variable-length strings (their global heap can be left unreadable by a kill), so each text column is also
+appended to ``_journal/<name>.bytes`` (uint8, the UTF-8 bytes) and ``_journal/<name>.ends`` (int64, where each row
+ends): plain numeric data. Readers of an incomplete store take the text from the journal; reopening an incomplete
+store rebuilds the string datasets from it. ``scripts/crash_test.py`` measures all this with hundreds of kills.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 
 from imgstore.errors import OptionError, OutputExistsError, StoreError
+from imgstore.h5 import claim_whole_file, open_write
 
 FORMAT_VERSION = 1
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
@@ -68,21 +69,6 @@ def auto_buffer_size(shape: tuple[int, int, int], budget: int = DEFAULT_BUFFER_B
 
 def _grow(ds: h5py.Dataset, rows: int) -> None:
     ds.resize(rows, axis=0)
-
-
-def _open_for_writing(path: Path, wait: float = 5.0) -> h5py.File:
-    """``h5py.File(path, "r+")``, waiting up to ``wait`` seconds for another process's lock to go away.
-
-    After a kill -9 the lock can outlive the killed writer by a moment, until the kernel has reaped it.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return h5py.File(path, "r+")
-        except OSError as exc:
-            if "lock" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 class TextJournal:
@@ -166,7 +152,9 @@ class ImageIndexer:
             raise OutputExistsError(f"{self.path} exists: pass overwrite=True (--overwrite) to replace it")
         self._setup(size, channels, buffer_size, compression, compression_opts)
         try:
-            self._file = h5py.File(self.path, "w")
+            # The latest format: SWMR writing needs it, and it indexes the chunks of a dataset that grows along one
+            # axis with an extensible array, which never moves existing entries (a B-tree splits nodes).
+            self._file = h5py.File(self.path, "w", libver="latest")
         except OSError as exc:
             raise StoreError(f"cannot create {self.path}: {exc}") from None
         f = self._file
@@ -203,7 +191,7 @@ class ImageIndexer:
         self = cls.__new__(cls)
         self.path = Path(path)
         try:
-            f = _open_for_writing(self.path)
+            f = open_write(self.path)
         except FileNotFoundError:
             raise StoreError(f"{self.path} does not exist: there is nothing to append to or resume") from None
         except OSError as exc:
@@ -220,6 +208,7 @@ class ImageIndexer:
         self._setup(tuple(size) if size else None, int(f.attrs.get("channels", 3)), buffer_size, compression, opts)
         self._file = f
         was_complete = bool(f.attrs.get("complete", False))
+        claim_whole_file(f)  # before anything is allocated: a dead writer may have written past the recorded end
         self._count = int(f.attrs.get("count", 0))
         self._skipped_count = int(f.attrs.get("skipped_count", f["skipped_names"].shape[0]))
         self._has_labels = "labels" in f if "images" in f else None
@@ -255,6 +244,7 @@ class ImageIndexer:
         self._skipped: list[tuple[str, str]] = []
         self._has_labels: bool | None = None
         self._has_hashes: bool | None = None
+        self._swmr = False
 
     # -- context manager ---------------------------------------------------------------------------------------
     def __enter__(self) -> ImageIndexer:
@@ -356,6 +346,7 @@ class ImageIndexer:
         if not k and not s:
             return
         if k:
+            self._start_swmr()
             self._write_rows(k)
         if s:
             n = self._skipped_count
@@ -427,6 +418,25 @@ class ImageIndexer:
             hashes = f["sha256"]
             _grow(hashes, n + k)
             hashes[n:] = np.frombuffer(b"".join(self._hashes), dtype=np.uint8).reshape(k, 32)
+
+    def _start_swmr(self) -> None:
+        """Switch to SWMR writing once every dataset exists (SWMR mode cannot create objects).
+
+        SWMR orders HDF5's metadata writes children before parents, so the file on disk is consistent whenever
+        the writer dies: measured with scripts/crash_test.py, 300 kill -9 at random moments, 0 unreadable stores
+        and 0 failed reopens (without SWMR: 2 unreadable and 4 to 6 failed reopens in 300).
+        """
+        f = self._file
+        assert f is not None
+        if self._swmr:
+            return
+        self._ensure_datasets()
+        self._create_optional()
+        try:
+            f.swmr_mode = True
+        except (ValueError, OSError, RuntimeError):  # a file SWMR cannot write: flush order only
+            pass
+        self._swmr = True
 
     def _check_open(self) -> None:
         if self._file is None:

@@ -200,8 +200,10 @@ def _no_process_mentions(text: str, wait: float = 5.0) -> bool:
 
 
 def _count(path: Path) -> int:
+    from imgstore.h5 import open_read
+
     try:
-        with h5py.File(path, "r", locking=False) as f:
+        with open_read(path) as f:  # the writer is in SWMR mode: a plain open is refused while it runs
             return int(f.attrs["count"])
     except (OSError, KeyError):
         return 0
