@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 import h5py
 import numpy as np
@@ -164,7 +164,10 @@ class _StoreRows:
         self.stem = path.stem
         self._file = open_read(path)
         names = self._file.get("image_names")
-        self._names = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
+        self._names: Any = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
+        if not self.store.complete:
+            # An interrupted store: its variable-length names may be torn; the reader takes them from the journal.
+            self._names = np.asarray(self.store.names, dtype=object)
         labels = self._file.get("labels")
         self._labels = labels if isinstance(labels, h5py.Dataset) and len(labels) >= self.count else None
 

@@ -326,3 +326,20 @@ def test_invalid_compression() -> None:
     """An unknown compression is an OptionError listing the choices."""
     with pytest.raises(OptionError, match="choose one of none, gzip, lzf, zstd, blosc"):
         opts(compression="brotli")
+
+
+def test_export_of_interrupted_store_takes_names_from_journal(tmp_path: Path) -> None:
+    """An interrupted store whose string dataset is damaged still exports the right names (from the journal)."""
+    from imgstore.export import export_vectors
+    from imgstore.writer import ImageIndexer
+
+    out = tmp_path / "i.h5"
+    with pytest.raises(RuntimeError):
+        with ImageIndexer(out, size=(4, 4)) as ix:
+            for i in range(5):
+                ix.add(f"dir/{i}.png", np.full((4, 4, 3), i, np.uint8))
+            raise RuntimeError("crash")
+    with h5py.File(out, "r+") as f:
+        f["image_names"][:] = ["garbage"] * 5  # stands for a heap torn by the crash
+    export_vectors(out, tmp_path / "v.bvecs")
+    assert (tmp_path / "v.bvecs.names.txt").read_text().splitlines() == [f"dir/{i}.png" for i in range(5)]
