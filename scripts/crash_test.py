@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 WRITER = r"""
