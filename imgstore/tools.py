@@ -29,7 +29,7 @@ from imgstore.h5 import open_read
 from imgstore.options import check_output
 from imgstore.reader import open_store
 from imgstore.vectors import Progress, progress_callback
-from imgstore.writer import FORMAT_VERSION
+from imgstore.writer import FORMAT_VERSION, JOURNAL
 
 # Stored rows are read about this many bytes at a time, which bounds the memory verify needs.
 BATCH_BYTES = 16 * 2**20
@@ -78,14 +78,20 @@ def verify_store(
     per-row dataset (``images``, ``image_names``, ``labels``, ``sha256``); their dtypes and shapes; the ``size`` and
     ``channels`` attributes against the images; labels within ``class_names``; names unique; every committed row of
     every per-row dataset stored on disk (a chunk that was never written reads as zeros without error) and every
-    committed image readable; the skipped lists of equal length; a virtual (merged) ``images`` dataset's source
-    files present (a missing one reads as zeros without error). With ``sources`` (the folder the store was
-    ingested from), every row's file must exist there and, when the store records digests, hash to the stored
-    SHA-256; files in ``sources`` that are not in the store are not problems (they may have been skipped).
+    committed image readable; the skipped lists hold ``skipped_count`` rows (or pair up, in older stores); the
+    crash-safe ``_journal`` copies of the text columns hold their committed rows and, in a complete store, agree
+    with ``image_names``; the files behind virtual (merged) datasets present and holding their datasets (a missing
+    one reads as zeros without error). With ``sources`` (the folder the store was ingested from), every row's file
+    must exist there and, when the store records digests, hash to the stored SHA-256; files in ``sources`` that are
+    not in the store are not problems (they may have been skipped).
 
-    Rows past ``count`` and an unfinished ingest (``complete`` false) are notes, not problems: readers ignore such
-    rows and the next write trims them. Repeated problems of one kind are listed up to ``MAX_LISTED`` times, then
-    counted. ``progress`` gets row increments (a callable, or a tqdm-like object whose ``total`` is set).
+    Names are judged as readers see them: an incomplete store's from its journal (its string dataset may have been
+    left unreadable by a crash and is rebuilt by the next write, so that dataset is not judged). Rows past
+    ``count`` and an unfinished ingest (``complete`` false) are notes, not problems: readers ignore such rows and
+    the next write trims them. Repeated problems of one kind are listed up to ``MAX_LISTED`` times, then counted in
+    one more line. ``progress`` gets row increments (a callable, or a tqdm-like object whose ``total`` is set).
+    Memory stays bounded: images are read about ``BATCH_BYTES`` at a time, text ``TEXT_BATCH`` rows at a time, and
+    the duplicate search keeps 8 bytes per row.
 
     Raises :class:`~imgstore.errors.StoreError` when ``path`` does not exist or is a folder, and
     :class:`~imgstore.errors.SourceError` when ``sources`` is not a folder.
@@ -122,7 +128,15 @@ class _Verifier:
         self.progress = progress
         self.tick: Callable[[int], None] = lambda n: None
         self.repeated: dict[str, int] = {}  # kind -> problems of that kind found
-        self.count = 0
+        self.count = 0  # committed rows that every per-row dataset holds: the rows checked
+        self.complete = bool(f.attrs.get("complete", False))
+        journal = f.get(JOURNAL)
+        self.journal: h5py.Group | None = journal if isinstance(journal, h5py.Group) else None
+        # An incomplete store's names come from the journal (as imgstore.open reads them); its string dataset may
+        # have been left unreadable by a crash and is rebuilt by the next write, so it is not judged.
+        self.names_from_journal = not self.complete and self.has_journal("image_names")
+        # Row ranges of image_names served by an unusable shard file: their empty names are not judged again.
+        self.dead_name_rows: list[tuple[int, int]] = []
 
     # -- reporting ------------------------------------------------------------------------------------------
     def problem(self, text: str, kind: str | None = None) -> None:
@@ -144,24 +158,22 @@ class _Verifier:
         images = datasets.get("images")
         if images is not None:
             self.check_geometry(images)
-        names = datasets.get("image_names")
-        labels = datasets.get("labels")
-        if labels is not None:
-            self.check_labels(labels)
-        if names is not None:
-            self.check_unique_names(names)
+        if "labels" in datasets:
+            self.check_labels(datasets["labels"])
+        self.check_virtual_sources()
         for name, ds in datasets.items():
-            if ds.is_virtual:
-                self.check_virtual_sources(name, ds)
-            else:
+            if not ds.is_virtual:
                 self.check_chunks_stored(name, ds)
+        self.check_journal()
+        if "image_names" in datasets or self.names_from_journal:
+            self.check_names(datasets.get("image_names"))
         self.check_skipped()
         total = (self.count if images is not None else 0) + (self.count if self.src is not None else 0)
         self.tick = progress_callback(self.progress, total)
         if images is not None:
             self.read_images(images)
-        if self.src is not None and names is not None:
-            self.check_sources(names, datasets.get("sha256"))
+        if self.src is not None and ("image_names" in datasets or self.names_from_journal):
+            self.check_sources(datasets.get("image_names"), datasets.get("sha256"))
         for kind, seen in self.repeated.items():
             if seen > MAX_LISTED:
                 self.report.problems.append(f"... and {seen - MAX_LISTED} more {kind}")
@@ -179,7 +191,7 @@ class _Verifier:
         if version > FORMAT_VERSION:
             self.problem(f"store format version {version} is newer than this imgstore reads ({FORMAT_VERSION}): upgrade imgstore")
             return False
-        if not bool(attrs.get("complete", False)):
+        if not self.complete:
             self.note("ingest did not finish (complete is false); imgstore ingest --resume continues it")
         return True
 
@@ -215,13 +227,20 @@ class _Verifier:
                 self.problem(f"count is {count} but the store has no images dataset")
             else:
                 self.note("the store holds no images")
-        if "image_names" not in f and "images" in datasets:
+        if self.names_from_journal and "image_names" in datasets:
+            # Not judged (see __init__): the journal stands in for it.
+            n = rows.pop("image_names")
+            del datasets["image_names"]
+            if n < count:
+                self.note(f"image_names has {n} rows but count is {count}: readers use the journal, the next write rebuilds it")
+        elif "image_names" not in f and "images" in datasets and not self.names_from_journal:
             self.problem(f"image_names is missing (images has {rows['images']} rows)")
         short = {name: n for name, n in rows.items() if n < count}
         for name, n in short.items():
             self.problem(f"{name} has {n} rows but count is {count}")
-        # Rows each dataset lacks are not checked further: check the rows all of them hold.
+        # Rows some dataset lacks are not checked further: check the rows all of them hold.
         self.count = min([count, *rows.values()])
+        self.committed = count
         if not short and rows:
             extra = {name: n for name, n in rows.items() if n > count}
             if extra:
@@ -280,35 +299,99 @@ class _Verifier:
                     "labels out of range",
                 )
 
-    def check_unique_names(self, names: h5py.Dataset) -> None:
+    # -- names ------------------------------------------------------------------------------------------------
+    def has_journal(self, key: str) -> bool:
+        j = self.journal
+        return j is not None and f"{key}.ends" in j and f"{key}.bytes" in j
+
+    def journal_rows(self, key: str, a: int, b: int) -> list[str] | None:
+        """Rows ``a:b`` of the journal copy of the text column ``key``, or None after reporting damage."""
+        assert self.journal is not None
+        ends_ds, bytes_ds = self.journal[f"{key}.ends"], self.journal[f"{key}.bytes"]
+        try:
+            lo = int(ends_ds[a - 1]) if a else 0
+            ends = ends_ds[a:b].astype(np.int64)
+            if b <= a:
+                return []
+            if ends[0] < lo or (np.diff(ends) < 0).any() or int(ends[-1]) > bytes_ds.shape[0]:
+                raise ValueError("its row ends are not increasing within its bytes")
+            blob = bytes_ds[lo : int(ends[-1])].tobytes()
+        except _READ_ERRORS as exc:
+            self.problem(f"the journal of {key} is damaged at rows {a}-{b - 1}: {exc}", "damaged journal batches")
+            return None
+        starts = np.concatenate(([lo], ends[:-1])) - lo
+        return [blob[s:e].decode("utf-8", "replace") for s, e in zip(starts.tolist(), (ends - lo).tolist())]
+
+    def names_batch(self, names: h5py.Dataset | None, a: int, b: int) -> list[str] | None:
+        """Rows ``a:b`` of the names as readers see them (the journal for an incomplete store)."""
+        if self.names_from_journal:
+            return self.journal_rows("image_names", a, b)
+        assert names is not None
+        batch = self.read_rows("image_names", names, a, b)
+        return None if batch is None else _texts(batch)
+
+    def check_journal(self) -> None:
+        """Each journaled text column holds at least its committed rows."""
+        committed = {"image_names": self.committed, "skipped_names": self.skipped_count(), "skipped_reasons": self.skipped_count()}
+        for key, n in committed.items():
+            if not self.has_journal(key):
+                continue
+            assert self.journal is not None
+            rows = int(self.journal[f"{key}.ends"].shape[0])
+            if rows < n:
+                self.problem(f"the journal of {key} has {rows} rows but {n} are committed")
+                if key == "image_names" and self.names_from_journal:
+                    self.count = min(self.count, rows)
+
+    def is_dead_name_row(self, i: int) -> bool:
+        return any(a <= i < b for a, b in self.dead_name_rows)
+
+    def check_names(self, names: h5py.Dataset | None) -> None:
+        """Names are unique; a complete store's names agree with their journal copy."""
         # A 64-bit hash per row finds candidate duplicates in bounded memory; the texts then confirm them.
         n = self.count
+        compare = not self.names_from_journal and self.has_journal("image_names")
+        if compare:
+            assert self.journal is not None
+            compare = self.journal["image_names.ends"].shape[0] >= n
         hashes = np.zeros(n, np.int64)
         for a, b in _spans(n, TEXT_BATCH):
-            batch = self.read_rows("image_names", names, a, b)
-            if batch is not None:
-                hashes[a:b] = np.fromiter((hash(s) for s in _texts(batch)), np.int64, b - a)
+            batch = self.names_batch(names, a, b)
+            if batch is None:
+                continue
+            hashes[a:b] = np.fromiter((hash(s) for s in batch), np.int64, b - a)
+            copy = self.journal_rows("image_names", a, b) if compare else None
+            if copy is not None and copy != batch:
+                for j in (j for j, (x, y) in enumerate(zip(batch, copy)) if x != y):
+                    self.problem(
+                        f"image_names row {a + j} is {batch[j]!r} but its journal copy says {copy[j]!r}",
+                        "names that differ from their journal copy",
+                    )
         if n < 2:
             return
         order = np.argsort(hashes, kind="stable")
         same = hashes[order[1:]] == hashes[order[:-1]]
         if not same.any():
             return
-        rows = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+        rows = np.unique(np.concatenate([order[1:][same], order[:-1][same]])).tolist()
+        rows = [i for i in rows if not self.is_dead_name_row(i)]
         groups: dict[str, list[int]] = {}
-        for a, b in _spans(len(rows), TEXT_BATCH):
-            idx = rows[a:b]
-            try:
-                texts = _texts(names[idx])
-            except _READ_ERRORS:
-                continue  # already reported while hashing
-            for i, text in zip(idx.tolist(), texts):
-                groups.setdefault(text, []).append(i)
+        # Candidates are read back in the same batches (few rows each: the duplicates and hash collisions).
+        for a, b in _spans(n, TEXT_BATCH):
+            wanted = [i for i in rows if a <= i < b]
+            if not wanted:
+                continue
+            batch = self.names_batch(names, a, b)
+            if batch is None:
+                continue
+            for i in wanted:
+                groups.setdefault(batch[i - a], []).append(i)
         for text, where in groups.items():
             if len(where) > 1:
                 shown = ", ".join(str(i) for i in where[:5]) + (", ..." if len(where) > 5 else "")
                 self.problem(f"name {text!r} appears {len(where)} times (rows {shown})", "duplicated names")
 
+    # -- storage ----------------------------------------------------------------------------------------------
     def check_chunks_stored(self, name: str, ds: h5py.Dataset) -> None:
         """A committed row whose chunk was never written reads as the fill value without any error."""
         if ds.chunks is None or self.count == 0:
@@ -329,59 +412,108 @@ class _Verifier:
             if ds.id.get_num_chunks() < blocks * per_block:
                 self.problem(f"{name} stores only {ds.id.get_num_chunks()} chunks for {self.count} committed rows")
             return
-        for block in np.flatnonzero(stored < per_block).tolist():
-            a, b = block * c0, min((block + 1) * c0, self.count)
-            where = f"row {a}" if b - a == 1 else f"rows {a}-{b - 1}"
-            self.problem(f"{name} {where} were never written (no data on disk; they read as zeros)", "rows never written")
+        missing = np.flatnonzero(stored < per_block)
+        if not missing.size:
+            return
+        # Consecutive missing blocks are one run of rows: one line each.
+        breaks = np.flatnonzero(np.diff(missing) > 1) + 1
+        for run in np.split(missing, breaks):
+            a, b = int(run[0]) * c0, min((int(run[-1]) + 1) * c0, self.count)
+            where = f"row {a} was" if b - a == 1 else f"rows {a}-{b - 1} were"
+            self.problem(f"{name} {where} never written (no data on disk; reads give zeros)", "runs of rows never written")
 
-    def check_virtual_sources(self, name: str, ds: h5py.Dataset) -> None:
-        """The files a virtual (merged) dataset reads from exist and hold the dataset; a missing one reads as zeros."""
+    def check_virtual_sources(self) -> None:
+        """The files virtual (merged) datasets read from exist and hold their datasets: a missing one reads as zeros.
+
+        One problem per unusable file, naming the rows of the first dataset (in ``PER_ROW`` order) it feeds.
+        """
         folder = self.path.parent
-        checked: dict[tuple[str, str], str | None] = {}
-        files: set[str] = set()
-        for vmap in ds.virtual_sources():
-            key = (vmap.file_name, vmap.dset_name)
-            if key not in checked:
-                checked[key] = self.virtual_source_problem(folder, *key)
-            files.add(vmap.file_name)
-            trouble = checked[key]
+        uses: dict[str, dict[str, list[tuple[int, int]]]] = {}  # file -> dataset -> row ranges
+        dset_names: dict[str, set[str]] = {}
+        for name in (*PER_ROW, "skipped_names", "skipped_reasons"):
+            ds = self.f.get(name)
+            if not isinstance(ds, h5py.Dataset) or not ds.is_virtual:
+                continue
+            for vmap in ds.virtual_sources():
+                file_name = vmap.file_name.replace("%%", "%")  # HDF5 escapes a literal % in source names
+                try:
+                    if vmap.vspace.get_select_npoints() == 0:
+                        continue
+                    start, end = vmap.vspace.get_select_bounds()
+                    span = (int(start[0]), int(end[0]))
+                except _READ_ERRORS:
+                    span = (-1, -1)
+                uses.setdefault(file_name, {}).setdefault(name, []).append(span)
+                dset_names.setdefault(file_name, set()).add(vmap.dset_name)
+        if not uses:
+            return
+        if "images" in self.f and self.f["images"].is_virtual:
+            shards = sum(1 for u in uses.values() if "images" in u)
+            self.note(f"images is a merged (virtual) dataset over {shards} file(s)")
+        for file_name, by_dataset in uses.items():
+            trouble = self.virtual_source_problem(folder, file_name, dset_names[file_name])
             if trouble is None:
                 continue
-            try:
-                start, end = vmap.vspace.get_select_bounds()
-                where = f"rows {start[0]}-{end[0]}"
-            except _READ_ERRORS:
-                where = "some rows"
-            self.problem(f"{name} {where} come from {vmap.file_name}, which {trouble}: they read as zeros", "missing shard files")
-        if name == "images":
-            self.note(f"images is a merged (virtual) dataset over {len(files)} file(s)")
+            self.dead_name_rows += [(a, b + 1) for a, b in by_dataset.get("image_names", []) if a >= 0]
+            first, spans = next(iter(by_dataset.items()))
+            ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans if a >= 0) or "some"
+            others = [d for d in by_dataset if d != first]
+            also = f" (and rows of {', '.join(others)})" if others else ""
+            self.problem(
+                f"{first} rows {ranges}{also} come from {file_name}, which {trouble}: they read as zeros",
+                "unusable shard files",
+            )
 
-    def virtual_source_problem(self, folder: Path, file_name: str, dset_name: str) -> str | None:
+    def virtual_source_problem(self, folder: Path, file_name: str, dset_names: set[str]) -> str | None:
         if file_name == ".":
-            return None if dset_name in self.f else f"lacks the dataset {dset_name}"
+            lacking = sorted(d for d in dset_names if d not in self.f)
+            return f"lacks {', '.join(lacking)}" if lacking else None
         target = Path(file_name)
         if not target.is_absolute():
-            target = folder / target
+            target = folder / target  # HDF5 resolves a relative source against the virtual file's folder
         if not target.is_file():
             return f"is missing (looked for {target})"
         try:
             with open_read(target) as src:
-                if dset_name not in src:
-                    return f"has no dataset {dset_name}"
+                lacking = sorted(d for d in dset_names if d not in src)
         except OSError as exc:
             return f"cannot be opened ({exc})"
-        return None
+        return f"has no {', '.join(lacking)}" if lacking else None
+
+    def skipped_count(self) -> int:
+        f = self.f
+        if "skipped_count" in f.attrs:
+            try:
+                return int(f.attrs["skipped_count"])
+            except (TypeError, ValueError):
+                return 0
+        return int(f["skipped_names"].shape[0]) if isinstance(f.get("skipped_names"), h5py.Dataset) else 0
 
     def check_skipped(self) -> None:
+        """The skipped lists hold their committed rows (``skipped_count``, or pair up in older stores)."""
         f = self.f
-        have = [k for k in ("skipped_names", "skipped_reasons") if k in f]
+        keys = ("skipped_names", "skipped_reasons")
+        have = [k for k in keys if isinstance(f.get(k), h5py.Dataset)]
         if len(have) == 1:
             self.problem(f"{have[0]} exists without {({'skipped_names', 'skipped_reasons'} - set(have)).pop()}")
-        elif have:
-            n, r = f["skipped_names"].shape[0], f["skipped_reasons"].shape[0]
-            if n != r:
-                self.problem(f"skipped_names has {n} rows but skipped_reasons has {r}")
+            return
+        if not have:
+            return
+        rows = {k: int(f[k].shape[0]) for k in keys}
+        if "skipped_count" not in f.attrs:
+            if rows["skipped_names"] != rows["skipped_reasons"]:
+                self.problem(f"skipped_names has {rows['skipped_names']} rows but skipped_reasons has {rows['skipped_reasons']}")
+            return
+        n = self.skipped_count()
+        for k in keys:
+            if rows[k] < n:
+                self.problem(f"{k} has {rows[k]} rows but skipped_count is {n}")
+        if self.complete or not self.has_journal("skipped_names"):
+            for k in keys:
+                for a, b in _spans(min(n, rows[k]), TEXT_BATCH):
+                    self.read_rows(k, f[k], a, b)
 
+    # -- reading --------------------------------------------------------------------------------------------
     def read_rows(self, name: str, ds: h5py.Dataset, a: int, b: int) -> np.ndarray | None:
         """Rows ``a:b`` of ``ds``, or None after reporting each row that cannot be read."""
         try:
@@ -411,19 +543,21 @@ class _Verifier:
                         self.problem(f"images row {i} cannot be read: {exc}", "rows that cannot be read")
             self.tick(b - a)
 
-    def check_sources(self, names: h5py.Dataset, digests: h5py.Dataset | None) -> None:
+    def check_sources(self, names: h5py.Dataset | None, digests: h5py.Dataset | None) -> None:
         src = self.src
         assert src is not None
         if digests is None:
             self.note("the store records no SHA-256 digests: --sources checked only that each file exists")
         for a, b in _spans(self.count, TEXT_BATCH):
-            batch = self.read_rows("image_names", names, a, b)
+            batch = self.names_batch(names, a, b)
             stored = self.read_rows("sha256", digests, a, b) if digests is not None else None
             if batch is None:
                 self.tick(b - a)
                 continue
-            for j, name in enumerate(_texts(batch)):
+            for j, name in enumerate(batch):
                 self.tick(1)
+                if self.is_dead_name_row(a + j):
+                    continue  # its shard file is missing: already a problem
                 file = source_path(src, name)
                 if not file.is_file():
                     what = "is missing from" if not file.exists() else "is not a file in"
@@ -509,7 +643,8 @@ class PreviewLayout:
         return GAP + c * (self.tile + GAP), GAP + r * (self.cell_height + GAP)
 
     def thumb_size(self, height: int, width: int) -> tuple[int, int]:
-        """``(w, h)`` of an image of ``height`` x ``width`` scaled to fit the tile, keeping its aspect."""
+        """``(w, h)`` of an image of ``height`` x ``width`` scaled to fit the tile, keeping its aspect; it is drawn
+        centred across the tile square and touching its bottom edge."""
         scale = self.tile / max(height, width)
         return max(1, round(width * scale)), max(1, round(height * scale))
 
@@ -597,7 +732,8 @@ def make_preview(
             if (tw, th) != im.size:
                 shrink = tw < im.width or th < im.height
                 im = im.resize((tw, th), Image.Resampling.LANCZOS if shrink else Image.Resampling.NEAREST)
-            sheet.paste(im.convert("RGB"), (x + (layout.tile - tw) // 2, y + (layout.tile - th) // 2))
+            # Centred across, standing on the text so a wide image keeps its caption close.
+            sheet.paste(im.convert("RGB"), (x + (layout.tile - tw) // 2, y + layout.tile - th))
             text_y = y + layout.tile + 1
             line = _fit(font, f"{i} ", names[i] if i < len(names) else "", layout.tile)
             _draw_centered(draw, font, line, x, text_y, layout.tile, (0, 0, 0))
