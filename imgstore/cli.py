@@ -207,7 +207,7 @@ def verify(
         return
     for problem in report.problems:
         typer.echo(f"problem: {problem}", err=True)
-    typer.echo(f"Error: {store} has {len(report.problems)} problem(s)", err=True)
+    typer.echo(f"Error: {store} has {report.problem_count} problem(s)", err=True)
     raise typer.Exit(1)
 
 

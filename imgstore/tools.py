@@ -58,7 +58,13 @@ class VerifyReport:
     path: Path
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unlisted: int = 0  # problems past the per-kind listing cap, summarised by "... and N more" lines
     checked: int = 0
+
+    @property
+    def problem_count(self) -> int:
+        """How many problems were found, counting those only summarised past the listing cap."""
+        return len(self.problems) + self.unlisted
 
     @property
     def ok(self) -> bool:
@@ -177,6 +183,7 @@ class _Verifier:
         for kind, seen in self.repeated.items():
             if seen > MAX_LISTED:
                 self.report.problems.append(f"... and {seen - MAX_LISTED} more {kind}")
+                self.report.unlisted += seen - MAX_LISTED - 1  # the summary line itself counts as one
 
     def check_format(self) -> bool:
         attrs = self.f.attrs

@@ -314,6 +314,21 @@ def test_repeated_problems_are_capped(tmp_path: Path) -> None:
     report = verify_store(path, sources=empty)
     assert len(report.problems) == MAX_LISTED + 1
     assert report.problems[-1] == "... and 5 more files missing from the source folder"
+    assert report.problem_count == MAX_LISTED + 5
+
+
+def test_cli_counts_capped_problems(tmp_path: Path) -> None:
+    """The CLI's closing line counts every problem, also those only summarised."""
+    from typer.testing import CliRunner
+
+    from imgstore.cli import app
+
+    path = make_store(tmp_path / "s.h5", MAX_LISTED + 5, image=noisy)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["verify", str(path), "--sources", str(empty), "-q"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {path} has {MAX_LISTED + 5} problem(s)"
 
 
 def test_not_a_store(tmp_path: Path) -> None:
