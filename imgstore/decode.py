@@ -13,6 +13,7 @@ sources several times cheaper to decode.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import warnings
@@ -283,16 +284,18 @@ def _render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if plan.size != opts.size:
-        out[...] = _pad_value(opts)
+        out[...] = _pad_value(opts.pad_color, opts.channels)
     x, y = plan.offset
     out[y : y + plan.size[1], x : x + plan.size[0]] = pixels
 
 
-def _pad_value(opts: DecodeOptions) -> np.ndarray:
-    if opts.channels == 3:
-        return np.array(opts.pad_color, np.uint8)
+@functools.lru_cache(maxsize=16)
+def _pad_value(color: tuple[int, int, int], channels: int) -> np.ndarray:
+    """The letterbox pixel, worked out once per colour rather than per padded image."""
+    if channels == 3:
+        return np.array(color, np.uint8)
     # The same luminance Pillow gives the colour in convert("L").
-    return np.array([Image.new("RGB", (1, 1), opts.pad_color).convert("L").getpixel((0, 0))], np.uint8)
+    return np.array([Image.new("RGB", (1, 1), color).convert("L").getpixel((0, 0))], np.uint8)
 
 
 def _to_mode(im: Image.Image, opts: DecodeOptions) -> Image.Image:

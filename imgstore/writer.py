@@ -455,11 +455,14 @@ class ImageIndexer:
         self._journals = {key: TextJournal(group, key) for key in TEXT_COLUMNS}
         if fresh and rebuild_from_strings:
             # A complete store from before the journal existed (or copied without it): its strings are intact.
-            counts = {"image_names": self._count, "skipped_names": self._skipped_count,
-                      "skipped_reasons": self._skipped_count}  # fmt: skip
-            for key, n in counts.items():
+            for key, n in self._text_counts().items():
                 if key in f and n:
                     self._journals[key].append(0, [v.decode("utf-8", "replace") for v in f[key][:n]])
+
+    def _text_counts(self) -> dict[str, int]:
+        """Committed rows of each text column."""
+        return {"image_names": self._count, "skipped_names": self._skipped_count,
+                "skipped_reasons": self._skipped_count}  # fmt: skip
 
     def _trim(self, rebuild_strings: bool) -> None:
         """Cut every per-row dataset back to the committed counts; rebuild the strings from the journal."""
@@ -471,9 +474,7 @@ class ImageIndexer:
         for key in ("skipped_names", "skipped_reasons"):
             if f[key].shape[0] != self._skipped_count:
                 _grow(f[key], self._skipped_count)
-        counts = {"image_names": self._count, "skipped_names": self._skipped_count,
-                  "skipped_reasons": self._skipped_count}  # fmt: skip
-        for key, n in counts.items():
+        for key, n in self._text_counts().items():
             journal = self._journals[key]
             if journal.rows() > n:
                 journal.trim(n)
