@@ -1,20 +1,23 @@
 """The ``imgstore`` command line: a thin Typer layer over the library.
 
 Each command collects its options, builds the library's option objects and calls one function. Library errors
-(:class:`~imgstore.errors.ImgStoreError`) become ``Error: <message>`` on stderr and exit code 1.
+(:class:`~imgstore.errors.ImgStoreError`), and operating-system errors the library did not word itself, become
+``Error: <message>`` on stderr and exit code 1, never a traceback. Every command runs under
+:func:`~imgstore.signals.graceful_signals`: SIGTERM and SIGHUP stop it the way Ctrl-C does, exit code 128 + signal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from imgstore.errors import ImgStoreError
+from imgstore.errors import ImgStoreError, os_cause
+from imgstore.signals import exit_code, graceful_signals
 
 app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -25,13 +28,24 @@ app = typer.Typer(
 
 
 @contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn library errors into ``Error: ...`` and exit code 1, without a traceback."""
+def cli_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
+    """Turn library and OS errors into ``Error: ...`` and exit code 1, without a traceback; a signal into
+    ``Interrupted: <what interrupted() says was left>`` and exit code 128 + signal (SIGTERM and SIGHUP behave like
+    Ctrl-C)."""
     try:
-        yield
+        with graceful_signals():
+            yield
     except ImgStoreError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(1) from None
+    except OSError as exc:  # a failure the library did not word: still one line, naming the file when known
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        typer.echo(f"Error: {where}{os_cause(exc)}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt as exc:
+        note = interrupted() if interrupted is not None else ""
+        typer.echo(f"Interrupted{': ' + note if note else ''}.", err=True)
+        raise typer.Exit(exit_code(exc)) from None
 
 
 class _LazyBar:
@@ -101,6 +115,7 @@ def ingest(
     append: Annotated[Optional[bool], typer.Option("--append", help="Add the files OUT does not hold yet, after its rows (options default to the store's).")] = None,
     resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue an interrupted ingest into OUT; the result equals an uninterrupted run.")] = None,
     dedupe: Annotated[Optional[bool], typer.Option("--dedupe", help="Skip files whose bytes (SHA-256) are already stored, as duplicates.")] = None,
+    flush_every: Annotated[Optional[float], typer.Option(help="Seconds: the longest decoded images wait in memory before they are committed (what a kill can lose). [default: 2]")] = None,
     compression: Annotated[Optional[str], typer.Option(help="none, gzip, lzf; zstd or blosc with imgstore[compression]. [default: none]")] = None,
     dask: Annotated[Optional[str], typer.Option("--dask", help="Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs imgstore[dask].")] = None,
     shards: Annotated[Optional[int], typer.Option(help="With --dask: number of shards. [default: 4 per Dask worker thread, at most one per file]")] = None,
@@ -110,21 +125,22 @@ def ingest(
     """Decode, resize and store every image under SRC in the HDF5 store OUT."""
     from imgstore.config import build_ingest_options, load_config
     from imgstore.errors import OptionError
+    from imgstore.ingest import continued_store, stored_options
     from imgstore.ingest import ingest as run_ingest
-    from imgstore.ingest import stored_options
 
-    with cli_errors():
+    with cli_errors(lambda: _interrupted_note(out, dask is not None)):
         file_values = load_config(config) if config is not None else {}
         cli_values = {
             "size": size, "channels": channels, "resize_mode": resize_mode, "filter": filter,
             "pad_color": pad_color, "background": background, "max_pixels": max_pixels, "extensions": extensions,
             "workers": workers, "timeout": timeout, "exact": exact, "overwrite": overwrite, "strict": strict,
             "shard": shard, "buffer_size": buffer_size, "labels": labels, "append": append, "resume": resume,
-            "dedupe": dedupe, "compression": compression,
+            "dedupe": dedupe, "compression": compression, "flush_every": flush_every,
         }  # fmt: skip
-        if append or resume:
+        continued = continued_store(out, resume=bool(resume)) if (append or resume) and not dask else None
+        if continued is not None:
             # Continue with the options the store was made with, unless told otherwise (and then checked).
-            file_values = {**stored_options(out), **file_values}
+            file_values = {**stored_options(continued), **file_values}
         options = build_ingest_options(file_values, cli_values, source=str(config or ""))
         if shards is not None and dask is None:
             raise OptionError("--shards applies only with --dask")
@@ -134,21 +150,13 @@ def ingest(
                     bar.total = total
 
             update = bar.update if bar is not None else None
-            try:
-                if dask is not None:
-                    from imgstore.distributed import ingest_dask
+            if dask is not None:
+                from imgstore.distributed import ingest_dask
 
-                    report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers,
-                                         progress=update, on_start=on_start)  # fmt: skip
-                else:
-                    report = run_ingest(src, out, options, progress=update, on_start=on_start)
-            except KeyboardInterrupt:
-                if bar is not None:
-                    bar.close()
-                where = f"finished shards are kept in {out}.parts/" if dask else (
-                    f"images decoded so far were flushed to {out}; it is marked incomplete (--resume continues it)")
-                typer.echo(f"Interrupted: {where}.", err=True)
-                raise typer.Exit(130) from None
+                report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers,
+                                     progress=update, on_start=on_start)  # fmt: skip
+            else:
+                report = run_ingest(src, out, options, progress=update, on_start=on_start)
     typer.echo(report.summary)
     note = getattr(report, "note", None)
     if note:
@@ -196,7 +204,7 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""
-    from imgstore.tools import verify_store
+    from imgstore.verify import verify_store
 
     with cli_errors(), progress_bar(quiet, "verify", "img") as bar:
         report = verify_store(store, sources=sources, progress=bar)
@@ -207,8 +215,24 @@ def verify(
         return
     for problem in report.problems:
         typer.echo(f"problem: {problem}", err=True)
+    if report.changed_rows:
+        typer.echo(f"changed rows ({len(report.changed_rows)}): {_ranges(report.changed_rows)}", err=True)
     typer.echo(f"Error: {store} has {report.problem_count} problem(s)", err=True)
     raise typer.Exit(1)
+
+
+def _ranges(rows: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    parts: list[str] = []
+    start = prev = rows[0]
+    for r in [*rows[1:], None]:
+        if r is not None and r == prev + 1:
+            prev = r
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if r is not None:
+            start = prev = r
+    return ", ".join(parts)
 
 
 @app.command()
@@ -245,6 +269,20 @@ def extract(
     with cli_errors(), progress_bar(quiet, "extract", "img") as bar:
         written = extract_images(store, outdir, indices=indices, overwrite=overwrite, progress=bar)
     typer.echo(f"wrote {len(written)} PNG files to {outdir}")
+
+
+def _interrupted_note(out: Path, dask: bool) -> str:
+    """What an interrupted ingest left, for the ``Interrupted:`` line."""
+    from imgstore.store import partial_path
+
+    if dask:
+        return f"finished shards are kept in {out}.parts/ (the same command with --resume reuses them)"
+    partial = partial_path(out)
+    if partial.exists():
+        return f"{out} is unchanged; the new store so far is in {partial} (--resume continues it, then replaces {out})"
+    if out.exists():
+        return f"images decoded so far were committed to {out}; it is marked incomplete (--resume continues it)"
+    return f"{out} was not created yet (run the same command again)"
 
 
 def main() -> None:
@@ -303,6 +341,9 @@ def export(
                     store, out, fmt=fmt, size=size, channels=channels, scale=scale, overwrite=overwrite, progress=bar
                 )
         seconds = time.perf_counter() - started
+    warning = report.warning if ann else vec.warning
+    if warning:
+        typer.echo(f"Warning: {warning}", err=True)
     if ann:
         typer.echo(
             f"Wrote {report.name}: {report.n_base} base + {report.n_query} query vectors of {report.dim}, "

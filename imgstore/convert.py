@@ -22,7 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import FormatError, OptionError, SourceError
+from imgstore.errors import FormatError, ImgStoreError, OptionError, SourceError, WriteError, os_cause
 from imgstore.vectors import (
     FORMATS,
     INT32_MAX,
@@ -245,35 +245,50 @@ def convert_ann(
         h5 = h5py.File(src_path, "r")
     except OSError:
         raise SourceError(f"{str(src_path)!r} is not a readable HDF5 file: give an ann-benchmarks .hdf5 file") from None
-    with h5:
-        layout = inspect_ann(h5, repr(str(src_path)))
-        if opts.normalize and layout.distance is not None and layout.distance not in ANGULAR_DISTANCES:
-            raise OptionError(
-                f"--normalize would invalidate the {layout.distance} ground truth of {src_path.name}: "
-                f"use it only for angular data sets"
-            )
-        targets = output_paths(out_path, src_path.stem, opts.fmt)
-        out_path.mkdir(parents=True, exist_ok=True)
-        zero = 0
-        written = 0
-        with StagedOutputs(targets.values(), overwrite=opts.overwrite) as staged:
-            tick = progress_callback(progress, layout.n_base + 3 * layout.n_query)
-            for name, (_role, ids) in ROLES.items():
-                ds = h5[name]
-                rows_total, width = ds.shape
-                vf = output_format(opts.fmt, ids)
-                step = opts.chunk_rows or default_chunk_rows(ds)
-                with VectorWriter(staged.temp(targets[name]), vf, width, count=rows_total, overwrite=True) as w:
-                    for start in range(0, rows_total, step):
-                        block = ds[start : start + step]
-                        if ids:
-                            check_ids(block, layout.n_base, start)
-                        elif opts.normalize and name in ("train", "test"):
-                            block, n_zero = l2_normalize(block)
-                            zero += n_zero
-                        w.write(block)
-                        tick(len(block))
-                written += w.bytes_written
+    try:
+        return _convert(h5, src_path, out_path, opts, progress)
+    except ImgStoreError:
+        raise  # already one line (OutputExistsError is an OSError too)
+    except OSError as exc:
+        if isinstance(getattr(exc, "errno", None), int):
+            raise WriteError(f"cannot write into {out_path}: {os_cause(exc)} (nothing was kept)") from None
+        raise SourceError(f"cannot read {src_path}: {os_cause(exc)}") from None
+    finally:
+        h5.close()
+
+
+def _convert(h5: h5py.File, src_path: Path, out_path: Path, opts: ConvertOptions, progress: Progress) -> ConvertReport:
+    """The conversion itself, on the open input file."""
+    layout = inspect_ann(h5, repr(str(src_path)))
+    if opts.normalize and layout.distance is not None and layout.distance not in ANGULAR_DISTANCES:
+        raise OptionError(
+            f"--normalize would invalidate the {layout.distance} ground truth of {src_path.name}: "
+            f"use it only for angular data sets"
+        )
+    targets = output_paths(out_path, src_path.stem, opts.fmt)
+    out_path.mkdir(parents=True, exist_ok=True)
+    zero = 0
+    written = 0
+    with StagedOutputs(targets.values(), overwrite=opts.overwrite) as staged:
+        tick = progress_callback(progress, layout.n_base + 3 * layout.n_query)
+        for name, (_role, ids) in ROLES.items():
+            ds = h5[name]
+            rows_total, width = ds.shape
+            vf = output_format(opts.fmt, ids)
+            step = opts.chunk_rows or default_chunk_rows(ds)
+            with VectorWriter(
+                staged.temp(targets[name]), vf, width, count=rows_total, overwrite=True, atomic=False
+            ) as w:
+                for start in range(0, rows_total, step):
+                    block = ds[start : start + step]
+                    if ids:
+                        check_ids(block, layout.n_base, start)
+                    elif opts.normalize and name in ("train", "test"):
+                        block, n_zero = l2_normalize(block)
+                        zero += n_zero
+                    w.write(block)
+                    tick(len(block))
+            written += w.bytes_written
     return ConvertReport(
         source=src_path,
         outputs={ROLES[name][0]: path for name, path in targets.items()},

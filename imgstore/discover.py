@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgstore.errors import SourceError
-from imgstore.writer import escape_name
+from imgstore.store import escape_name
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from imgstore.discover import discover, source_label
-from imgstore.errors import ImgStoreError, OptionError
-from imgstore.ingest import IngestReport, ingest
+from imgstore.errors import ImgStoreError, OptionError, StoreError
+from imgstore.ingest import IngestReport, ingest, recorded_options
+from imgstore.lock import WriterLock
 from imgstore.merge import merge_shards
 from imgstore.options import IngestOptions, check_output, resolve_path
+from imgstore.store import open_read
 
 MISSING_DASK = "the --dask option needs the dask extra: pip install 'imgstore[dask]'"
 SHARDS_PER_THREAD = 4  # more shards than threads: a slow shard or a lost worker costs a small part of the run
@@ -147,7 +149,8 @@ def run_shard(
     """
     _inject_fault(k)
     in_process = task_workers > 0 and multiprocessing.current_process().daemon
-    opts = replace(options, shard=(k, n), overwrite=True, workers=0 if in_process else task_workers)
+    opts = replace(options, shard=(k, n), overwrite=True, resume=False, append=False,
+                   workers=0 if in_process else task_workers)  # fmt: skip
     final = Path(path)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -226,11 +229,19 @@ def ingest_dask(
 
     The shard files go to ``OUT.parts/`` next to ``out``. A shard that still fails after its retries raises
     :class:`~imgstore.errors.ImgStoreError` naming it, after the other shards finished; their files are kept.
+    With ``options.resume`` the finished shard files of an interrupted run with the same options are kept and only
+    the others are ingested (a complete ``out`` means there is nothing to do). ``out`` is written only by the final
+    merge, under a temporary name renamed when whole; the run holds ``out``'s writer lock throughout.
     """
     started = time.perf_counter()
     opts = options or IngestOptions()
     if opts.shard is not None:
         raise OptionError("--shard and --dask cannot be combined: --dask splits the work into shards itself")
+    if opts.append:
+        raise OptionError(
+            "--append cannot run on Dask (a merged store is not appended to): ingest the new files into a store of "
+            "their own, or merge with --copy and append on one machine"
+        )
     if shards is not None and (not isinstance(shards, int) or shards < 1):
         raise OptionError(f"invalid shards {shards!r}: give 1 or more")
     if not isinstance(retries, int) or retries < 0:
@@ -243,33 +254,41 @@ def ingest_dask(
     # Workers may run in another folder (or machine): hand them absolute paths, record SRC as the user gave it.
     src_path = Path(os.path.abspath(resolve_path(src)))
     out_path = Path(os.path.abspath(resolve_path(out)))
-    check_output(out_path, opts.overwrite)
-    total = len(discover(src_path, opts.extensions).files)
-    if on_start is not None:
-        on_start(total)
-    with dask_client(address) as client:
-        threads = sum(client.nthreads().values())
-        n = min(shards, max(1, total)) if shards is not None else default_shards(threads, total)
-        paths = shard_paths(out_path, n)
-        try:
-            paths[0].parent.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise OptionError(f"cannot create the shard folder {paths[0].parent}: {exc}") from None
-        results, failures = _run_shards(
-            client, distributed, src_path, paths, opts, source_label(src), 1 if task_workers is None else task_workers,
-            retries, progress,
-        )  # fmt: skip
-        dask_workers = len(client.nthreads())
-    if failures:
-        raise ImgStoreError(_failure_message(failures, n, retries, paths, results, out_path))
-    unseen = [p for p in paths if not p.is_file()]
-    if unseen:
-        raise ImgStoreError(
-            f"the workers wrote {len(unseen)} shard file(s) that this machine does not see, e.g. {unseen[0]}: the "
-            f"folder of {out_path} must be shared storage that every worker and this machine see at the same path"
-        )
-    merged = merge_shards(out_path, paths, copy=copy, overwrite=opts.overwrite)
-    _clean_parts(out_path, paths, remove_all=copy)
+    with WriterLock(out_path):
+        if opts.resume and out_path.is_file() and _complete(out_path):
+            return DaskIngestReport(path=resolve_path(out), count=0, nothing_to_do=True, total=_count(out_path))
+        check_output(out_path, opts.overwrite or opts.resume)
+        total = len(discover(src_path, opts.extensions).files)
+        if on_start is not None:
+            on_start(total)
+        with dask_client(address) as client:
+            threads = sum(client.nthreads().values())
+            n = shards or (_previous_n(out_path) if opts.resume else None)
+            n = min(n, max(1, total)) if n is not None else default_shards(threads, total)
+            paths = shard_paths(out_path, n)
+            try:
+                paths[0].parent.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise OptionError(f"cannot create the shard folder {paths[0].parent}: {exc}") from None
+            done = _finished_shards(paths, opts, total) if opts.resume else {}
+            if progress is not None and done:
+                progress(sum(r.candidates for r in done.values()))
+            results, failures = _run_shards(
+                client, distributed, src_path, paths, opts, source_label(src),
+                1 if task_workers is None else task_workers, retries, progress, skip=set(done),
+            )  # fmt: skip
+            results.update(done)
+            dask_workers = len(client.nthreads())
+        if failures:
+            raise ImgStoreError(_failure_message(failures, n, retries, paths, results, out_path))
+        unseen = [p for p in paths if not p.is_file()]
+        if unseen:
+            raise ImgStoreError(
+                f"the workers wrote {len(unseen)} shard file(s) that this machine does not see, e.g. {unseen[0]}: the "
+                f"folder of {out_path} must be shared storage that every worker and this machine see at the same path"
+            )
+        merged = merge_shards(out_path, paths, copy=copy, overwrite=opts.overwrite or opts.resume)
+        _clean_parts(out_path, paths, remove_all=copy)
     return DaskIngestReport(
         path=resolve_path(out),
         count=merged.count,
@@ -283,6 +302,52 @@ def ingest_dask(
     )
 
 
+def _complete(path: Path) -> bool:
+    try:
+        with open_read(path) as f:
+            return bool(f.attrs.get("complete", False))
+    except OSError:
+        return False
+
+
+def _count(path: Path) -> int:
+    with open_read(path) as f:
+        return int(f.attrs.get("count", 0))
+
+
+def _previous_n(out: Path) -> int | None:
+    """The number of shards an interrupted run into ``out`` used, from the shard files it left (None: none)."""
+    parts = out.with_name(out.name + ".parts")
+    pattern = re.compile(rf"{re.escape(out.stem)}\.shard-\d+-of-(\d+)\..*")
+    found = [int(m.group(1)) for p in (parts.iterdir() if parts.is_dir() else []) if (m := pattern.fullmatch(p.name))]
+    return max(found) if found else None
+
+
+def _finished_shards(paths: list[Path], opts: IngestOptions, total: int) -> dict[int, ShardResult]:
+    """The shard files of an interrupted run that are complete and were made with ``opts`` from the same files."""
+    done: dict[int, ShardResult] = {}
+    wanted = recorded_options(opts)
+    for k, path in enumerate(paths, start=1):
+        if not path.is_file():
+            continue
+        try:
+            with open_read(path) as f:
+                a = f.attrs
+                same = (
+                    bool(a.get("complete", False))
+                    and [int(v) for v in a.get("shard", [0, 0])] == [k, len(paths)]
+                    and int(a.get("shard_total", -1)) == total
+                    and json.loads(a.get("ingest_options", "{}")) == wanted
+                )
+                if same:
+                    start, stop = (int(v) for v in a["shard_range"])
+                    skipped = int(a.get("skipped_count", 0))
+                    done[k] = ShardResult(k, str(path), int(a.get("count", 0)), skipped, stop - start, False)
+        except (OSError, KeyError, ValueError, TypeError):
+            continue  # unreadable or foreign: ingested again
+    return done
+
+
 def _run_shards(
     client: Any,
     distributed: Any,
@@ -293,8 +358,10 @@ def _run_shards(
     task_workers: int,
     retries: int,
     progress: Callable[[int], None] | None,
+    skip: set[int] | None = None,
 ) -> tuple[dict[int, ShardResult], dict[int, BaseException]]:
-    """Submit every shard, collect them as they finish; failures are collected, not raised, so others finish."""
+    """Submit every shard (but those in ``skip``), collect them as they finish; failures are collected, not
+    raised, so the others finish."""
     n = len(paths)
     run = uuid.uuid4().hex[:8]
     futures = {
@@ -303,6 +370,7 @@ def _run_shards(
             key=f"imgstore-shard-{k}-of-{n}-{run}", retries=retries, pure=False,
         ): k
         for k, path in enumerate(paths, start=1)
+        if k not in (skip or set())
     }  # fmt: skip
     results: dict[int, ShardResult] = {}
     failures: dict[int, BaseException] = {}

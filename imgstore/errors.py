@@ -27,6 +27,21 @@ class StoreError(ImgStoreError):
     """A store is missing, not an imgstore file, damaged, or incompatible with the request."""
 
 
+class ChecksumError(StoreError):
+    """A stored row does not match its checksum: its bytes changed after it was written."""
+
+
+class StoreBusyError(StoreError):
+    """Another process is writing the output (one writer at a time); the message names it."""
+
+
+class WriteError(ImgStoreError):
+    """Writing an output failed at the operating-system level (disk full, file removed, I/O error).
+
+    The message names the path and the cause, and says what state the output was left in.
+    """
+
+
 class ConfigError(ImgStoreError):
     """A TOML config file cannot be read or holds unknown or invalid keys."""
 
@@ -41,3 +56,22 @@ class BadImageError(ImgStoreError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def os_cause(exc: BaseException) -> str:
+    """The cause of an operating-system or HDF5 error in a few words: ``No space left on device``.
+
+    HDF5's messages run over several lines of its error stack; what matters is the errno they carry, which h5py
+    copies to ``exc.errno``.
+    """
+    import os
+    import re
+
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        m = re.search(r"errno = (\d+)", str(exc))
+        code = int(m.group(1)) if m else None
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    text = str(getattr(exc, "strerror", None) or exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

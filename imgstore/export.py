@@ -20,16 +20,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import h5py
 import numpy as np
 from PIL import Image
 
-from imgstore.errors import OptionError, StoreError
-from imgstore.h5 import open_read
+from imgstore.errors import ImgStoreError, OptionError, StoreError, WriteError, os_cause
 from imgstore.options import parse_size
 from imgstore.reader import open_store
+from imgstore.store import LIBVER, open_read
 from imgstore.vectors import (
     FORMATS,
     INT32_MAX,
@@ -160,6 +161,14 @@ class _StoreRows:
     def __init__(self, path: Path) -> None:
         self.store = open_store(path)
         self.count = len(self.store)
+        if self.count == 0:
+            self.store.close()
+            raise StoreError(f"{path} holds no images: there is nothing to export")
+        # An interrupted ingest's store holds its committed rows: export them, and say so.
+        self.warning = None if self.store.complete else (
+            f"{path} is incomplete (its ingest did not finish): exported the {self.count} images it holds, rows "
+            f"0-{self.count - 1}; imgstore ingest --resume completes it"
+        )
         self.shape: tuple[int, int, int] = tuple(int(s) for s in self.store.shape)  # type: ignore[assignment]
         self.stem = path.stem
         self._file = open_read(path)
@@ -227,6 +236,19 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expanduser(os.fspath(path)))
 
 
+@contextlib.contextmanager
+def _io_errors(store: str | os.PathLike[str], out: Path) -> Iterator[None]:
+    """Operating-system errors as one line: a write that failed (a full disk) or a store that cannot be read."""
+    try:
+        yield
+    except ImgStoreError:
+        raise  # already one line (OutputExistsError is an OSError too)
+    except OSError as exc:
+        if isinstance(getattr(exc, "errno", None), int):
+            raise WriteError(f"cannot write {out}: {os_cause(exc)} (nothing was kept)") from None
+        raise StoreError(f"cannot read {store}: {os_cause(exc)} (run imgstore verify on it)") from None
+
+
 # ------------------------------------------------------------------------------------------------ export_vectors
 
 
@@ -266,6 +288,7 @@ class ExportReport:
     names_path: Path
     labels_path: Path | None
     bytes_written: int  # size of OUT
+    warning: str | None = None  # e.g. the store was incomplete
 
 
 def export_vectors(
@@ -294,7 +317,7 @@ def export_vectors(
     out_path = _resolve(out)
     vf = format_for_path(out_path, opts.fmt)
     opts.check_format(vf)
-    with _StoreRows(_resolve(store_path)) as store:
+    with _io_errors(store_path, out_path), _StoreRows(_resolve(store_path)) as store:
         shape = opts.shrink.shape(store.shape)
         dim = int(np.prod(shape))
         check_shape(vf, store.count, dim)
@@ -305,11 +328,13 @@ def export_vectors(
         with StagedOutputs(targets, overwrite=opts.overwrite) as staged, contextlib.ExitStack() as stack:
             tick = progress_callback(progress, store.count)
             # Entered in a stack so that an error aborts every writer (deleting its temporary file).
-            w = stack.enter_context(VectorWriter(staged.temp(out_path), vf, dim, store.count, True))
+            w = stack.enter_context(VectorWriter(staged.temp(out_path), vf, dim, store.count, True, atomic=False))
             names_file = stack.enter_context(open(staged.temp(names_path), "x", encoding="utf-8", newline="\n"))
             labels_w = None
             if labels_path is not None:
-                labels_w = stack.enter_context(VectorWriter(staged.temp(labels_path), "ivecs", 1, store.count, True))
+                labels_w = stack.enter_context(
+                    VectorWriter(staged.temp(labels_path), "ivecs", 1, store.count, True, atomic=False)
+                )
             for start in range(0, store.count, step):
                 stop = min(start + step, store.count)
                 w.write(to_vectors(opts.shrink.apply(store.read(start, stop)), opts.scale, vf))
@@ -326,6 +351,7 @@ def export_vectors(
         names_path=names_path,
         labels_path=labels_path,
         bytes_written=vf.file_bytes(store.count, dim),
+        warning=store.warning,
     )
 
 
@@ -465,6 +491,7 @@ class AnnReport:
     k: int
     metric: str
     seed: int
+    warning: str | None = None  # e.g. the store was incomplete
 
 
 def hold_out(count: int, queries: int, seed: int) -> np.ndarray:
@@ -504,7 +531,7 @@ def export_ann(
     if out_path.exists() and not out_path.is_dir():
         raise OptionError(f"output {str(out_path)!r} is a file: with --ann, OUT is a folder for the benchmark files")
     fvecs = FORMATS["fvecs"]
-    with _StoreRows(_resolve(store_path)) as store:
+    with _io_errors(store_path, out_path), _StoreRows(_resolve(store_path)) as store:
         opts.check_store(store.count)
         shape = opts.shrink.shape(store.shape)
         dim = int(np.prod(shape))
@@ -538,13 +565,14 @@ def export_ann(
                 query[start : start + step] = vectors(store.take(q_rows[start : start + step]))
                 tick(len(q_rows[start : start + step]))
             knn = ExactKnn(query, opts.k, opts.metric)
-            with h5py.File(staged.temp(outputs["hdf5"]), "w") as h5:
+            # The 1.10 file format: readable by every h5py of the last years (HDF5 2.0's newest is not).
+            with h5py.File(staged.temp(outputs["hdf5"]), "w", libver=("earliest", LIBVER[1])) as h5:
                 _ann_attrs(h5, opts, dim, shape, store.stem, n_query)
                 if store.has_labels and store.store.class_names:
                     h5.attrs["class_names"] = list(store.store.class_names)  # label i names class i
                 train = h5.create_dataset("train", (n_base, dim), np.float32)
                 train_labels = h5.create_dataset("train_labels", (n_base,), np.int64) if store.has_labels else None
-                with VectorWriter(staged.temp(outputs["base"]), fvecs, dim, n_base, True) as base_w, open(
+                with VectorWriter(staged.temp(outputs["base"]), fvecs, dim, n_base, True, atomic=False) as base_w, open(
                     staged.temp(outputs["base_names"]), "x", encoding="utf-8", newline="\n"
                 ) as names_file:
                     row = 0
@@ -581,11 +609,12 @@ def export_ann(
         k=opts.k,
         metric=opts.metric.value,
         seed=opts.seed,
+        warning=store.warning,
     )
 
 
 def _write_all(path: Path, fmt: str, data: np.ndarray) -> None:
-    with VectorWriter(path, fmt, data.shape[1], data.shape[0], overwrite=True) as w:
+    with VectorWriter(path, fmt, data.shape[1], data.shape[0], overwrite=True, atomic=False) as w:
         w.write(data)
 
 

@@ -1,16 +1,17 @@
-"""Opening store files robustly: after a crash, for reading and for writing again.
+"""HDF5 plumbing h5py does not wrap: clearing a dead writer's status flags, claiming the whole file, and telling
+the errors HDF5 raises when a file is flagged or locked.
 
-Stores are written in HDF5's SWMR mode (see ``writer.py``), whose ordered metadata flushes keep the file
-consistent whenever the writer dies. Two things remain for whoever opens the file after a crash:
+Stores are written in HDF5's SWMR mode (see ``store.py``). Two things remain for whoever opens one after its
+writer died:
 
-- The superblock still says "open for writing" (the status flags SWMR sets). A plain open is refused ("file is
-  already open for write"); a reader opens it in SWMR-read mode instead, and a writer clears the flags, as the
-  ``h5clear`` tool does, through the file-access property ``clear_status_flags``.
+- The superblock still says "open for writing" (the status flags). A plain open is refused ("file is already open
+  for write"); a reader opens it in SWMR-read mode instead, and a writer clears the flags, as the ``h5clear`` tool
+  does, through the file-access property ``clear_status_flags``.
 - The end-of-allocation recorded in the superblock can be older than the last bytes written. Reading an object
   past it fails ("addr overflow"), and a writer would allocate over it; :func:`claim_whole_file` moves it to the
   end of the file.
 
-h5py wraps neither, so both go through ctypes to h5py's own HDF5 library (the one loaded in this process).
+Both go through ctypes to h5py's own HDF5 library (the one loaded in this process).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import os
-import time
 from pathlib import Path
 
 import h5py
@@ -62,51 +61,30 @@ def claim_whole_file(f: h5py.File) -> bool:
     return lib is not None and lib.H5Fincrement_filesize(f.id.id, 0) >= 0
 
 
-def _flagged(exc: OSError) -> bool:
-    return "already open for write" in str(exc) or "consistency flags" in str(exc)
-
-
-def open_read(path: str | os.PathLike[str]) -> h5py.File:
-    """Open a store read-only, also when its writer died (then in SWMR-read mode)."""
-    try:
-        f = h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        if not _flagged(exc):
-            raise
-        f = h5py.File(path, "r", libver="latest", swmr=True, locking=False)
-    claim_whole_file(f)
-    return f
-
-
-def open_write(path: str | os.PathLike[str], wait: float = 5.0) -> h5py.File:
-    """Open a store for writing, clearing the status flags a dead SWMR writer left set.
-
-    Waits up to ``wait`` seconds for another process's lock to go away: after a kill -9 the lock can outlive the
-    killed writer by a moment, until the kernel has reaped it.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return _open_write_once(os.fspath(path))
-        except OSError as exc:
-            if "lock" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _open_write_once(path: str) -> h5py.File:
-    try:
-        return h5py.File(path, "r+", libver="latest")
-    except OSError as exc:
-        if not _flagged(exc):
-            raise
-    lib = hdf5_library()
-    if lib is None:
-        raise OSError(f"{path} was left open by a writer that died, and the HDF5 library cannot be reached to clear it")
+def file_access(*, clear_flags: bool = False, locking: bool | None = None) -> h5py.h5p.PropFAID:
+    """A file-access property list for the 1.10 file format; ``clear_flags`` clears a dead writer's status flags
+    (``h5clear``); ``locking=False`` turns HDF5's file locking off (None keeps the default)."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
-    clear = ctypes.c_bool(True)
-    if lib.H5Pset(fapl.id, b"clear_status_flags", ctypes.byref(clear)) < 0:
-        raise OSError(f"cannot clear the status flags of {path}")
-    fid = h5py.h5f.open(path.encode(), h5py.h5f.ACC_RDWR, fapl=fapl)
-    return h5py.File(fid)
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
+    if locking is False:
+        fapl.set_file_locking(False, True)
+    if clear_flags:
+        lib = hdf5_library()
+        if lib is None:
+            raise OSError("the HDF5 library cannot be reached to clear the flags a writer that died left in the file")
+        clear = ctypes.c_bool(True)
+        if lib.H5Pset(fapl.id, b"clear_status_flags", ctypes.byref(clear)) < 0:
+            raise OSError("cannot set HDF5's clear_status_flags property")
+    return fapl
+
+
+def is_flagged(exc: OSError) -> bool:
+    """True when HDF5 refused a plain open because a writer has the file open (or died with it open)."""
+    text = str(exc)
+    return "already open for write" in text or "consistency flags" in text or "not already open for SWMR" in text
+
+
+def is_lock_conflict(exc: OSError) -> bool:
+    """True when HDF5 refused an open over its file lock, or over another handle's locking setting."""
+    text = str(exc)
+    return "unable to lock file" in text or "locking flag values don't match" in text

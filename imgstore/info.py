@@ -8,6 +8,8 @@ from typing import Any
 
 import h5py
 
+from imgstore.errors import StoreError, os_cause
+from imgstore.lock import read_holder
 from imgstore.reader import open_store
 
 
@@ -34,9 +36,19 @@ def _dataset_info(ds: h5py.Dataset) -> dict[str, Any]:
 def store_info(path: str | os.PathLike[str], *, skipped: bool = False) -> dict[str, Any]:
     """A JSON-ready description of the store at ``path``: count, image shape, datasets, attributes, disk size.
 
-    With ``skipped=True`` the list of skipped files and reasons is included.
+    With ``skipped=True`` the list of skipped files and reasons is included. ``writer`` names the process writing
+    the store right now (None when none is). A store whose metadata cannot be read raises
+    :class:`~imgstore.errors.StoreError` saying so.
     """
     p = Path(path)
+    try:
+        return _store_info(p, skipped)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise StoreError(f"{p} is damaged: {os_cause(exc)} (imgstore verify {p} lists what is wrong)") from None
+
+
+def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
+    holder = read_holder(p)
     with open_store(p) as store:
         f = store._h5()
         datasets = {name: _dataset_info(obj) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
@@ -55,6 +67,7 @@ def store_info(path: str | os.PathLike[str], *, skipped: bool = False) -> dict[s
             "skipped_count": len(store.skipped),
             "attributes": store.attrs,
             "datasets": datasets,
+            "writer": holder.describe() if holder is not None else None,
         }
         if skipped:
             info["skipped"] = [{"name": n, "reason": r} for n, r in store.skipped]
@@ -64,10 +77,15 @@ def store_info(path: str | os.PathLike[str], *, skipped: bool = False) -> dict[s
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable text of :func:`store_info`'s result."""
     h, w, c = info["image_shape"]
+    if info.get("writer"):
+        state = f"  [BEING WRITTEN by {info['writer']}]"
+    elif not info["complete"]:
+        state = "  [INCOMPLETE: the ingest did not finish; --resume continues it]"
+    else:
+        state = ""
     lines = [
         f"{info['path']}",
-        f"  images      {info['count']} x {h}x{w}x{c} {info['dtype']}  (N, H, W, C)"
-        + ("" if info["complete"] else "  [INCOMPLETE: the ingest did not finish; --resume continues it]"),
+        f"  images      {info['count']} x {h}x{w}x{c} {info['dtype']}  (N, H, W, C){state}",
         f"  chunks      {tuple(info['chunks']) if info['chunks'] else 'contiguous'}"
         f"  compression {info['compression'] or 'none'}",
         f"  on disk     {human_bytes(info['size_on_disk'])}",

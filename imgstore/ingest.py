@@ -2,17 +2,21 @@
 
 ``ingest(src, out, options)`` is what ``imgstore ingest`` calls. Everything is validated before the output is
 touched; a bad file is recorded in the store's skipped lists and never stops the run; an exception (Ctrl-C
-included) leaves a readable store holding every image flushed so far, with ``complete`` false.
+included) leaves a readable store holding every image committed so far, with ``complete`` false.
 
-Three ways to write: a new store (refusing an existing OUT unless ``overwrite``); ``append`` (add the files OUT
-does not hold yet, after its rows); ``resume`` (continue an interrupted run: skip what it stored or recorded as
-skipped, so the result equals an uninterrupted run). The options a store was made with are recorded in its
-``ingest_options`` attribute, so append and resume can check them and the CLI can reuse them.
+The writer lock of OUT is taken first, so a second writer of any mode is refused at once. Then one of four ways to
+write (:func:`plan_target`): a new store (refusing an existing OUT unless ``overwrite``, which builds the new store
+aside as ``OUT.partial`` and renames it over OUT when complete); ``append`` (add the files OUT does not hold yet,
+after its rows); ``resume`` (continue whatever an interrupted run left -- OUT, the partial file of an interrupted
+``--overwrite``, or nothing at all -- so the result equals an uninterrupted run; a complete OUT means there is
+nothing to do). The options a store was made with are recorded in its ``ingest_options`` attribute, so append and
+resume can check them and the CLI can reuse them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import time
@@ -25,12 +29,13 @@ import h5py
 
 from imgstore.compression import dataset_args, load_filters
 from imgstore.discover import Candidate, Discovery, discover, source_label
-from imgstore.errors import OptionError, StoreError
-from imgstore.h5 import open_read
+from imgstore.errors import OptionError, StoreError, os_cause
 from imgstore.labels import Labels, resolve_labels
+from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, check_output, resolve_path, shard_range
 from imgstore.pool import Decoded, DecodePool, decode_in_process
-from imgstore.writer import ImageIndexer, store_version
+from imgstore.store import open_read, partial_path, store_version, upgrade_v1_name
+from imgstore.writer import ImageIndexer
 
 ProgressCallback = Callable[[int], None]
 
@@ -43,7 +48,10 @@ MUST_MATCH_RESUME = RECORDED
 
 @dataclass
 class IngestReport:
-    """What an ingest did: ``count`` images stored in ``path`` by this run, ``skipped`` (name, reason), time."""
+    """What an ingest did: ``count`` images stored in ``path`` by this run, ``skipped`` (name, reason), time.
+
+    ``nothing_to_do`` is true when ``resume`` found a complete store (then nothing was written).
+    """
 
     path: Path
     count: int
@@ -51,10 +59,16 @@ class IngestReport:
     seconds: float = 0.0
     candidates: int = 0
     total: int = 0  # images in the store afterwards (differs from count with append and resume)
+    nothing_to_do: bool = False
 
     @property
     def summary(self) -> str:
         """The one line the CLI prints at the end."""
+        if self.nothing_to_do:
+            return (
+                f"nothing to resume: {self.path} is complete ({self.total} images); "
+                "use --append to add files that are new"
+            )
         more = f" ({self.total} in the store)" if self.total > self.count else ""
         return (
             f"ingested {self.count} images{more}, skipped {len(self.skipped)} "
@@ -88,25 +102,88 @@ def stored_options(path: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError:
         raise StoreError(f"{p} does not exist: there is nothing to append to or resume") from None
     except OSError as exc:
-        raise StoreError(f"{p} cannot be opened as a store: {exc}") from None
+        raise StoreError(f"{p} cannot be opened as a store: {os_cause(exc)}") from None
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{p} has a damaged ingest_options attribute ({exc}): run imgstore verify on it") from None
+
+
+def continued_store(out: str | os.PathLike[str], *, resume: bool) -> Path | None:
+    """The file ``--resume`` (or, with ``resume=False``, ``--append``) continues for OUT, or None when there is none.
+
+    Resume prefers the partial file of an interrupted ``--overwrite`` (the newer intent), then OUT itself.
+    """
+    out_path = resolve_path(out)
+    partial = partial_path(out_path)
+    if resume and partial.is_file():
+        return partial
+    return out_path if out_path.is_file() else None
+
+
+class Mode(enum.Enum):
+    """How an ingest writes OUT."""
+
+    NEW = "new"  # OUT does not exist: build the store and give it OUT's name at once
+    REPLACE = "replace"  # --overwrite of an existing OUT: build OUT.partial, rename it over OUT when complete
+    CONTINUE = "continue"  # --append / --resume: reopen a store (OUT, or OUT.partial then renamed over OUT)
+    DONE = "done"  # --resume of a complete OUT: nothing to do
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an ingest writes: its mode, the file it opens, and the path that file is renamed to when finished."""
+
+    mode: Mode
+    path: Path  # the file written (OUT, or OUT.partial)
+    publish_to: Path | None = None  # rename ``path`` here when finished (a partial file), or None
 
 
 def _scheme(labels: str | None) -> str:
     return "none" if labels is None else "folder" if labels == "folder" else "csv"
 
 
-def _check_continuation(out: Path, opts: IngestOptions) -> dict[str, Any]:
-    """Check that OUT can be appended to / resumed with ``opts``; return its recorded options."""
+def plan_target(out: Path, opts: IngestOptions) -> Target:
+    """Decide how to write ``out`` (call it holding OUT's writer lock); checks a continued store's options."""
+    partial = partial_path(out)
+    if opts.resume or opts.append:
+        found = continued_store(out, resume=opts.resume)
+        if found is None:
+            if opts.append:
+                raise StoreError(f"{out} does not exist: there is nothing to append to (run without --append)")
+            check_output(out, False)
+            return Target(Mode.NEW, out)  # an interrupted run that never created its file: simply start
+        if opts.append and partial.exists():
+            raise StoreError(
+                f"{partial} holds an interrupted --overwrite of {out}: finish it with --resume, or delete it, "
+                "before appending"
+            )
+        complete = _check_continuation(found, opts)
+        if complete and opts.resume:
+            return Target(Mode.DONE, out)
+        return Target(Mode.CONTINUE, found, out if found == partial else None)
+    if partial.exists() and not opts.overwrite:
+        raise StoreError(
+            f"{partial} holds an interrupted --overwrite of {out}: finish it with --resume, or start again with "
+            "--overwrite"
+        )
+    check_output(out, opts.overwrite, " (or --append / --resume)")
+    return Target(Mode.REPLACE if out.exists() else Mode.NEW, out)
+
+
+def _check_continuation(path: Path, opts: IngestOptions) -> bool:
+    """Check that the store ``path`` can be appended to / resumed with ``opts``; return whether it is complete."""
     verb = "resume" if opts.resume else "append to"
-    if not out.exists():
-        raise StoreError(f"{out} does not exist: there is nothing to {verb} (run without --append/--resume)")
-    stored = stored_options(out)
-    with open_read(out) as f:
-        complete = bool(f.attrs.get("complete", False))
-        if any(d.is_virtual for d in f.values() if isinstance(d, h5py.Dataset)):
-            raise StoreError(f"{out} is a merged (virtual) store: merge with --copy to get a store you can {verb}")
-    if opts.resume and complete:
-        raise StoreError(f"{out} is complete: there is nothing to resume (use --append to add new files)")
+    stored = stored_options(path)
+    try:
+        with open_read(path) as f:
+            if "imgstore_format" not in f.attrs:
+                raise StoreError(f"{path} is not an imgstore store: there is nothing to {verb}")
+            complete = bool(f.attrs.get("complete", False))
+            if any(d.is_virtual for d in f.values() if isinstance(d, h5py.Dataset)):
+                raise StoreError(
+                    f"{path} is a merged (virtual) store: merge with --copy to get a store you can {verb}"
+                )
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be opened as a store: {os_cause(exc)}") from None
     mine = recorded_options(opts)
     mine["labels_scheme"] = _scheme(opts.labels)
     theirs = dict(stored)
@@ -118,8 +195,8 @@ def _check_continuation(out: Path, opts: IngestOptions) -> dict[str, Any]:
         if k in theirs and theirs[k] != mine[k]
     ]
     if differ:
-        raise OptionError(f"cannot {verb} {out}: " + "; ".join(differ) + " (drop those options to use the store's)")
-    return stored
+        raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + " (drop those options to use the store's)")
+    return complete
 
 
 def _show(value: Any) -> str:
@@ -141,27 +218,44 @@ def ingest(
 
     ``options`` defaults to :class:`IngestOptions()` (256x256 crop, RGB, all CPUs). ``on_start(total)`` is called
     once the files to decode are known; ``progress(n)`` after every ``n`` files handled. Extra ``attrs`` go on the
-    store's root. Raises :class:`~imgstore.errors.ImgStoreError` subclasses for unusable input; bad image files
-    are skipped and reported, never raised.
+    store's root. Raises :class:`~imgstore.errors.ImgStoreError` subclasses for unusable input (a
+    :class:`~imgstore.errors.StoreBusyError` when another process writes ``out``, a
+    :class:`~imgstore.errors.WriteError` for a full disk); bad image files are skipped and reported, never raised.
     """
     opts = options or IngestOptions()
     started = time.perf_counter()
     out_path = resolve_path(out)
     src_path = resolve_path(src)
-    continuing = opts.append or opts.resume
-    if continuing:
-        _check_continuation(out_path, opts)
-    else:
-        check_output(out_path, opts.overwrite, " (or --append / --resume)")
+    with WriterLock(out_path):
+        target = plan_target(out_path, opts)
+        if target.mode is Mode.DONE:
+            with open_read(out_path) as f:
+                total = int(f.attrs.get("count", 0))
+            return IngestReport(out_path, 0, total=total, nothing_to_do=True, seconds=time.perf_counter() - started)
+        report = _run(src, src_path, target, opts, progress, on_start, attrs)
+    report.path = out_path
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(
+    src: str | os.PathLike[str],
+    src_path: Path,
+    target: Target,
+    opts: IngestOptions,
+    progress: ProgressCallback | None,
+    on_start: Callable[[int], None] | None,
+    attrs: Mapping[str, Any] | None,
+) -> IngestReport:
+    continuing = target.mode is Mode.CONTINUE
     compression = dataset_args(opts.compression)  # fails early when a plugin is missing
     found = discover(src_path, opts.extensions)
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
     labels = resolve_labels(opts.labels, [c.name for c in found.files])
     run_attrs = {**_run_attrs(src, opts, labels), **_take_shard(found, opts), **(attrs or {})}
-
     state = _StoreState()
     if continuing:
-        state = _read_state(out_path)
+        state = _read_state(target.path)
         if labels is not None and labels.class_names is not None and state.class_names is not None:
             labels.extend_classes(state.class_names)
             run_attrs["class_names"] = labels.class_names
@@ -169,19 +263,22 @@ def ingest(
     seen = state.digests if opts.dedupe else {}
     paths = [c.path for c, _ in todo]
     workers = min(opts.workers, len(paths))
-    report = IngestReport(out_path, 0)
+    report = IngestReport(target.path, 0)
     with contextlib.ExitStack() as stack:
         # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
-        # descriptor, whose lock would outlive a killed parent and block --resume.
+        # descriptor (the writer lock's descriptor is closed in every child).
         pool = stack.enter_context(DecodePool(opts.decode, workers, timeout=opts.timeout)) if workers else None
         if continuing:
-            ix = ImageIndexer.reopen(out_path, opts.buffer_size, attrs={
-                k: run_attrs[k] for k in ("source", "imgstore_version", "class_names") if k in run_attrs
-            })  # fmt: skip
+            keep = ("source", "imgstore_version", "class_names")
+            ix = ImageIndexer.reopen(
+                target.path, opts.buffer_size, attrs={k: run_attrs[k] for k in keep if k in run_attrs},
+                publish_to=target.publish_to, flush_every=opts.flush_every,
+            )  # fmt: skip
         else:
             ix = ImageIndexer(
-                out_path, size=opts.decode.size, channels=opts.decode.channels, buffer_size=opts.buffer_size,
-                overwrite=opts.overwrite, attrs=run_attrs, **compression,
+                target.path, size=opts.decode.size, channels=opts.decode.channels, buffer_size=opts.buffer_size,
+                overwrite=opts.overwrite, attrs=run_attrs, labels=labels is not None, sha256=True,
+                flush_every=opts.flush_every, **compression,
             )  # fmt: skip
         stack.enter_context(ix)
         report.candidates = len(todo)
@@ -191,11 +288,10 @@ def ingest(
             ix.skip(name, reason)
         report.skipped.extend(pre_skipped)
         before = ix.count
-        results = pool.imap(paths) if pool is not None else decode_in_process(paths, opts.decode)
+        results = pool.imap(paths, on_idle=ix.flush_if_due) if pool is not None else decode_in_process(paths, opts.decode)
         _consume(results, todo, ix, report, progress, opts.dedupe, seen)
         report.count = ix.count - before
     report.total = ix.count
-    report.seconds = time.perf_counter() - started
     return report
 
 
@@ -250,8 +346,11 @@ def _read_state(path: Path) -> _StoreState:
 
     with open_store(path) as store:
         load_filters(store.attrs.get("compression"))
-        state = _StoreState(set(store.names), {name for name, _ in store.skipped}, class_names=store.class_names)
-        for name, digest in zip(store.names, store.sha256 or []):
+        names, skipped = store.names, [name for name, _ in store.skipped]
+        if store.format_version < 2:  # the writer upgrades it; compare names as they will be stored
+            names, skipped = [upgrade_v1_name(n) for n in names], [upgrade_v1_name(n) for n in skipped]
+        state = _StoreState(set(names), set(skipped), class_names=store.class_names)
+        for name, digest in zip(names, store.sha256 or []):
             state.digests.setdefault(bytes.fromhex(digest), name)
     return state
 
@@ -304,6 +403,6 @@ def _consume(
         else:
             assert item.image is not None
             ix.reserve()[...] = item.image  # the one copy: shared-memory slot -> write buffer
-            ix.commit(cand.name, label=label, sha256=item.sha256)
+            ix.commit(cand.name, label=label, sha256=item.sha256, pixels_crc=item.crc32)
         if progress is not None:
             progress(1)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,28 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import OptionError, StoreError
-from imgstore.h5 import open_read
+from imgstore.errors import OptionError, StoreError, WriteError, os_cause
+from imgstore.lock import WriterLock, remove_stale_temps, temp_path
 from imgstore.options import check_output, resolve_path, shard_range
 from imgstore.reader import read_root_attrs
+from imgstore.store import (
+    CHECKSUMS,
+    IMAGES,
+    LABELS,
+    LIBVER,
+    NAMES,
+    SHA256,
+    SKIPPED_NAMES,
+    SKIPPED_REASONS,
+    STR,
+    compression_of,
+    open_read,
+    pixel_crc,
+    read_text_column,
+    row_checksum,
+)
 from imgstore.vectors import Progress, progress_callback
-from imgstore.writer import STR, ImageIndexer
+from imgstore.writer import ImageIndexer
 
 # Root attributes that describe one shard only; a merged store does not carry them.
 SHARD_ATTRS = ("shard", "shard_range", "shard_total")
@@ -121,7 +136,7 @@ def _read_shard(path: Path) -> _Shard:
     try:
         f = open_read(path)
     except OSError as exc:
-        raise StoreError(f"{path} cannot be opened as an HDF5 store: {exc}") from None
+        raise StoreError(f"{path} cannot be opened as an HDF5 store: {os_cause(exc)}") from None
     with f:
         if "imgstore_format" not in f.attrs:
             raise StoreError(f"{path} is an HDF5 file but not an imgstore store (no imgstore_format attribute)")
@@ -156,25 +171,8 @@ def _read_shard(path: Path) -> _Shard:
             ds = f["images"]
             if ds.dtype != np.uint8 or ds.ndim != 4:
                 raise StoreError(f"{path} is damaged: images is {ds.dtype} {ds.shape}, not uint8 (N, H, W, C)")
-            compression = _compression_of(ds)
+            compression = compression_of(ds)
     return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression)
-
-
-def _strings(ds: h5py.Dataset, start: int = 0, stop: int | None = None) -> list[str]:
-    """Rows of a variable-length UTF-8 dataset as ``str`` (undecodable bytes replaced, as the reader does)."""
-    return list(ds.asstr(errors="replace")[start:stop])
-
-
-def _compression_of(ds: h5py.Dataset) -> tuple[Any, Any]:
-    """``(compression, compression_opts)`` to create a dataset filtered like ``ds`` (h5py names or a plugin id)."""
-    if ds.compression is not None:
-        return ds.compression, ds.compression_opts
-    plist = ds.id.get_create_plist()
-    for i in range(plist.get_nfilters()):
-        code, _flags, values, _name = plist.get_filter(i)
-        if code >= 256:  # a registered plugin filter (hdf5plugin); ids below 256 are HDF5's own
-            return code, tuple(values)
-    return None, None
 
 
 def _show(key: str, value: Any) -> str:
@@ -307,23 +305,27 @@ def merge_shards(
         raise OptionError("give at least one shard to merge")
     out_path = resolve_path(out)
     paths = [resolve_path(p) for p in shards]
-    check_output(out_path, overwrite)
-    for p in paths:
-        if p.exists() and out_path.exists() and os.path.samefile(p, out_path):
-            raise OptionError(f"{out_path} is one of the shards: give a new file name for the merged store")
-    ordered = check_shards([_read_shard(p) for p in paths])
-    out_dir = out_path.parent if str(out_path.parent) else Path(".")
-    attrs = _merged_attrs(ordered, out_dir)
-    tick = progress_callback(progress, sum(s.count for s in ordered))
-    tmp = out_dir / f".{out_path.name}.merge-{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    with WriterLock(out_path):
+        check_output(out_path, overwrite)
+        for p in paths:
+            if p.exists() and out_path.exists() and os.path.samefile(p, out_path):
+                raise OptionError(f"{out_path} is one of the shards: give a new file name for the merged store")
+        remove_stale_temps(out_path)
+        ordered = check_shards([_read_shard(p) for p in paths])
+        out_dir = out_path.parent if str(out_path.parent) else Path(".")
+        attrs = _merged_attrs(ordered, out_dir)
+        tick = progress_callback(progress, sum(s.count for s in ordered))
         if copy:
-            _write_copy(tmp, ordered, attrs, tick)
+            _write_copy(out_path, ordered, attrs, tick)
         else:
-            _write_virtual(tmp, out_dir, ordered, attrs, tick)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            tmp = temp_path(out_path)
+            try:
+                _write_virtual(tmp, out_dir, ordered, attrs, tick)
+                os.replace(tmp, out_path)
+            except OSError as exc:
+                raise WriteError(f"cannot write {out_path}: {os_cause(exc)} (nothing was written)") from None
+            finally:
+                tmp.unlink(missing_ok=True)
     skipped: list[tuple[str, str]] = []
     for s in ordered:
         skipped.extend(_read_skipped(s))
@@ -342,7 +344,8 @@ def _read_skipped(shard: _Shard) -> list[tuple[str, str]]:
         return []
     with open_read(shard.path) as f:
         n = shard.skipped
-        return list(zip(_strings(f["skipped_names"], 0, n), _strings(f["skipped_reasons"], 0, n)))
+        return list(zip(read_text_column(f, SKIPPED_NAMES, n, complete=True),
+                        read_text_column(f, SKIPPED_REASONS, n, complete=True)))  # fmt: skip
 
 
 # -- virtual ------------------------------------------------------------------------------------------------------
@@ -370,20 +373,18 @@ def _write_virtual(tmp: Path, out_dir: Path, shards: list[_Shard], attrs: dict[s
             offset += r
         f.create_virtual_dataset(name, layout, fillvalue=0 if dtype is not STR else None)
 
-    try:
-        f = h5py.File(tmp, "w")
-    except OSError as exc:
-        raise StoreError(f"cannot create {tmp}: {exc}") from None
-    with f:
+    with h5py.File(tmp, "w", libver=LIBVER) as f:
         for key, value in attrs.items():
             f.attrs[key] = value
-        virtual(f, "images", np.uint8, shape, lambda s: s.count)
-        virtual(f, "image_names", STR, (), lambda s: s.count)
-        if filled and filled[0].has("sha256"):
-            virtual(f, "sha256", np.uint8, (32,), lambda s: s.count)
-        if filled and filled[0].has("labels"):
-            virtual(f, "labels", np.int64, (), lambda s: s.count)
-        for name in ("skipped_names", "skipped_reasons"):
+        virtual(f, IMAGES, np.uint8, shape, lambda s: s.count)
+        virtual(f, NAMES, STR, (), lambda s: s.count)
+        if filled and filled[0].has(SHA256):
+            virtual(f, SHA256, np.uint8, (32,), lambda s: s.count)
+        if filled and filled[0].has(LABELS):
+            virtual(f, LABELS, np.int64, (), lambda s: s.count)
+        if filled and all(s.has(CHECKSUMS) for s in filled):
+            virtual(f, CHECKSUMS, np.uint32, (), lambda s: s.count)
+        for name in (SKIPPED_NAMES, SKIPPED_REASONS):
             virtual(f, name, STR, (), lambda s: s.skipped)
         # OUT appears under its name only when written whole (renamed by the caller), so no staged counts here.
         f.attrs["skipped_count"] = sum(s.skipped for s in shards)
@@ -414,30 +415,46 @@ def _sources(obj: Any) -> list[Any]:
 # -- copy ---------------------------------------------------------------------------------------------------------
 
 
-def _write_copy(tmp: Path, shards: list[_Shard], attrs: dict[str, Any], tick: Any) -> None:
+def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: Any) -> None:
+    """Stream the shards' rows into one plain store at ``out`` (built under a temporary name, renamed when whole).
+
+    Each row is checked against its shard's checksum on the way: a damaged shard row stops the merge.
+    """
     shape = _shape(shards)
-    kinds = {s.compression for s in shards if s.has("images")}
+    kinds = {s.compression for s in shards if s.has(IMAGES)}
     compression, opts = kinds.pop() if len(kinds) == 1 else (None, None)
     if compression is None:
         attrs = {k: v for k, v in attrs.items() if k != "compression"}
+    filled = [s for s in shards if s.count]
+    labels_on = bool(filled) and filled[0].has(LABELS)
+    hashes_on = bool(filled) and filled[0].has(SHA256)
     step = max(1, COPY_BATCH_BYTES // max(1, int(np.prod(shape))))
     h, w, c = shape
-    with ImageIndexer(tmp, size=(w, h), channels=c, attrs=attrs, compression=compression, compression_opts=opts) as ix:
+    with ImageIndexer(
+        out, size=(w, h), channels=c, attrs=attrs, compression=compression, compression_opts=opts, overwrite=True,
+        labels=labels_on, sha256=hashes_on, staged=True,
+    ) as ix:  # fmt: skip
         for s in shards:
             for name, reason in _read_skipped(s):
                 ix.skip(name, reason)
             with open_read(s.path) as f:
+                names_all = read_text_column(f, NAMES, s.count, complete=True)
                 for start in range(0, s.count, step):
                     stop = min(start + step, s.count)
-                    images = f["images"][start:stop]
-                    names = _strings(f["image_names"], start, stop)
-                    labels = f["labels"][start:stop] if "labels" in f else None
-                    hashes = f["sha256"][start:stop] if "sha256" in f else None
+                    images = f[IMAGES][start:stop]
+                    names = names_all[start:stop]
+                    labels = f[LABELS][start:stop] if LABELS in f else None
+                    hashes = f[SHA256][start:stop] if SHA256 in f else None
+                    sums = f[CHECKSUMS][start:stop] if CHECKSUMS in f else None
                     for j in range(stop - start):
+                        label = None if labels is None else int(labels[j])
+                        digest = None if hashes is None else hashes[j].tobytes()
+                        crc = pixel_crc(images[j])
+                        if sums is not None and row_checksum(crc, names[j], label, digest) != int(sums[j]):
+                            raise StoreError(
+                                f"{s.path} row {start + j} ({names[j]}) does not match its checksum: the shard is "
+                                "damaged; ingest that shard again"
+                            )
                         ix.reserve()[...] = images[j]
-                        ix.commit(
-                            names[j],
-                            label=None if labels is None else int(labels[j]),
-                            sha256=None if hashes is None else hashes[j].tobytes(),
-                        )
+                        ix.commit(names[j], label=label, sha256=digest, pixels_crc=crc)
                     tick(stop - start)

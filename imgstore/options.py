@@ -190,6 +190,7 @@ class IngestOptions:
     resume: bool = False  # continue an interrupted ingest into OUT
     dedupe: bool = False  # skip files whose bytes (SHA-256) are already stored
     compression: str = "none"  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
+    flush_every: float = 2.0  # seconds: the longest a decoded image waits in memory before it is committed
 
     def __post_init__(self) -> None:
         from imgstore.compression import parse_compression
@@ -210,6 +211,8 @@ class IngestOptions:
             raise OptionError(f"invalid timeout {self.timeout!r}: give a positive number of seconds")
         if not isinstance(self.buffer_size, int) or self.buffer_size < 0:
             raise OptionError(f"invalid buffer size {self.buffer_size!r}: give a number of images, or 0 for auto")
+        if isinstance(self.flush_every, bool) or not isinstance(self.flush_every, (int, float)) or not self.flush_every >= 0:
+            raise OptionError(f"invalid flush interval {self.flush_every!r}: give seconds, e.g. 2 (0 commits every image)")
 
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:

@@ -25,7 +25,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -53,31 +54,38 @@ class Decoded:
 
     ``image`` is an ``(H, W, C)`` uint8 view that stays valid only until the next item is requested: copy it
     (e.g. into ``ImageIndexer.reserve()``) before moving on. On failure ``image`` is None and ``reason`` says why.
+    ``crc32`` is ``zlib.crc32`` of the pixels, computed by the decoder right after decoding (the start of the
+    row's checksum, so a row damaged on its way to the disk is caught by ``verify``).
     """
 
     index: int
     image: np.ndarray | None
     reason: str | None
     sha256: bytes | None
+    crc32: int | None = None
 
 
-def decode_one(path: str, opts: DecodeOptions, out: np.ndarray) -> tuple[str | None, bytes | None]:
-    """Read, hash and decode one file into ``out``; return ``(reason, sha256)`` with one of them None."""
+Outcome = tuple[str | None, bytes | None, int | None]  # (reason, sha256, crc32)
+
+
+def decode_one(path: str, opts: DecodeOptions, out: np.ndarray) -> Outcome:
+    """Read, hash and decode one file into ``out``; return ``(reason, sha256, crc32 of the pixels)``: the reason
+    when it failed (then the others are None), else None and the two checksums."""
     try:
         data = read_file(path)
         digest = hashlib.sha256(data).digest()
         decode_bytes(data, opts, out)
-        return None, digest
+        return None, digest, zlib.crc32(memoryview(out).cast("B"))
     except BadImageError as exc:
-        return exc.reason, None
+        return exc.reason, None, None
 
 
 def decode_in_process(paths: Sequence[str], opts: DecodeOptions) -> Iterator[Decoded]:
     """The same results as :class:`DecodePool`, decoded in this process (no isolation, no parallelism)."""
     out = np.empty(opts.shape, np.uint8)
     for i, path in enumerate(paths):
-        reason, digest = decode_one(path, opts, out)
-        yield Decoded(i, None if reason else out, reason, digest)
+        reason, digest, crc = decode_one(path, opts, out)
+        yield Decoded(i, None if reason else out, reason, digest, crc)
 
 
 def _die_with_parent() -> None:
@@ -96,8 +104,11 @@ def _die_with_parent() -> None:
 
 
 def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
-    # Ctrl-C goes to the whole process group; the parent decides what happens, workers just stop when told.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C, and a scheduler's SIGTERM or a closed terminal's SIGHUP, often reach the whole process group; the
+    # parent decides what happens (it flushes and stops the workers). A worker that died of one of them would
+    # have its file recorded as a crash, and --resume would then skip that file for good.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     _die_with_parent()
     # A codec that segfaults costs its file and is reported as "decoder crashed (SIGSEGV)"; an inherited
     # faulthandler would also dump a Python traceback over the progress bar.
@@ -111,9 +122,9 @@ def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOpt
         if task is None:
             return
         seq, slot, path = task
-        reason, digest = decode_one(path, opts, ring[slot])
+        reason, digest, crc = decode_one(path, opts, ring[slot])
         try:
-            conn.send((seq, reason, digest))
+            conn.send((seq, reason, digest, crc))
         except (BrokenPipeError, OSError):
             return
 
@@ -226,12 +237,18 @@ class DecodePool:
         except (FileNotFoundError, AttributeError):
             pass
 
-    def imap(self, paths: Sequence[str]) -> Iterator[Decoded]:
-        """Decode ``paths`` and yield their outcomes in order; a view yielded is valid until the next one."""
+    def imap(
+        self, paths: Sequence[str], on_idle: Callable[[], None] | None = None, idle: float = 0.25
+    ) -> Iterator[Decoded]:
+        """Decode ``paths`` and yield their outcomes in order; a view yielded is valid until the next one.
+
+        ``on_idle`` is called about every ``idle`` seconds while the next result is not ready (the writer commits
+        what it holds meanwhile, so a file that takes long to decode does not hold back what came before it).
+        """
         n = len(paths)
         free_slots = collections.deque(range(self.n_slots))
         slot_of: dict[int, int] = {}
-        done: dict[int, tuple[str | None, bytes | None]] = {}
+        done: dict[int, Outcome] = {}
         retry: collections.deque[int] = collections.deque()  # sent to a worker that died before starting them
         next_task = 0
         next_out = 0
@@ -256,10 +273,10 @@ class DecodePool:
         def collect(w: _Worker) -> None:
             try:
                 while w.conn.poll():
-                    seq, reason, digest = w.conn.recv()
+                    seq, reason, digest, crc = w.conn.recv()
                     w.pending.remove(seq)
                     w.head_since = time.monotonic()
-                    done[seq] = (reason, digest)
+                    done[seq] = (reason, digest, crc)
                     self._successes += 1
             except (EOFError, OSError):
                 pass  # the worker died; its sentinel says so
@@ -282,7 +299,7 @@ class DecodePool:
                     "run with --workers 0 to decode in this process and see the error"
                 )
             if w.pending:
-                done[w.pending.popleft()] = (head_reason, None)
+                done[w.pending.popleft()] = (head_reason, None, None)
                 retry.extend(sorted(w.pending))
             fresh = self._spawn()
             self._workers[self._workers.index(w)] = fresh
@@ -290,12 +307,14 @@ class DecodePool:
 
         for w in self._workers:
             watch(w)
+        last_out = time.monotonic()  # when a result was last handed out
         try:
             while next_out < n:
                 while next_out in done:
-                    reason, digest = done.pop(next_out)
+                    reason, digest, crc = done.pop(next_out)
                     slot = slot_of.pop(next_out)
-                    yield Decoded(next_out, None if reason else self._ring[slot], reason, digest)
+                    yield Decoded(next_out, None if reason else self._ring[slot], reason, digest, crc)
+                    last_out = time.monotonic()
                     # The consumer asked for the next item, so it is done with this slot.
                     free_slots.append(slot)
                     next_out += 1
@@ -305,8 +324,14 @@ class DecodePool:
                 now = time.monotonic()
                 wait_for = min((w.head_since + self.timeout - now for w in self._workers if w.pending),
                                default=self.timeout)  # fmt: skip
+                if on_idle is not None:
+                    wait_for = min(wait_for, idle)
                 exited = []
-                for key, _ in selector.select(timeout=max(0.0, wait_for)):
+                ready = selector.select(timeout=max(0.0, wait_for))
+                if on_idle is not None and time.monotonic() - last_out >= idle:
+                    on_idle()
+                    last_out = time.monotonic()
+                for key, _ in ready:
                     w, kind = key.data
                     if kind == "conn":
                         collect(w)

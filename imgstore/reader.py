@@ -1,8 +1,9 @@
-"""Read a finished (or interrupted) store: ``imgstore.open(path)`` -> :class:`ImageStore`.
+"""Read a finished (or interrupted, or still running) store: ``imgstore.open(path)`` -> :class:`ImageStore`.
 
-Only rows below the ``count`` attribute are visible: rows past it are an interrupted write's leftovers. An
+Only rows below the ``count`` attribute are visible: rows past it are a running or interrupted write's. An
 ``ImageStore`` pickles as its path and reopens the file lazily in each process (and again after a fork), so it
-can be handed to the worker processes of a training job's data loader.
+can be handed to the worker processes of a training job's data loader. With ``check=True`` every row read is
+checked against its stored checksum (:func:`imgstore.store.row_checksum`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,24 @@ import h5py
 import numpy as np
 
 from imgstore.compression import load_filters
-from imgstore.errors import StoreError
-from imgstore.h5 import open_read
-from imgstore.writer import JOURNAL, TextJournal
-
-
-def _text(values: np.ndarray) -> list[str]:
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+from imgstore.errors import ChecksumError, StoreError, os_cause
+from imgstore.lock import read_holder
+from imgstore.store import (
+    CHECKSUMS,
+    IMAGES,
+    LABELS,
+    NAMES,
+    READABLE_FORMATS,
+    SHA256,
+    SKIPPED_NAMES,
+    SKIPPED_REASONS,
+    format_version,
+    open_read,
+    pixel_crc,
+    read_text_column,
+    row_checksum,
+    texts,
+)
 
 
 def read_root_attrs(f: h5py.File) -> dict[str, Any]:
@@ -30,7 +42,7 @@ def read_root_attrs(f: h5py.File) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in f.attrs.items():
         if isinstance(value, np.ndarray):
-            value = _text(value) if value.dtype.kind in "SOU" else value.tolist()
+            value = texts(value) if value.dtype.kind in "SOU" else value.tolist()
         elif isinstance(value, np.generic):
             value = value.item()
         elif isinstance(value, bytes):
@@ -45,32 +57,58 @@ class ImageStore:
     ``len(store)`` images; ``store[i]`` is one ``(H, W, C)`` uint8 array; ``store[a:b]``, ``store[[i, j]]`` and
     boolean masks give ``(n, H, W, C)`` batches. ``names``, ``labels`` (or None), ``class_names`` (or None),
     ``skipped`` and ``attrs`` describe the rows. ``iter_batches(n)`` walks the store in order.
+
+    ``check=True`` recomputes each row's checksum as it is read and raises
+    :class:`~imgstore.errors.ChecksumError` naming the row when its bytes changed (stores of format 1 carry no
+    checksums: then it raises at once). The rows seen are those committed when the store was opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], check: bool = False) -> None:
         self.path = Path(path)
+        self.check = check
         self._file: h5py.File | None = None
         self._ds: h5py.Dataset | None = None
         self._pid = -1
         self._names: list[str] | None = None
+        self._meta: tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None = None  # for check=True
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self) -> None:
         f = self._h5()
         if "imgstore_format" not in f.attrs:
-            self.close()
             raise StoreError(f"{self.path} is an HDF5 file but not an imgstore store (no imgstore_format attribute)")
-        self.attrs: dict[str, Any] = read_root_attrs(f)
-        load_filters(self.attrs.get("compression"))  # zstd/blosc stores need hdf5plugin's filters
-        self._count = int(self.attrs.get("count", 0))
-        if "images" in f:
-            ds = f["images"]
-            if ds.shape[0] < self._count:
+        try:
+            self.attrs: dict[str, Any] = read_root_attrs(f)
+            self.format_version = format_version(f)
+            if self.format_version not in READABLE_FORMATS:
                 raise StoreError(
-                    f"{self.path} is damaged: count says {self._count} images but only {ds.shape[0]} rows exist "
-                    "(run imgstore verify on it)"
+                    f"{self.path} is in store format {self.attrs.get('imgstore_format')!r}, which this imgstore does "
+                    f"not read (it reads {', '.join(map(str, READABLE_FORMATS))}): upgrade imgstore"
                 )
-            self.shape: tuple[int, int, int] = tuple(ds.shape[1:])  # type: ignore[assignment]
-        else:
-            size = self.attrs.get("size") or [0, 0]
-            self.shape = (int(size[1]), int(size[0]), int(self.attrs.get("channels", 3)))
+            load_filters(self.attrs.get("compression"))  # zstd/blosc stores need hdf5plugin's filters
+            self._count = int(self.attrs.get("count", 0))
+            if IMAGES in f:
+                ds = f[IMAGES]
+                if ds.shape[0] < self._count:
+                    raise StoreError(
+                        f"{self.path} is damaged: count says {self._count} images but only {ds.shape[0]} rows exist "
+                        "(run imgstore verify on it)"
+                    )
+                self.shape: tuple[int, int, int] = tuple(int(v) for v in ds.shape[1:])  # type: ignore[assignment]
+            else:
+                size = self.attrs.get("size") or [0, 0]
+                self.shape = (int(size[1]), int(size[0]), int(self.attrs.get("channels", 3)))
+        except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise StoreError(f"{self.path} is damaged: {os_cause(exc)} (run imgstore verify on it)") from None
+        if self.check and self._count and CHECKSUMS not in f:
+            raise StoreError(
+                f"{self.path} carries no row checksums (store format {self.format_version}): open it without "
+                "check=True, or ingest it again with this imgstore"
+            )
 
     # -- file handle, per process ----------------------------------------------------------------------------
     def _h5(self) -> h5py.File:
@@ -82,9 +120,9 @@ class ImageStore:
             try:
                 self._file = open_read(self.path)
             except FileNotFoundError:
-                raise StoreError(f"{self.path} does not exist: give the path of a store made by imgstore ingest") from None
+                raise StoreError(_missing(self.path)) from None
             except OSError as exc:
-                raise StoreError(f"{self.path} cannot be opened as an HDF5 store: {exc}") from None
+                raise StoreError(f"{self.path} cannot be opened as an HDF5 store: {os_cause(exc)}") from None
             self._pid = os.getpid()
         return self._file
 
@@ -106,6 +144,7 @@ class ImageStore:
         state["_file"] = None  # an HDF5 handle cannot cross processes; each process opens its own
         state["_ds"] = None
         state["_names"] = None
+        state["_meta"] = None
         state["_pid"] = -1
         return state
 
@@ -127,10 +166,30 @@ class ImageStore:
     def _images(self) -> h5py.Dataset:
         if self._ds is None or self._pid != os.getpid():
             f = self._h5()
-            if "images" not in f:
+            if IMAGES not in f:
                 raise IndexError("the store holds no images")
-            self._ds = f["images"]
+            self._ds = f[IMAGES]
         return self._ds
+
+    def _verify(self, i: int, image: np.ndarray) -> None:
+        """Raise :class:`ChecksumError` unless row ``i`` (with its name, label, digest) matches its checksum."""
+        if self._meta is None or self._pid != os.getpid():
+            f = self._h5()
+            n = self._count
+            self._meta = (
+                f[CHECKSUMS][:n],
+                f[LABELS][:n] if LABELS in f else None,
+                f[SHA256][:n] if SHA256 in f else None,
+            )
+        sums, labels, digests = self._meta
+        name = self.names[i]
+        label = None if labels is None else int(labels[i])
+        digest = None if digests is None else bytes(digests[i])
+        if row_checksum(pixel_crc(image), name, label, digest) != int(sums[i]):
+            raise ChecksumError(
+                f"{self.path}: row {i} ({name}) does not match its checksum: its stored bytes changed "
+                "(run imgstore verify on the store to list every damaged row)"
+            )
 
     def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> np.ndarray:
         n = self._count
@@ -142,11 +201,20 @@ class ImageStore:
                 raise IndexError(f"image index {int(key)} out of range for a store of {n}")
             # Plain h5py indexing: measured 46,000 reads/s of 256x256x3 from the page cache, three times what
             # read_direct_chunk + frombuffer gave.
-            return self._images()[i]
+            image = self._images()[i]
+            if self.check:
+                self._verify(i, image)
+            return image
         if isinstance(key, slice):
             start, stop, step = key.indices(n)
             if step == 1:
-                return self._images()[start:stop] if stop > start else np.empty((0, *self.shape), np.uint8)
+                if stop <= start:
+                    return np.empty((0, *self.shape), np.uint8)
+                batch = self._images()[start:stop]
+                if self.check:
+                    for j in range(batch.shape[0]):
+                        self._verify(start + j, batch[j])
+                return batch
             key = np.arange(start, stop, step)
         idx = np.asarray(key)
         if idx.dtype == np.bool_:
@@ -183,24 +251,23 @@ class ImageStore:
 
     def _text_column(self, key: str, n: int) -> list[str]:
         """Rows ``[:n]`` of a text column; from the crash-safe journal when the store is incomplete."""
-        f = self._h5()
-        journal = f.get(JOURNAL)
-        if not self.complete and journal is not None and f"{key}.ends" in journal:
-            return TextJournal(journal, key).read(n)
-        return _text(f[key][:n]) if key in f else []
+        try:
+            return read_text_column(self._h5(), key, n, complete=self.complete)
+        except (OSError, ValueError, KeyError) as exc:
+            raise StoreError(f"{self.path}: {key} cannot be read: {os_cause(exc)} (run imgstore verify on it)") from None
 
     @property
     def names(self) -> list[str]:
-        """Row names (source paths relative to the source root)."""
+        """Row names: source paths relative to the source root (see :func:`imgstore.store.escape_name`)."""
         if self._names is None:
-            self._names = self._text_column("image_names", self._count)
+            self._names = self._text_column(NAMES, self._count)
         return self._names
 
     @property
     def labels(self) -> np.ndarray | None:
         """int64 class indices, one per row, or None when the store has no labels."""
         f = self._h5()
-        return f["labels"][: self._count] if "labels" in f else None
+        return f[LABELS][: self._count] if LABELS in f else None
 
     @property
     def class_names(self) -> list[str] | None:
@@ -212,27 +279,43 @@ class ImageStore:
     def sha256(self) -> list[str] | None:
         """Hex SHA-256 of each row's source file, or None when not recorded."""
         f = self._h5()
-        if "sha256" not in f:
+        if SHA256 not in f:
             return None
-        return [bytes(row).hex() for row in f["sha256"][: self._count]]
+        return [bytes(row).hex() for row in f[SHA256][: self._count]]
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
         """``(name, reason)`` for every file the ingest could not store."""
         f = self._h5()
-        if "skipped_names" not in f:
+        if SKIPPED_NAMES not in f:
             return []
-        n = int(self.attrs.get("skipped_count", f["skipped_names"].shape[0]))
-        return list(zip(self._text_column("skipped_names", n), self._text_column("skipped_reasons", n)))
+        n = int(self.attrs.get("skipped_count", f[SKIPPED_NAMES].shape[0]))
+        return list(zip(self._text_column(SKIPPED_NAMES, n), self._text_column(SKIPPED_REASONS, n)))
 
 
-def open_store(path: str | os.PathLike[str]) -> ImageStore:
-    """Open the store at ``path`` for reading (``imgstore.open``)."""
-    p = Path(path)
+def _missing(path: Path) -> str:
+    holder = read_holder(path)
+    if holder is not None:
+        return f"{path} does not exist yet: an imgstore process is about to create it ({holder.describe()})"
+    return f"{path} does not exist: give the path of a store made by imgstore ingest"
+
+
+def check_store_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a ``Path`` when it names an HDF5 file; else the :class:`StoreError` that says what it is."""
+    p = Path(os.path.expanduser(os.fspath(path)))
     if not p.exists():
-        raise StoreError(f"{p} does not exist: give the path of a store made by imgstore ingest")
+        raise StoreError(_missing(p))
     if p.is_dir():
         raise StoreError(f"{p} is a folder: give the path of a store file (.h5)")
-    if not h5py.is_hdf5(p):
+    try:
+        is_hdf5 = h5py.is_hdf5(p)
+    except OSError as exc:
+        raise StoreError(f"{p} cannot be read: {os_cause(exc)}") from None
+    if not is_hdf5:
         raise StoreError(f"{p} is not an HDF5 file: give a store made by imgstore ingest")
-    return ImageStore(p)
+    return p
+
+
+def open_store(path: str | os.PathLike[str], check: bool = False) -> ImageStore:
+    """Open the store at ``path`` for reading (``imgstore.open``); ``check=True`` verifies every row read."""
+    return ImageStore(check_store_path(path), check=check)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import ctypes
 import enum
 import functools
+import contextlib
 import os
-import secrets
 import struct
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +34,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError
+from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError, WriteError, os_cause
+from imgstore.lock import WriterLock, remove_stale_temps, temp_path
 
 INT32_MAX = 2**31 - 1
 UINT32_MAX = 2**32 - 1
@@ -253,17 +254,19 @@ def preallocate(fd: int, offset: int, length: int) -> None:
         func(fd, _FALLOC_FL_KEEP_SIZE, offset, length)  # the result is ignored: only a speed-up
 
 
-def _unique_temp(path: Path) -> tuple[Path, Any]:
-    """Create ``path.tmp-XXXXXXXX`` next to ``path`` (same file system, so renaming is atomic); return it opened.
+def _create_temp(path: Path) -> tuple[Path, Any]:
+    """Create a temporary file for ``path``'s content beside it (same file system, so renaming is atomic).
 
     ``open(..., "xb")`` rather than ``mkstemp`` so the final file gets the usual umask permissions, not 0600.
     """
     for _ in range(100):
-        tmp = path.with_name(f"{path.name}.tmp-{secrets.token_hex(4)}")
+        tmp = temp_path(path)
         try:
             return tmp, open(tmp, "xb")  # noqa: SIM115 - the caller owns and closes it
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise WriteError(f"cannot create a file next to {path}: {os_cause(exc)}") from None
     raise FileExistsError(f"cannot create a temporary file next to {path}")  # pragma: no cover
 
 
@@ -306,8 +309,11 @@ class VectorWriter:
 
     * Values are checked before narrowing: integers must fit the target type, floats go only to float formats,
       and (unless ``check_finite=False``) NaN/inf or float64 values beyond float32's range are refused.
-    * Data goes to ``path.tmp-XXXXXXXX`` in the same folder and is renamed to ``path`` when the ``with`` block
-      exits cleanly; on an exception the temporary file is deleted and ``path`` is untouched.
+    * Data goes to ``.NAME.tmp-XXXXXXXX`` in the same folder and is renamed to ``path`` when the ``with`` block
+      exits cleanly; on an exception the temporary file is deleted and ``path`` is untouched. The writer holds
+      ``path``'s writer lock meanwhile, and removes what a killed writer of ``path`` left. ``atomic=False`` writes
+      ``path`` itself (a temporary name of :class:`StagedOutputs`, which does all that for its set of files).
+    * Operating-system errors (a full disk) become :class:`~imgstore.errors.WriteError` naming the file.
     * ``.Xbin`` count: the header's ``n`` is written as ``count`` (or 0) at open and patched with the number of rows
       actually written at close, so ``count`` is optional. When given, it is checked against the 32-bit limits at
       open and against the rows written at close (a mismatch is a :class:`FormatError` and nothing is renamed).
@@ -329,8 +335,11 @@ class VectorWriter:
         *,
         check_finite: bool = True,
         buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        atomic: bool = True,
     ) -> None:
         self.path = Path(path)
+        self.atomic = atomic
+        self._lock: WriterLock | None = None
         self.format = format_for_path(self.path, fmt)
         check_shape(self.format, count, dim)
         if buffer_bytes < 1:
@@ -355,12 +364,29 @@ class VectorWriter:
         """Create the temporary file (``__enter__`` does this); refuses an existing ``path`` unless overwriting."""
         if self._file is not None or self._closed:
             raise RuntimeError("a VectorWriter can be opened only once")
-        check_target(self.path, self.overwrite)
-        self._tmp, self._file = _unique_temp(self.path)
-        if self.format.header is HeaderKind.FILE:
-            self._file.write(struct.pack("<II", self.count or 0, self.dim))
-        if self.count is not None:
-            preallocate(self._file.fileno(), 0, self.format.file_bytes(self.count, self.dim))
+        if not self.atomic:
+            try:
+                self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close() / abort()
+            except OSError as exc:
+                raise WriteError(f"cannot create {self.path}: {os_cause(exc)}") from None
+            self._tmp = self.path
+        else:
+            self._lock = WriterLock(self.path).acquire()
+            try:
+                check_target(self.path, self.overwrite)
+                remove_stale_temps(self.path)
+                self._tmp, self._file = _create_temp(self.path)
+            except BaseException:
+                self._lock.release()
+                raise
+        try:
+            if self.format.header is HeaderKind.FILE:
+                self._file.write(struct.pack("<II", self.count or 0, self.dim))
+            if self.count is not None:
+                preallocate(self._file.fileno(), 0, self.format.file_bytes(self.count, self.dim))
+        except OSError as exc:
+            self.abort()
+            raise WriteError(f"cannot write {self._tmp}: {os_cause(exc)}") from None
         return self
 
     def __enter__(self) -> VectorWriter:
@@ -376,6 +402,14 @@ class VectorWriter:
 
     def write(self, block: np.ndarray | Iterable[Iterable[float]]) -> None:
         """Append ``block``, an ``(rows, dim)`` array (any real dtype the format can hold exactly)."""
+        try:
+            self._write(block)
+        except OSError as exc:
+            self.abort()
+            where = self.path if self.atomic else self._tmp
+            raise WriteError(f"cannot write {where}: {os_cause(exc)} (nothing was kept)") from None
+
+    def _write(self, block: np.ndarray | Iterable[Iterable[float]]) -> None:
         if self._file is None or self._closed:
             raise RuntimeError("write() on a VectorWriter that is not open: use it in a `with` block")
         arr = np.asarray(block)
@@ -449,16 +483,23 @@ class VectorWriter:
                 raise FormatError(
                     f"{self.rows_written} vectors written but count={self.count} was declared: fix the count"
                 )
-            if self.format.header is HeaderKind.FILE:
-                self._file.seek(0)
-                self._file.write(struct.pack("<II", self.rows_written, self.dim))
-            self._file.close()
-            assert self._tmp is not None
-            commit_temp(self._tmp, self.path, self.overwrite)
+            try:
+                if self.format.header is HeaderKind.FILE:
+                    self._file.seek(0)
+                    self._file.write(struct.pack("<II", self.rows_written, self.dim))
+                self._file.close()
+                assert self._tmp is not None
+                if self.atomic:
+                    commit_temp(self._tmp, self.path, self.overwrite)
+            except OutputExistsError:
+                raise
+            except OSError as exc:
+                raise WriteError(f"cannot write {self.path}: {os_cause(exc)} (nothing was kept)") from None
         except BaseException:
             self.abort()
             raise
         self._closed = True
+        self._release()
         return self.path
 
     def abort(self) -> None:
@@ -466,9 +507,17 @@ class VectorWriter:
         self._closed = True
         self._buf = None
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self._tmp.unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def write_vectors(
@@ -490,19 +539,29 @@ def write_vectors(
 class StagedOutputs:
     """Several output files that appear together: each is written to a temporary name, all renamed at the end.
 
-    ``with StagedOutputs([a, b]) as st: write(st.temp(a)); write(st.temp(b))``. Existing targets are refused on
-    entry unless ``overwrite``. On a clean exit every temporary file is renamed to its target; on an exception all
-    are deleted and no target is touched. (Should a rename itself fail midway, the earlier ones stay renamed.)
+    ``with StagedOutputs([a, b]) as st: write(st.temp(a)); write(st.temp(b))``. On entry it takes every target's
+    writer lock (a second writer of any of them is refused at once), refuses existing targets unless
+    ``overwrite``, and removes the temporary files a killed run left for them. On a clean exit every temporary file
+    is renamed to its target; on an exception all are deleted and no target is touched. (Should a rename itself
+    fail midway, the earlier ones stay renamed.)
     """
 
     def __init__(self, targets: Iterable[str | os.PathLike[str]], overwrite: bool = False) -> None:
         self.targets = [Path(t) for t in targets]
         self.overwrite = overwrite
         self._temps: dict[Path, Path] = {}
+        self._locks: list[WriterLock] = []
 
     def __enter__(self) -> StagedOutputs:
-        for target in self.targets:
-            check_target(target, self.overwrite)
+        try:
+            for target in self.targets:
+                self._locks.append(WriterLock(target).acquire())
+            for target in self.targets:
+                check_target(target, self.overwrite)
+                remove_stale_temps(target)
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def temp(self, target: str | os.PathLike[str]) -> Path:
@@ -511,30 +570,45 @@ class StagedOutputs:
         if target not in self.targets:
             raise ValueError(f"{target} is not one of the staged outputs")
         if target not in self._temps:
-            self._temps[target] = target.with_name(f"{target.name}.tmp-{secrets.token_hex(4)}")
+            self._temps[target] = temp_path(target)
         return self._temps[target]
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc_type is not None:
-            self.discard()
-            return
-        missing = [t for t in self.targets if t not in self._temps or not self._temps[t].exists()]
-        if missing:
-            self.discard()
-            raise RuntimeError(f"staged outputs never written: {', '.join(map(str, missing))}")
         try:
-            for target in self.targets:
-                commit_temp(self._temps[target], target, self.overwrite)
-        except BaseException:
-            self.discard()
-            raise
+            if exc_type is not None:
+                self.discard()
+                return
+            missing = [t for t in self.targets if t not in self._temps or not self._temps[t].exists()]
+            if missing:
+                self.discard()
+                raise RuntimeError(f"staged outputs never written: {', '.join(map(str, missing))}")
+            try:
+                for target in self.targets:
+                    commit_temp(self._temps[target], target, self.overwrite)
+            except OutputExistsError:
+                self.discard()
+                raise
+            except OSError as exc:
+                self.discard()
+                raise WriteError(f"cannot write {target}: {os_cause(exc)}") from None
+            except BaseException:
+                self.discard()
+                raise
+        finally:
+            self._release()
 
     def discard(self) -> None:
         """Delete every temporary file that exists."""
         for tmp in self._temps.values():
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def _release(self) -> None:
+        for lock in reversed(self._locks):
+            lock.release()
+        self._locks.clear()
 
 
 def progress_callback(progress: Progress, total: int | None = None) -> Callable[[int], None]:

@@ -1,32 +1,17 @@
-"""``ImageIndexer``: the one buffered writer of an imgstore HDF5 file.
+"""``ImageIndexer``: the one buffered writer of an imgstore store.
 
-Store format, version 1 (a contract; readers rely on it):
-
-- ``images``: uint8 ``(N, H, W, C)``, chunks ``(1, H, W, C)``, maxshape ``(None, H, W, C)``; grown with ``resize``.
-- ``image_names``: variable-length UTF-8 ``(N,)``; row i names row i of ``images`` (path relative to the source
-  root, ``/`` separators; bytes that are not UTF-8 escaped as ``\\xNN``).
-- ``skipped_names``, ``skipped_reasons``: variable-length UTF-8, one row per file that could not be ingested.
-- optional per-row ``labels`` (int64) and ``sha256`` (32-byte digests of the source file).
-- ``_journal/``: crash-safe copies of the three text columns (see below).
-- root attributes: ``imgstore_format`` = 1, ``imgstore_version``, ``count`` (rows committed by the last flush;
-  readers read only rows below it), ``skipped_count`` (the same for the skipped lists), ``complete`` (true only
-  after a clean finish), ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), plus what the caller adds
-  (``resize_mode``, ``source``, ``class_names``, ...).
-
-Crash safety. The file is written in SWMR mode (latest format, every dataset created first), whose ordered
-metadata flushes keep it consistent whenever the writer dies. Every flush writes the rows, flushes the file, then
-raises ``count`` and flushes again, so a reader never trusts rows that are not fully on disk. SWMR does not cover
-variable-length strings (their global heap can be left unreadable by a kill), so each text column is also
-appended to ``_journal/<name>.bytes`` (uint8, the UTF-8 bytes) and ``_journal/<name>.ends`` (int64, where each row
-ends): plain numeric data. Readers of an incomplete store take the text from the journal; reopening an incomplete
-store rebuilds the string datasets from it. ``scripts/crash_test.py`` measures all this with hundreds of kills.
+It holds images in a preallocated buffer and commits them through :class:`~imgstore.store.StoreFile`, which owns
+the format and the write protocol (see ``store.py``): a commit happens when the buffer is full and, so that a kill
+loses little work at any image size, whenever ``flush_every`` seconds (default 2) have passed since the last one.
+Each row's checksum is computed when it is recorded, from the pixels (a CRC the decoder worker may supply) and the
+name, label and digest.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,31 +19,38 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import OptionError, OutputExistsError, StoreError
-from imgstore.h5 import claim_whole_file, open_write
+from imgstore import signals
+from imgstore.errors import OptionError, OutputExistsError, StoreError, WriteError
+from imgstore.lock import WriterLock, remove_stale_temps
+from imgstore.store import (
+    Schema,
+    StoreFile,
+    escape_name,
+    needs_upgrade,
+    open_read,
+    pixel_crc,
+    row_checksum,
+    store_version,
+    upgrade,
+)
 
-FORMAT_VERSION = 1
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
-STR = h5py.string_dtype("utf-8")
-JOURNAL = "_journal"
-TEXT_COLUMNS = ("image_names", "skipped_names", "skipped_reasons")
-ROW_DATASETS = ("images", "image_names", "labels", "sha256")
+DEFAULT_FLUSH_SECONDS = 2.0  # a commit at least this often while rows arrive: what a kill -9 can lose
+
+__all__ = ["DEFAULT_FLUSH_SECONDS", "ImageIndexer", "auto_buffer_size", "stored_name", "store_version"]
 
 
-def store_version() -> str:
-    """The imgstore package version recorded in new stores."""
-    from imgstore import __version__
-
-    return __version__
-
-
-def escape_name(name: str) -> str:
-    """Make a path text storable as UTF-8: undecodable bytes (surrogate escapes from ``os``) become ``\\xNN``."""
-    try:
-        name.encode("utf-8")
-        return name
-    except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def stored_name(name: str | bytes) -> str:
+    """A row name as the caller gives it, made storable: text is kept as it is (ingest passes names already
+    escaped by the walker), bytes and text with undecodable bytes (surrogate escapes from ``os``) go through
+    :func:`~imgstore.store.escape_name`."""
+    if isinstance(name, str):
+        try:
+            name.encode("utf-8")
+            return name
+        except UnicodeEncodeError:
+            pass
+    return escape_name(name)
 
 
 def auto_buffer_size(shape: tuple[int, int, int], budget: int = DEFAULT_BUFFER_BYTES) -> int:
@@ -67,65 +59,25 @@ def auto_buffer_size(shape: tuple[int, int, int], budget: int = DEFAULT_BUFFER_B
     return int(max(1, min(4096, budget // max(1, per_image))))
 
 
-def _grow(ds: h5py.Dataset, rows: int) -> None:
-    ds.resize(rows, axis=0)
-
-
-class TextJournal:
-    """A text column kept as numeric datasets: ``<name>.bytes`` (UTF-8, uint8) and ``<name>.ends`` (int64)."""
-
-    def __init__(self, group: h5py.Group, name: str) -> None:
-        if f"{name}.ends" not in group:
-            group.create_dataset(f"{name}.bytes", shape=(0,), maxshape=(None,), chunks=(65536,), dtype=np.uint8)
-            group.create_dataset(f"{name}.ends", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
-        self._bytes = group[f"{name}.bytes"]
-        self._ends = group[f"{name}.ends"]
-
-    def rows(self) -> int:
-        """Rows written (committed or not)."""
-        return int(self._ends.shape[0])
-
-    def append(self, start: int, texts: Sequence[str]) -> None:
-        """Write ``texts`` as rows ``start, start + 1, ...`` (dropping any rows at or after ``start``)."""
-        end0 = int(self._ends[start - 1]) if start else 0
-        blobs = [t.encode("utf-8") for t in texts]
-        lengths = np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs))
-        ends = end0 + np.cumsum(lengths)
-        data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-        _grow(self._bytes, end0 + data.size)
-        if data.size:
-            self._bytes[end0 : end0 + data.size] = data
-        _grow(self._ends, start + len(texts))
-        if texts:
-            self._ends[start:] = ends
-
-    def read(self, n: int) -> list[str]:
-        """The first ``n`` rows."""
-        if n <= 0:
-            return []
-        ends = self._ends[:n]
-        blob = self._bytes[: int(ends[-1])].tobytes()
-        starts = np.concatenate(([0], ends[:-1]))
-        return [blob[s:e].decode("utf-8", "replace") for s, e in zip(starts.tolist(), ends.tolist())]
-
-    def trim(self, n: int) -> None:
-        """Drop rows from ``n`` on."""
-        end = int(self._ends[n - 1]) if n else 0
-        _grow(self._ends, n)
-        _grow(self._bytes, end)
-
-
 class ImageIndexer:
     """Write images into an HDF5 store through a preallocated buffer; use it as a context manager.
 
     ``size`` is ``(width, height)`` in pixels (``None``: taken from the first image); ``channels`` 3 (RGB) or 1;
-    ``buffer_size`` images are held in RAM between writes (0: about 64 MiB worth). ``overwrite=False`` refuses an
-    existing ``path``. ``attrs`` are extra root attributes. ``compression`` and ``compression_opts`` are passed to
+    ``buffer_size`` images are held in RAM between commits (0: about 64 MiB worth); ``flush_every`` seconds bound
+    the time between commits while rows arrive (0: commit every row). ``labels`` / ``sha256``: whether every row
+    carries a label / a 32-byte source digest (``None``: decided by the first :meth:`add`). ``overwrite=False``
+    refuses an existing ``path``; with ``overwrite=True`` the new store is built aside and replaces ``path`` only
+    when it is complete. ``attrs`` are extra root attributes. ``compression`` and ``compression_opts`` are passed to
     h5py's ``create_dataset`` for ``images`` (``None``, ``"gzip"``, ``"lzf"``, or an hdf5plugin filter id).
+    ``clock`` gives seconds for ``flush_every`` (``time.monotonic``). Names are stored as given; bytes, and text
+    with undecodable bytes, are escaped (:func:`stored_name`). ``staged=True`` builds the store under a
+    temporary name and gives it ``path`` only when complete (for stores that cannot be resumed, like a merge).
 
-    Datasets are created on the first :meth:`add`. Leaving the ``with`` block normally flushes and marks the store
-    ``complete``; leaving it with an exception flushes what was added and leaves ``complete`` false, so the store is
-    readable and resumable. ``close()`` may be called twice. The indexer never prints.
+    The writer lock of ``path`` is taken at once (a second writer raises
+    :class:`~imgstore.errors.StoreBusyError`). The file appears when its layout is known (size, labels, digests:
+    at once when all are given), already readable. Leaving the ``with`` block normally commits and marks the store
+    ``complete``; leaving it with an exception commits what was added and leaves ``complete`` false, so the store
+    is readable and resumable. ``close()`` may be called twice. The indexer never prints.
     :meth:`ImageIndexer.reopen` continues an existing store (append or resume).
     """
 
@@ -140,40 +92,57 @@ class ImageIndexer:
         attrs: Mapping[str, Any] | None = None,
         compression: Any = None,
         compression_opts: Any = None,
+        labels: bool | None = None,
+        sha256: bool | None = None,
+        flush_every: float = DEFAULT_FLUSH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        staged: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise OptionError(f"invalid size {size!r}: give (width, height) in pixels")
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise OutputExistsError(f"{self.path} is a folder: give a file name for the store, e.g. out.h5")
-        if self.path.exists() and not overwrite:
-            raise OutputExistsError(f"{self.path} exists: pass overwrite=True (--overwrite) to replace it")
-        self._setup(size, channels, buffer_size, compression, compression_opts)
+        self._init_state(Path(path), buffer_size, flush_every, clock)
+        self._size = tuple(size) if size is not None else None  # type: ignore[assignment]
+        self._channels = channels
+        self._labels_on, self._hashes_on = labels, sha256
+        self._compression, self._compression_opts = compression, compression_opts
+        self._attrs = dict(attrs or {})
+        self._lock = WriterLock(self.path).acquire()
         try:
-            # The latest format: SWMR writing needs it, and it indexes the chunks of a dataset that grows along one
-            # axis with an extensible array, which never moves existing entries (a B-tree splits nodes).
-            self._file = h5py.File(self.path, "w", libver="latest")
-        except OSError as exc:
-            raise StoreError(f"cannot create {self.path}: {exc}") from None
-        f = self._file
-        root = f.attrs
-        root["imgstore_format"] = FORMAT_VERSION
-        root["imgstore_version"] = store_version()
-        root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        root["count"] = 0
-        root["skipped_count"] = 0
-        root["complete"] = False
-        root["channels"] = channels
-        if self._size is not None:
-            root["size"] = list(self._size)
-        for key, value in (attrs or {}).items():
-            root[key] = value
-        for key in ("skipped_names", "skipped_reasons"):
-            f.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(256,), dtype=STR)
-        self._open_journals()
-        f.flush()
+            if self.path.is_dir():
+                raise OutputExistsError(f"{self.path} is a folder: give a file name for the store, e.g. out.h5")
+            if self.path.exists() and not overwrite:
+                raise OutputExistsError(f"{self.path} exists: pass overwrite=True (--overwrite) to replace it")
+            remove_stale_temps(self.path)
+            # An existing store is replaced only once the new one is complete (built as OUT.partial, which
+            # --resume continues); ``staged`` builds even a new one under a temporary name.
+            self._stage = "partial" if self.path.exists() else "temp" if staged else "link"
+            self._open_if_known()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _init_state(self, path: Path, buffer_size: int, flush_every: float, clock: Callable[[], float]) -> None:
+        if not isinstance(buffer_size, int) or buffer_size < 0:
+            raise OptionError(f"invalid buffer size {buffer_size!r}: give a number of images, or 0 for auto")
+        if not flush_every >= 0:
+            raise OptionError(f"invalid flush interval {flush_every!r}: give seconds, 0 or more")
+        self.path = path
+        self._buffer_size = buffer_size
+        self._flush_every = float(flush_every)
+        self._clock = clock
+        self._last_commit = clock()
+        self._store: StoreFile | None = None
+        self._closed = False
+        self._buf: np.ndarray | None = None
+        self._fill = 0  # rows in the buffer
+        self._names: list[str] = []
+        self._labels: list[int] = []
+        self._hashes: list[bytes] = []
+        self._sums: list[int] = []
+        self._skipped: list[tuple[str, str]] = []
+        self._stage = "link"
 
     @classmethod
     def reopen(
@@ -182,69 +151,44 @@ class ImageIndexer:
         buffer_size: int = 0,
         *,
         attrs: Mapping[str, Any] | None = None,
+        publish_to: str | os.PathLike[str] | None = None,
+        flush_every: float = DEFAULT_FLUSH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> ImageIndexer:
         """Open an existing store to add rows after its committed ones (``--append`` and ``--resume``).
 
-        Rows past ``count`` (an interrupted write's leftovers) are trimmed and, when the store was not complete,
-        the string datasets are rebuilt from the journal. ``complete`` is false until this indexer closes cleanly.
+        Rows past ``count`` (an interrupted write's leftovers) are dropped and, when the store was not complete,
+        its text columns are rewritten from the journal. ``complete`` is false until this indexer closes cleanly.
+        A store in an older layout is first copied into the current one (the copy replaces it when whole).
+        ``publish_to``: the store is a partial file built aside; rename it there when finished.
         """
         self = cls.__new__(cls)
-        self.path = Path(path)
+        self._init_state(Path(path), buffer_size, flush_every, clock)
+        target = Path(publish_to) if publish_to is not None else self.path
+        self._lock = WriterLock(target).acquire()
         try:
-            f = open_write(self.path)
-        except FileNotFoundError:
-            raise StoreError(f"{self.path} does not exist: there is nothing to append to or resume") from None
-        except OSError as exc:
-            raise StoreError(f"cannot open {self.path} for writing: {exc}") from None
-        try:
-            if "imgstore_format" not in f.attrs:
-                raise StoreError(f"{self.path} is not an imgstore store: it cannot be appended to")
-            size = [int(v) for v in f.attrs["size"]] if "size" in f.attrs else None
-            compression = f["images"].compression if "images" in f else None
-            opts = f["images"].compression_opts if "images" in f else None
-        except BaseException:
-            f.close()
-            raise
-        self._setup(tuple(size) if size else None, int(f.attrs.get("channels", 3)), buffer_size, compression, opts)
-        self._file = f
-        was_complete = bool(f.attrs.get("complete", False))
-        claim_whole_file(f)  # before anything is allocated: a dead writer may have written past the recorded end
-        self._count = int(f.attrs.get("count", 0))
-        self._skipped_count = int(f.attrs.get("skipped_count", f["skipped_names"].shape[0]))
-        self._has_labels = "labels" in f if "images" in f else None
-        self._has_hashes = "sha256" in f if "images" in f else None
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = value
-        f.attrs["complete"] = False
-        self._open_journals(rebuild_from_strings=was_complete)
-        self._trim(rebuild_strings=not was_complete)
-        if "images" in f:
+            remove_stale_temps(target)
+            try:
+                with open_read(self.path) as f:
+                    if "imgstore_format" not in f.attrs:
+                        raise StoreError(f"{self.path} is not an imgstore store: it cannot be appended to")
+                    old = needs_upgrade(f)
+            except FileNotFoundError:
+                raise StoreError(f"{self.path} does not exist: there is nothing to append to or resume") from None
+            except OSError as exc:
+                raise StoreError(f"{self.path} cannot be opened as a store: {exc}") from None
+            if old:
+                upgrade(self.path)
+            with signals.deferred():
+                self._store = StoreFile.reopen(self.path, publish_to=target if publish_to else None, attrs=attrs)
+            schema = self._store.schema
+            self._size, self._channels = schema.size, schema.channels
+            self._labels_on, self._hashes_on = schema.labels, schema.sha256
             self._alloc_buffer()
-        f.flush()
+        except BaseException:
+            self._lock.release()
+            raise
         return self
-
-    def _setup(
-        self, size: tuple[int, int] | None, channels: int, buffer_size: int, compression: Any, opts: Any
-    ) -> None:
-        if buffer_size < 0:
-            raise OptionError(f"invalid buffer size {buffer_size!r}: give a number of images, or 0 for auto")
-        self._size = tuple(size) if size is not None else None
-        self._channels = channels
-        self._buffer_size = buffer_size
-        self._compression = compression
-        self._compression_opts = opts
-        self._file: h5py.File | None = None
-        self._count = 0  # rows on disk and committed
-        self._skipped_count = 0
-        self._buf: np.ndarray | None = None
-        self._fill = 0  # rows in the buffer
-        self._names: list[str] = []
-        self._labels: list[int] = []
-        self._hashes: list[bytes] = []
-        self._skipped: list[tuple[str, str]] = []
-        self._has_labels: bool | None = None
-        self._has_hashes: bool | None = None
-        self._swmr = False
 
     # -- context manager ---------------------------------------------------------------------------------------
     def __enter__(self) -> ImageIndexer:
@@ -261,13 +205,13 @@ class ImageIndexer:
     # -- properties -------------------------------------------------------------------------------------------
     @property
     def count(self) -> int:
-        """Images added so far (flushed or still buffered)."""
-        return self._count + self._fill
+        """Images added so far (committed or still buffered)."""
+        return self.committed + self._fill
 
     @property
     def committed(self) -> int:
         """Images on disk and counted in the ``count`` attribute."""
-        return self._count
+        return self._store.count if self._store is not None else 0
 
     @property
     def shape(self) -> tuple[int, int, int] | None:
@@ -279,14 +223,12 @@ class ImageIndexer:
     @property
     def closed(self) -> bool:
         """True once :meth:`close` or :meth:`abort` ran."""
-        return self._file is None
+        return self._closed
 
     @property
-    def attrs(self) -> h5py.AttributeManager:
-        """The store's root attributes (written with the next flush)."""
-        self._check_open()
-        assert self._file is not None
-        return self._file.attrs
+    def file(self) -> h5py.File | None:
+        """The open HDF5 file, or None before its layout is known and after closing."""
+        return self._store.file if self._store is not None and not self._closed else None
 
     # -- writing ----------------------------------------------------------------------------------------------
     def reserve(self) -> np.ndarray:
@@ -294,25 +236,55 @@ class ImageIndexer:
 
         Lets a decoder write straight into the buffer with no intermediate copy. Needs a known size.
         """
-        if self._buf is not None and self._file is not None:  # the per-image path: no HDF5 lookups
+        if self._buf is not None and not self._closed:  # the per-image path: nothing else to check
             return self._buf[self._fill]
         self._check_open()
         if self._size is None:
-            raise OptionError("reserve() needs the image size: give size=(width, height) to ImageIndexer")
-        self._ensure_datasets()
+            raise OptionError("the image size is unknown: give size=(width, height) or add an image first")
+        self._alloc_buffer()
         assert self._buf is not None
         return self._buf[self._fill]
 
-    def commit(self, name: str, *, label: int | None = None, sha256: bytes | None = None) -> None:
-        """Record the row filled through :meth:`reserve` under ``name`` (and its label and file digest)."""
+    def commit(
+        self,
+        name: str | bytes,
+        *,
+        label: int | None = None,
+        sha256: bytes | None = None,
+        pixels_crc: int | None = None,
+    ) -> None:
+        """Record the row filled through :meth:`reserve` under ``name`` (with its label and file digest).
+
+        ``pixels_crc``: ``zlib.crc32`` of the row's pixels when the caller has it (a decoder worker computes it
+        while the pixels are in its cache); otherwise it is computed here.
+        """
         self._check_open()
-        self._record(name, label, sha256)
-        self._fill += 1
+        if self._labels_on is None or self._hashes_on is None:
+            self._labels_on = label is not None if self._labels_on is None else self._labels_on
+            self._hashes_on = sha256 is not None if self._hashes_on is None else self._hashes_on
+            self._open_if_known()  # the layout is known now: the store appears
+        if (label is not None) != self._labels_on:
+            raise OptionError(f"image {name!r}: give a label for every image or for none")
+        if (sha256 is not None) != self._hashes_on:
+            raise OptionError(f"image {name!r}: give a sha256 for every image or for none")
+        if sha256 is not None and len(sha256) != 32:
+            raise OptionError(f"image {name!r}: sha256 must be the 32-byte digest, got {len(sha256)} bytes")
         assert self._buf is not None
-        if self._fill == len(self._buf):
+        stored = stored_name(name)
+        crc = pixel_crc(self._buf[self._fill]) if pixels_crc is None else pixels_crc
+        self._sums.append(row_checksum(crc, stored, label, sha256))
+        self._names.append(stored)
+        if label is not None:
+            self._labels.append(int(label))
+        if sha256 is not None:
+            self._hashes.append(bytes(sha256))
+        self._fill += 1
+        if self._fill == len(self._buf) or self._due():
             self.flush()
 
-    def add(self, name: str, image: np.ndarray, *, label: int | None = None, sha256: bytes | None = None) -> None:
+    def add(
+        self, name: str | bytes, image: np.ndarray, *, label: int | None = None, sha256: bytes | None = None
+    ) -> None:
         """Append one image: uint8 ``(H, W, C)`` (or ``(H, W)`` when channels is 1) named ``name``."""
         self._check_open()
         arr = np.asarray(image)
@@ -324,222 +296,124 @@ class ImageIndexer:
             if arr.ndim != 3:
                 raise OptionError(f"image {name!r} has shape {arr.shape}: expected (H, W, C)")
             self._size = (arr.shape[1], arr.shape[0])
-            assert self._file is not None
-            self._file.attrs["size"] = list(self._size)
         if arr.shape != self.shape:
             raise OptionError(f"image {name!r} has shape {arr.shape}, the store holds {self.shape} (H, W, C)")
         self.reserve()[...] = arr
         self.commit(name, label=label, sha256=sha256)
 
-    def skip(self, name: str, reason: str) -> None:
+    def skip(self, name: str | bytes, reason: str) -> None:
         """Record a file that could not be ingested, with a one-line reason."""
         self._check_open()
-        self._skipped.append((escape_name(name), " ".join(str(reason).split())))
+        self._skipped.append((stored_name(name), " ".join(str(reason).split())))
+        if self._due():
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Commit what is buffered when ``flush_every`` seconds have passed since the last commit (a caller
+        waiting on slow input calls this now and then, so buffered rows reach the disk anyway)."""
+        if not self._closed and self._due():
+            self.flush()
 
     def flush(self) -> None:
-        """Write buffered rows and skipped records, then raise ``count``. Safe to call at any time."""
+        """Write buffered rows and skipped records, then raise ``count``: one commit. Safe to call at any time."""
         self._check_open()
-        f = self._file
-        assert f is not None
-        k = self._fill
-        s = len(self._skipped)
-        if not k and not s:
+        if not self._fill and not self._skipped:
             return
+        with signals.deferred():  # a signal never lands between the rows and the counts
+            if self._store is None:
+                self._open_if_known(force=bool(self._fill))
+                if self._store is None:
+                    return  # only skipped records so far, and the layout is not known yet
+            self._write_buffered()
+
+    def close(self) -> None:
+        """Commit, mark the store complete and close the file (renaming a store built aside over the old one).
+
+        Safe to call twice.
+        """
+        if self._closed:
+            return
+        try:
+            with signals.deferred():
+                if self._store is None:
+                    self._open_if_known(force=True)
+                self.flush()
+                assert self._store is not None
+                self._store.finish()
+                self._closed = True
+        finally:
+            self._release()
+
+    def abort(self) -> None:
+        """Commit what was added, leave ``complete`` false, close. For error paths; safe to call twice."""
+        if self._closed:
+            return
+        try:
+            with signals.deferred():
+                if self._store is not None and not self._store.failed:
+                    self.flush()
+        finally:
+            self._release()
+
+    # -- internals --------------------------------------------------------------------------------------------
+    def _due(self) -> bool:
+        return self._store is not None and self._clock() - self._last_commit >= self._flush_every
+
+    def _write_buffered(self) -> None:
+        store = self._store
+        assert store is not None
+        k = self._fill
         if k:
-            self._start_swmr()
-            self._write_rows(k)
-        if s:
-            n = self._skipped_count
-            for key, column in (("skipped_names", 0), ("skipped_reasons", 1)):
-                texts = [row[column] for row in self._skipped]
-                ds = f[key]
-                _grow(ds, n + s)
-                ds[n:] = texts
-                self._journals[key].append(n, texts)
-        # Rows first, then the counts that make readers trust them.
-        f.flush()
-        self._count += k
-        self._skipped_count += s
+            assert self._buf is not None
+            store.write_rows(
+                self._buf[:k], self._names, self._labels if self._labels_on else None,
+                self._hashes if self._hashes_on else None, self._sums,
+            )  # fmt: skip
+        if self._skipped:
+            store.write_skipped([n for n, _ in self._skipped], [r for _, r in self._skipped])
+        store.commit()
         self._fill = 0
         self._names.clear()
         self._labels.clear()
         self._hashes.clear()
+        self._sums.clear()
         self._skipped.clear()
-        f.attrs["count"] = self._count
-        f.attrs["skipped_count"] = self._skipped_count
-        f.flush()
+        self._last_commit = self._clock()
 
-    def close(self) -> None:
-        """Flush, mark the store complete and close the file. Safe to call twice."""
-        if self._file is None:
+    def _open_if_known(self, force: bool = False) -> None:
+        """Create the store once its layout is known (``force``: now, taking what is unknown as absent)."""
+        if self._store is not None:
             return
-        try:
-            self.flush()
-            self._ensure_datasets(allow_unknown=True)
-            self._file.attrs["complete"] = True
-            self._file.flush()
-        finally:
-            self._close_file()
-
-    def abort(self) -> None:
-        """Flush what was added, leave ``complete`` false, close. For error paths; safe to call twice."""
-        if self._file is None:
+        if not force and (self._size is None or self._labels_on is None or self._hashes_on is None):
             return
-        try:
-            self.flush()
-        finally:
-            self._close_file()
-
-    # -- internals --------------------------------------------------------------------------------------------
-    def _write_rows(self, k: int) -> None:
-        f = self._file
-        assert f is not None and self._buf is not None
-        n = self._count
-        images = f["images"]
-        _grow(images, n + k)
-        if self._compression is None:
-            # One chunk per image, unfiltered: hand HDF5 the bytes of each chunk directly. Measured on 341
-            # images of 256x256x3: 19 ms instead of 179 ms for images[n:n+k] = buf[:k], whose hyperslab
-            # selection machinery costs more than the copy itself.
-            write = images.id.write_direct_chunk
-            for j in range(k):
-                write((n + j, 0, 0, 0), self._buf[j])
-        else:
-            images[n : n + k] = self._buf[:k]
-        names = f["image_names"]
-        _grow(names, n + k)
-        names[n:] = self._names
-        self._journals["image_names"].append(n, self._names)
-        if self._has_labels:
-            labels = f["labels"]
-            _grow(labels, n + k)
-            labels[n:] = np.asarray(self._labels, dtype=np.int64)
-        if self._has_hashes:
-            hashes = f["sha256"]
-            _grow(hashes, n + k)
-            hashes[n:] = np.frombuffer(b"".join(self._hashes), dtype=np.uint8).reshape(k, 32)
-
-    def _start_swmr(self) -> None:
-        """Switch to SWMR writing once every dataset exists (SWMR mode cannot create objects).
-
-        SWMR orders HDF5's metadata writes children before parents, so the file on disk is consistent whenever
-        the writer dies: measured with scripts/crash_test.py, 300 kill -9 at random moments, 0 unreadable stores
-        and 0 failed reopens (without SWMR: 2 unreadable and 4 to 6 failed reopens in 300).
-        """
-        f = self._file
-        assert f is not None
-        if self._swmr:
-            return
-        self._ensure_datasets()
-        self._create_optional()
-        try:
-            f.swmr_mode = True
-        except (ValueError, OSError, RuntimeError):  # a file SWMR cannot write: flush order only
-            pass
-        self._swmr = True
-
-    def _check_open(self) -> None:
-        if self._file is None:
-            raise StoreError(f"{self.path} is closed: the ImageIndexer cannot be used after close()")
-
-    def _close_file(self) -> None:
-        f, self._file = self._file, None
-        if f is not None:
-            f.close()
-
-    def _open_journals(self, rebuild_from_strings: bool = False) -> None:
-        f = self._file
-        assert f is not None
-        fresh = JOURNAL not in f
-        group = f.require_group(JOURNAL)
-        self._journals = {key: TextJournal(group, key) for key in TEXT_COLUMNS}
-        if fresh and rebuild_from_strings:
-            # A complete store from before the journal existed (or copied without it): its strings are intact.
-            for key, n in self._text_counts().items():
-                if key in f and n:
-                    self._journals[key].append(0, [v.decode("utf-8", "replace") for v in f[key][:n]])
-
-    def _text_counts(self) -> dict[str, int]:
-        """Committed rows of each text column."""
-        return {"image_names": self._count, "skipped_names": self._skipped_count,
-                "skipped_reasons": self._skipped_count}  # fmt: skip
-
-    def _trim(self, rebuild_strings: bool) -> None:
-        """Cut every per-row dataset back to the committed counts; rebuild the strings from the journal."""
-        f = self._file
-        assert f is not None
-        for key in ROW_DATASETS:
-            if key in f and f[key].shape[0] != self._count:
-                _grow(f[key], self._count)
-        for key in ("skipped_names", "skipped_reasons"):
-            if f[key].shape[0] != self._skipped_count:
-                _grow(f[key], self._skipped_count)
-        for key, n in self._text_counts().items():
-            journal = self._journals[key]
-            if journal.rows() > n:
-                journal.trim(n)
-            if rebuild_strings and key in f and journal.rows() == n:
-                # A kill during a write may have left the variable-length heap unreadable: write the strings
-                # again from the journal into a fresh dataset.
-                chunks = f[key].chunks
-                del f[key]
-                ds = f.create_dataset(key, shape=(n,), maxshape=(None,), chunks=chunks, dtype=STR)
-                if n:
-                    ds[:] = journal.read(n)
-
-    def _record(self, name: str, label: int | None, sha256: bytes | None) -> None:
-        if self._has_labels is None:
-            self._has_labels = label is not None
-            self._has_hashes = sha256 is not None
-            self._create_optional()
-        if (label is not None) != self._has_labels:
-            raise OptionError(f"image {name!r}: give a label for every image or for none")
-        if (sha256 is not None) != self._has_hashes:
-            raise OptionError(f"image {name!r}: give a sha256 for every image or for none")
-        if sha256 is not None and len(sha256) != 32:
-            raise OptionError(f"image {name!r}: sha256 must be the 32-byte digest, got {len(sha256)} bytes")
-        self._names.append(escape_name(name))
-        if label is not None:
-            self._labels.append(int(label))
-        if sha256 is not None:
-            self._hashes.append(bytes(sha256))
-
-    def _ensure_datasets(self, allow_unknown: bool = False) -> None:
-        f = self._file
-        assert f is not None
-        if "images" in f:
-            if self._buf is None:
-                self._alloc_buffer()
-            return
-        if self._size is None:
-            if allow_unknown:
-                return
-            raise OptionError("the image size is unknown: give size=(width, height) or add an image first")
-        shape = self.shape
-        assert shape is not None
-        f.create_dataset(
-            "images",
-            shape=(0, *shape),
-            maxshape=(None, *shape),
-            chunks=(1, *shape),
-            dtype=np.uint8,
-            compression=self._compression,
-            compression_opts=self._compression_opts,
-        )
-        f.create_dataset("image_names", shape=(0,), maxshape=(None,), chunks=(1024,), dtype=STR)
-        self._alloc_buffer()
-        f.flush()  # the empty datasets are on disk before any row is, so a crash leaves a well-formed store
+        schema = Schema(
+            self._size, self._channels, bool(self._labels_on), bool(self._hashes_on),
+            self._compression, self._compression_opts,
+        )  # fmt: skip
+        self._labels_on, self._hashes_on = schema.labels, schema.sha256
+        with signals.deferred():
+            self._store = StoreFile.create(self.path, schema, self._attrs, stage=self._stage)
+        self._last_commit = self._clock()
+        if self._size is not None:
+            self._alloc_buffer()
 
     def _alloc_buffer(self) -> None:
         shape = self.shape
-        assert shape is not None
+        if shape is None or self._buf is not None:
+            return
         n = self._buffer_size or auto_buffer_size(shape)
         self._buf = np.empty((n, *shape), dtype=np.uint8)
 
-    def _create_optional(self) -> None:
-        f = self._file
-        assert f is not None
-        if self._has_labels and "labels" not in f:
-            f.create_dataset("labels", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
-        if self._has_hashes and "sha256" not in f:
-            f.create_dataset("sha256", shape=(0, 32), maxshape=(None, 32), chunks=(1024, 32), dtype=np.uint8)
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path} is closed: the ImageIndexer cannot be used after close()")
+
+    def _release(self) -> None:
+        self._closed = True
+        try:
+            if self._store is not None and not self._store.closed:
+                self._store.close()
+        except (OSError, WriteError):
+            pass  # the write that failed has been reported; the store keeps its last commit
+        finally:
+            self._lock.release()

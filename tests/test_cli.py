@@ -135,7 +135,7 @@ def test_info_text_json_and_skipped(runner: CliRunner, src: Path, tmp_path: Path
     assert "5 x 16x16x3 uint8" in text.stdout and "chunks      (1, 16, 16, 3)" in text.stdout
     data = json.loads(run(runner, "info", out, "--json").stdout)
     assert data["count"] == 5 and data["image_shape"] == [16, 16, 3] and data["chunks"] == [1, 16, 16, 3]
-    assert data["attributes"]["imgstore_format"] == 1 and data["size_on_disk"] == out.stat().st_size
+    assert data["attributes"]["imgstore_format"] == 2 and data["size_on_disk"] == out.stat().st_size
     listed = run(runner, "info", out, "--skipped").stdout
     assert "c0/broken.jpg: " in listed
 

@@ -200,7 +200,7 @@ def _no_process_mentions(text: str, wait: float = 5.0) -> bool:
 
 
 def _count(path: Path) -> int:
-    from imgstore.h5 import open_read
+    from imgstore.store import open_read
 
     try:
         with open_read(path) as f:  # the writer is in SWMR mode: a plain open is refused while it runs
@@ -253,17 +253,28 @@ def test_ctrl_c_flushes_exits_130_and_resumes(big: Path, reference: Path, tmp_pa
 
 
 def test_resume_rules(classes: Path, tmp_path: Path) -> None:
-    """Resuming a complete store, a missing store, or with other options is refused with the reason."""
+    """Resuming a complete store does nothing (and says so); with other options it is refused with the reason."""
     out = tmp_path / "o.h5"
     ingest(classes, out, opts())
-    with pytest.raises(StoreError, match="is complete: there is nothing to resume"):
-        ingest(classes, out, opts(resume=True))
+    before = out.read_bytes()
+    report = ingest(classes, out, opts(resume=True))
+    assert report.nothing_to_do and report.count == 0 and report.total == 10
+    assert "nothing to resume" in report.summary and out.read_bytes() == before
     with h5py.File(out, "r+") as f:
         f.attrs["complete"] = False
     with pytest.raises(OptionError, match="filter is bicubic in the store but lanczos here"):
         ingest(classes, out, opts(resume=True, decode=DecodeOptions(size=(24, 16), filter="lanczos")))
     with pytest.raises(OptionError, match="exclude each other"):
         opts(resume=True, append=True)
+
+
+def test_resume_of_nothing_simply_starts(classes: Path, tmp_path: Path) -> None:
+    """--resume of a run killed before its store existed is a plain ingest; --append of nothing is refused."""
+    out = tmp_path / "never.h5"
+    report = ingest(classes, out, opts(resume=True))
+    assert report.count == 10 and imgstore.open(out).complete
+    with pytest.raises(StoreError, match="nothing to append to"):
+        ingest(classes, tmp_path / "none.h5", opts(append=True))
 
 
 def test_resume_trims_rows_past_count(classes: Path, tmp_path: Path) -> None:

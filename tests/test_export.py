@@ -6,6 +6,7 @@ format definitions, and ground truth is checked against a naive brute force.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import h5py
@@ -22,7 +23,7 @@ from imgstore import vectors as V
 from formats import read_xbin, read_xvecs
 from imgstore.cli import app
 from imgstore.convert import convert_ann
-from imgstore.errors import FormatError, OptionError, OutputExistsError, StoreError
+from imgstore.errors import FormatError, OptionError, OutputExistsError, StoreError, WriteError
 from imgstore.export import ExactKnn, export_ann, export_vectors, hold_out, shrink_image
 
 H, W, C = 8, 6, 3
@@ -59,6 +60,7 @@ def make_store(
             f.create_dataset("labels", data=np.concatenate([np.arange(n) % 4, [-9] * extra_rows]).astype(np.int64))
             f.attrs["class_names"] = ["a", "b", "c", "d"]
         f.attrs["imgstore_format"] = 1
+        f.attrs["complete"] = True
         f.attrs["count"] = n
         f.attrs["size"] = [images.shape[2], images.shape[1]]
         f.attrs["channels"] = images.shape[3]
@@ -222,13 +224,26 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, store, monkeypatch: pytes
     def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls["n"] += 1
         if calls["n"] == 3:
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(E, "to_vectors", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match=r"cannot write .*v\.fvecs: No space left on device \(nothing was kept\)"):
         export_vectors(path, tmp_path / "v.fvecs")
     assert files(tmp_path) == ["photos.h5"]
+
+
+def test_empty_store_refused_incomplete_store_warned(tmp_path: Path) -> None:
+    """A store with no images is refused; an interrupted one exports its committed rows with a warning naming them."""
+    empty, _ = make_store(tmp_path / "empty.h5", n=0)
+    with pytest.raises(StoreError, match="holds no images: there is nothing to export"):
+        export_vectors(empty, tmp_path / "e.fvecs")
+    part, images = make_store(tmp_path / "part.h5", n=12)
+    with h5py.File(part, "r+") as f:
+        f.attrs["complete"] = False
+    report = export_vectors(part, tmp_path / "p.bvecs")
+    assert report.warning is not None and "is incomplete" in report.warning and "rows 0-11" in report.warning
+    np.testing.assert_array_equal(read_xvecs(tmp_path / "p.bvecs", "u1"), images.reshape(12, -1))
 
 
 def test_count_overflow_detected_before_writing(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> None:

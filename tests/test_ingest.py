@@ -98,7 +98,7 @@ def test_store_attributes(corpus: SampleManifest, stores: dict[int, Path]) -> No
     """size [W, H], channels, resize_mode, source and the format version are recorded."""
     attrs = open_store(stores[0]).attrs
     assert attrs["size"] == [64, 48] and attrs["channels"] == 3 and attrs["resize_mode"] == "crop"
-    assert attrs["source"] == str(corpus.root) and attrs["imgstore_format"] == 1 and attrs["complete"]
+    assert attrs["source"] == str(corpus.root) and attrs["imgstore_format"] == 2 and attrs["complete"]
 
 
 def test_grayscale_store(corpus: SampleManifest, tmp_path: Path) -> None:

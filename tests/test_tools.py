@@ -19,15 +19,14 @@ from imgstore.cli import app
 from imgstore.errors import OptionError, OutputExistsError, SourceError, StoreError
 from imgstore.tools import (
     GAP,
-    MAX_LISTED,
     PreviewLayout,
     export_file_name,
     extract_images,
     make_preview,
     parse_indices,
     preview_layout,
-    verify_store,
 )
+from imgstore.verify import MAX_LISTED, verify_store
 from imgstore.writer import ImageIndexer
 
 H, W = 16, 20  # stored image height and width
@@ -124,7 +123,7 @@ def test_rows_past_count_are_a_note(store: Path) -> None:
     assert report.ok and report.checked == 7
     assert report.notes == [
         (
-            "rows past count 7 (images 10, image_names 10) are leftovers of an interrupted write: "
+            "rows past count 7 (images 10, image_names 10, checksums 10) are leftovers of an interrupted write: "
             "readers ignore them and the next write trims them"
         )
     ]
@@ -139,6 +138,7 @@ def test_count_larger_than_rows(store: Path) -> None:
     assert report.problems == [
         "images has 10 rows but count is 12",
         "image_names has 10 rows but count is 12",
+        "checksums has 10 rows but count is 12",
         "the journal of image_names has 10 rows but 12 are committed",
     ]
 
@@ -187,6 +187,7 @@ def test_labels_out_of_range(tmp_path: Path) -> None:
     assert verify_store(path).problems == [
         "labels row 5 is 7, outside 0..2 (class_names has 3 names)",
         "labels row 6 is -1, outside 0..2 (class_names has 3 names)",
+        "rows 5-6 changed since written: the stored bytes do not match the checksum",  # the labels are covered
     ]
 
 
@@ -221,11 +222,18 @@ def test_rows_never_written(store: Path) -> None:
         f["images"].resize(12, axis=0)
         f["image_names"].resize(12, axis=0)
         f["image_names"][10:12] = ["x.png", "y.png"]
+        f["checksums"].resize(12, axis=0)
         f.attrs["count"] = 12
-    assert verify_store(store).problems == ["images rows 10-11 were never written (no data on disk; reads give zeros)"]
+    assert verify_store(store).problems == [
+        "images rows 10-11 were never written (no data on disk; reads give zeros)",
+        "rows 10-11 changed since written: the stored bytes do not match the checksum",
+    ]
     with h5py.File(store, "r+") as f:
         f.attrs["count"] = 11
-    assert verify_store(store).problems == ["images row 10 was never written (no data on disk; reads give zeros)"]
+    assert verify_store(store).problems == [
+        "images row 10 was never written (no data on disk; reads give zeros)",
+        "row 10 changed since written: the stored bytes do not match the checksum",
+    ]
 
 
 def test_incomplete_store_names_come_from_the_journal(tmp_path: Path) -> None:
@@ -248,7 +256,10 @@ def test_names_disagreeing_with_their_journal(store: Path) -> None:
     """In a complete store a name that differs from its journal copy is a problem."""
     with h5py.File(store, "r+") as f:
         f["image_names"][4] = "other.jpg"
-    assert verify_store(store).problems == ["image_names row 4 is 'other.jpg' but its journal copy says 'c0/4.jpg'"]
+    assert verify_store(store).problems == [
+        "image_names row 4 is 'other.jpg' but its journal copy says 'c0/4.jpg'",
+        "row 4 changed since written: the stored bytes do not match the checksum",  # names are covered too
+    ]
 
 
 def test_sources_changed_and_missing_files_named(sourced: tuple[Path, Path]) -> None:
@@ -385,7 +396,8 @@ def test_real_merge_with_missing_shard(tmp_path: Path) -> None:
     report = verify_store(merged, sources=src)
     assert len(report.problems) == 1, report.problems  # not also the blank names it reads for those rows
     assert report.problems[0].startswith(
-        "images rows 3-4 (and rows of image_names, sha256, skipped_names, skipped_reasons) come from part2.h5, "
+        "images rows 3-4 (and rows of image_names, sha256, checksums, skipped_names, skipped_reasons) come from "
+        "part2.h5, "
     )
     assert "which is missing" in report.problems[0] and report.problems[0].endswith("they read as zeros")
 
@@ -395,7 +407,11 @@ def test_merged_store_with_missing_shard(tmp_path: Path) -> None:
     out = _merged(tmp_path)
     report = verify_store(out)
     assert report.ok and report.checked == 6
-    assert report.notes == ["images is a merged (virtual) dataset over 2 file(s)"]
+    assert report.notes == [
+        "store format 1 carries no row checksums: changed pixels cannot be detected (an --append or --resume "
+        "upgrades the store)",
+        "images is a merged (virtual) dataset over 2 file(s)",
+    ]
     (tmp_path / "shard1.h5").unlink()
     report = verify_store(out)
     assert report.problems == [
@@ -608,7 +624,10 @@ def test_cli_verify_problems_exit_1(runner: CliRunner, store: Path) -> None:
     assert result.stdout == "note: ingest did not finish (complete is false); imgstore ingest --resume continues it\n"
     assert result.stderr.splitlines() == [
         "problem: labels row 3 is 5, outside 0..1 (class_names has 2 names)",
-        f"Error: {store} has 1 problem(s)",
+        # labels added after the fact: every row's checksum (which covers a store's labels) disagrees
+        "problem: rows 0-9 changed since written: the stored bytes do not match the checksum",
+        "changed rows (10): 0-9",
+        f"Error: {store} has 2 problem(s)",
     ]
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from imgstore import vectors as V
-from imgstore.errors import FormatError, OptionError, OutputExistsError
+from imgstore.errors import FormatError, OptionError, OutputExistsError, WriteError
 from imgstore.vectors import (
     FORMATS,
     StagedOutputs,
@@ -390,11 +390,11 @@ def test_error_leaves_no_file_and_no_temp(tmp_path: Path) -> None:
 
 
 def test_temp_file_lives_next_to_target_until_close(tmp_path: Path) -> None:
-    """While writing, only ``x.fvecs.tmp-*`` exists in the target's folder."""
+    """While writing, only ``.x.fvecs.tmp-*`` and the writer lock ``.x.fvecs.lock`` exist in the target's folder."""
     with VectorWriter(tmp_path / "x.fvecs", None, 2) as w:
         w.write(np.zeros((1, 2), np.float32))
-        names = [p.name for p in tmp_path.iterdir()]
-        assert len(names) == 1 and names[0].startswith("x.fvecs.tmp-")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert len(names) == 2 and names[0] == ".x.fvecs.lock" and names[1].startswith(".x.fvecs.tmp-")
     assert [p.name for p in tmp_path.iterdir()] == ["x.fvecs"]
 
 
@@ -547,7 +547,7 @@ def test_write_error_surfaces_and_cleans_up(tmp_path: Path, monkeypatch: pytest.
         return Full(io.FileIO(path, mode))
 
     monkeypatch.setattr(V, "open", fake_open, raising=False)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WriteError, match=r"cannot write .*x\.fvecs: No space left on device \(nothing was kept\)"):
         with VectorWriter(tmp_path / "x.fvecs", None, 4, buffer_bytes=16 * 10) as w:
             for _ in range(10):
                 w.write(np.ones((10, 4), np.float32))

@@ -40,13 +40,13 @@ def test_buffer_edges(tmp_path: Path, n: int) -> None:
 
 
 def test_format_attributes(tmp_path: Path) -> None:
-    """Root attributes of format 1: format, version, count, complete, size [W, H], channels, created, extras."""
+    """Root attributes of format 2: format, version, count, complete, size [W, H], channels, created, extras."""
     path = tmp_path / "s.h5"
     with ImageIndexer(path, size=(8, 6), attrs={"resize_mode": "crop", "source": "photos"}) as ix:
         ix.add("a.png", img(0))
     with h5py.File(path) as f:
         a = f.attrs
-        assert a["imgstore_format"] == 1
+        assert a["imgstore_format"] == 2
         assert a["imgstore_version"] == imgstore.__version__
         assert list(a["size"]) == [8, 6] and a["channels"] == 3
         assert a["resize_mode"] == "crop" and a["source"] == "photos"
@@ -107,7 +107,7 @@ def test_datasets_created_on_first_add_with_inferred_size(tmp_path: Path) -> Non
     """Without size, the first image fixes the shape; datasets do not exist before it."""
     path = tmp_path / "s.h5"
     with ImageIndexer(path, channels=1) as ix:
-        assert "images" not in ix._file  # type: ignore[operator]
+        assert ix.file is None and not path.exists()  # nothing is created before the layout is known
         ix.add("gray", np.zeros((5, 7), np.uint8))
         assert ix.shape == (5, 7, 1)
     with h5py.File(path) as f:
