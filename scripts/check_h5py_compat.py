@@ -299,7 +299,7 @@ def make_stores(work: Path) -> tuple[list[Store], list[str]]:
         folder.mkdir(parents=True)
     proc = run([PROJECT_PYTHON, "-m", "imgstore.samples", photos, *SAMPLE_ARGS])
     if proc.returncode != 0:
-        return [], [f"cannot write sample photos: {tail(proc.stderr)}"]
+        return [], [f"sample photos: {tail(proc.stderr)}"]
 
     made: list[Store] = []
     failed: list[str] = []
@@ -500,7 +500,7 @@ def check(work: Path, floor: bool) -> bool:
     stores, failed = make_stores(work)
     print(f"made {len(stores)} stores in {time.monotonic() - start:.1f} s")
     for problem in failed:
-        print(f"FAIL cannot make store {problem}")
+        print(f"FAIL not made: {problem}")
     if not stores:
         print("FAIL nothing was checked: no store could be made")
         return False
