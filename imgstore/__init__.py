@@ -8,6 +8,8 @@ buffered writer, on ``store``: the format and the write protocol, with ``lock``)
 thin Typer layer.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from imgstore.errors import (
     BadImageError,
     ChecksumError,
@@ -24,18 +26,56 @@ from imgstore.errors import (
 
 __version__ = "0.1.0"
 
-from imgstore.convert import convert_ann  # noqa: E402
-from imgstore.export import export_ann, export_vectors  # noqa: E402
-from imgstore.ingest import IngestReport  # noqa: E402
-from imgstore.merge import merge_shards  # noqa: E402
-from imgstore.options import DecodeOptions, IngestOptions, ResizeMode  # noqa: E402
-from imgstore.reader import ImageStore, open_store  # noqa: E402
-from imgstore.tools import extract_images, make_preview  # noqa: E402
-from imgstore.vectors import VectorWriter, read_vectors  # noqa: E402
-from imgstore.verify import verify_store  # noqa: E402
-from imgstore.writer import ImageIndexer  # noqa: E402
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from imgstore.convert import convert_ann
+    from imgstore.export import export_ann, export_vectors
+    from imgstore.ingest import IngestReport
+    from imgstore.merge import merge_shards
+    from imgstore.options import DecodeOptions, IngestOptions, ResizeMode
+    from imgstore.reader import ImageStore, open_store
+    from imgstore.reader import open_store as open  # noqa: A004 - imgstore.open(path), like PIL.Image.open
+    from imgstore.tools import extract_images, make_preview
+    from imgstore.vectors import VectorWriter, read_vectors
+    from imgstore.verify import verify_store
+    from imgstore.writer import ImageIndexer
 
-open = open_store  # noqa: A001 - imgstore.open(path), like h5py.File / PIL.Image.open
+# The public API, imported on first use (PEP 562): ``import imgstore`` stays light, so the command line starts
+# quickly and installs its signal handlers before numpy, h5py and Pillow load.
+_LAZY = {
+    "convert_ann": "imgstore.convert",
+    "export_ann": "imgstore.export",
+    "export_vectors": "imgstore.export",
+    "IngestReport": "imgstore.ingest",
+    "merge_shards": "imgstore.merge",
+    "DecodeOptions": "imgstore.options",
+    "IngestOptions": "imgstore.options",
+    "ResizeMode": "imgstore.options",
+    "ImageStore": "imgstore.reader",
+    "open_store": "imgstore.reader",
+    "open": "imgstore.reader",
+    "extract_images": "imgstore.tools",
+    "make_preview": "imgstore.tools",
+    "VectorWriter": "imgstore.vectors",
+    "read_vectors": "imgstore.vectors",
+    "verify_store": "imgstore.verify",
+    "ImageIndexer": "imgstore.writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgstore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), "open_store" if name == "open" else name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BadImageError",

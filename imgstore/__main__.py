@@ -1,6 +1,31 @@
-"""``python -m imgstore`` runs the CLI."""
+"""The ``imgstore`` command and ``python -m imgstore``: signal handlers first, then the Typer CLI.
 
-from imgstore.cli import main
+A signal that arrives while Python is still importing the CLI (its first tenth of a second) ends the process
+quietly with 128 + its number: nothing has been written yet. Each command then installs the handlers that make
+SIGTERM and SIGHUP behave like Ctrl-C (:mod:`imgstore.signals`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+
+
+def _quit_before_start(signum: int, frame: FrameType | None) -> None:
+    sys.stderr.write("Interrupted: nothing was written yet.\n")
+    os._exit(128 + signum)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _quit_before_start)
+    from imgstore.cli import main as cli_main
+
+    cli_main()
+
 
 if __name__ == "__main__":
     main()

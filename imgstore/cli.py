@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -37,6 +39,12 @@ def cli_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
             yield
     except ImgStoreError as exc:
         typer.echo(f"Error: {exc}", err=True)
+        if getattr(exc, "sealed", False):
+            # A write failed part-way and the store's file was sealed: leave now, so that nothing at exit
+            # (HDF5 releasing what it still holds of that file) runs on it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         raise typer.Exit(1) from None
     except OSError as exc:  # a failure the library did not word: still one line, naming the file when known
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""

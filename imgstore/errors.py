@@ -38,8 +38,11 @@ class StoreBusyError(StoreError):
 class WriteError(ImgStoreError):
     """Writing an output failed at the operating-system level (disk full, file removed, I/O error).
 
-    The message names the path and the cause, and says what state the output was left in.
+    The message names the path and the cause, and says what state the output was left in. ``sealed`` is true when
+    a write failed part-way and the store's file was sealed against further writes by this process.
     """
+
+    sealed = False
 
 
 class ConfigError(ImgStoreError):
@@ -75,3 +78,15 @@ def os_cause(exc: BaseException) -> str:
         return os.strerror(code)
     text = str(getattr(exc, "strerror", None) or exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def is_os_failure(exc: BaseException) -> bool:
+    """True for an operating-system failure: an ``OSError``, or an HDF5 error h5py raised as another type
+    (``RuntimeError: Unable to flush file (file write failed: ... errno = 28 ...)``)."""
+    import re
+
+    if isinstance(exc, ImgStoreError):
+        return False
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, (RuntimeError, ValueError)) and re.search(r"errno = [1-9]", str(exc)) is not None

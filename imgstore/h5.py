@@ -35,20 +35,28 @@ def hdf5_library() -> ctypes.CDLL | None:
         pass
     here = Path(h5py.__file__).parent
     candidates += [str(p) for pattern in ("../h5py.libs/libhdf5*", ".dylibs/libhdf5*") for p in here.glob(pattern)]
-    found = ctypes.util.find_library("hdf5")
-    if found:
-        candidates.append(found)
     for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)
-            lib.H5Fincrement_filesize.argtypes = [ctypes.c_int64, ctypes.c_uint64]
-            lib.H5Fincrement_filesize.restype = ctypes.c_int
-            lib.H5Pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
-            lib.H5Pset.restype = ctypes.c_int
+        lib = _load(path)
+        if lib is not None:
             return lib
-        except (OSError, AttributeError):
-            continue
-    return None
+    found = ctypes.util.find_library("hdf5")  # last: it runs ldconfig or a compiler to search
+    return _load(found) if found else None
+
+
+def _load(path: str) -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(path)
+        lib.H5Fincrement_filesize.argtypes = [ctypes.c_int64, ctypes.c_uint64]
+        lib.H5Fincrement_filesize.restype = ctypes.c_int
+        lib.H5Pset.argtypes = [ctypes.c_int64, ctypes.c_char_p, ctypes.c_void_p]
+        lib.H5Pset.restype = ctypes.c_int
+        lib.H5Pset_metadata_read_attempts.argtypes = [ctypes.c_int64, ctypes.c_uint]
+        lib.H5Pset_metadata_read_attempts.restype = ctypes.c_int
+        lib.H5Fget_eoa.argtypes = [ctypes.c_int64, ctypes.POINTER(ctypes.c_uint64)]
+        lib.H5Fget_eoa.restype = ctypes.c_int
+        return lib
+    except (OSError, AttributeError):
+        return None
 
 
 def claim_whole_file(f: h5py.File) -> bool:
@@ -61,13 +69,34 @@ def claim_whole_file(f: h5py.File) -> bool:
     return lib is not None and lib.H5Fincrement_filesize(f.id.id, 0) >= 0
 
 
-def file_access(*, clear_flags: bool = False, locking: bool | None = None) -> h5py.h5p.PropFAID:
+# Metadata reads a SWMR reader retries when a checksum does not match (a writer may be mid-flush). HDF5's default,
+# 100, backs off so far that a reader of a damaged file waits for minutes; 20 fail in well under a second.
+SWMR_READ_ATTEMPTS = 20
+
+
+def end_of_allocation(f: h5py.File) -> int | None:
+    """The file's end of allocation (``H5Fget_eoa``): where HDF5 allocates next; None when unknown."""
+    lib = hdf5_library()
+    eoa = ctypes.c_uint64(0)
+    if lib is None or lib.H5Fget_eoa(f.id.id, ctypes.byref(eoa)) < 0:
+        return None
+    return int(eoa.value)
+
+
+def file_access(
+    *, clear_flags: bool = False, locking: bool | None = None, read_attempts: int | None = None
+) -> h5py.h5p.PropFAID:
     """A file-access property list for the 1.10 file format; ``clear_flags`` clears a dead writer's status flags
-    (``h5clear``); ``locking=False`` turns HDF5's file locking off (None keeps the default)."""
+    (``h5clear``); ``locking=False`` turns HDF5's file locking off (None keeps the default); ``read_attempts``
+    bounds a SWMR reader's retries of a metadata read."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_V110, h5py.h5f.LIBVER_V110)
     if locking is False:
         fapl.set_file_locking(False, True)
+    if read_attempts is not None:
+        lib = hdf5_library()
+        if lib is not None:
+            lib.H5Pset_metadata_read_attempts(fapl.id, read_attempts)
     if clear_flags:
         lib = hdf5_library()
         if lib is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from imgstore.compression import dataset_args, load_filters
 from imgstore.discover import Candidate, Discovery, discover, source_label
@@ -34,7 +35,7 @@ from imgstore.labels import Labels, resolve_labels
 from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, check_output, resolve_path, shard_range
 from imgstore.pool import Decoded, DecodePool, decode_in_process
-from imgstore.store import open_read, partial_path, store_version, upgrade_v1_name
+from imgstore.store import RUN_START, open_read, partial_path, repair_truncated, store_version, upgrade_v1_name
 from imgstore.writer import ImageIndexer
 
 ProgressCallback = Callable[[int], None]
@@ -114,9 +115,11 @@ def continued_store(out: str | os.PathLike[str], *, resume: bool) -> Path | None
     """
     out_path = resolve_path(out)
     partial = partial_path(out_path)
-    if resume and partial.is_file():
-        return partial
-    return out_path if out_path.is_file() else None
+    found = partial if resume and partial.is_file() else out_path if out_path.is_file() else None
+    if found is not None:
+        with WriterLock(out_path):
+            repair_truncated(found)  # a write that failed part-way: readers could not open it
+    return found
 
 
 class Mode(enum.Enum):
@@ -256,6 +259,8 @@ def _run(
     state = _StoreState()
     if continuing:
         state = _read_state(target.path)
+        if opts.append:  # a new run begins here: what --resume of it must not take as handled comes before
+            run_attrs[RUN_START] = list(state.counts)
         if labels is not None and labels.class_names is not None and state.class_names is not None:
             labels.extend_classes(state.class_names)
             run_attrs["class_names"] = labels.class_names
@@ -269,7 +274,7 @@ def _run(
         # descriptor (the writer lock's descriptor is closed in every child).
         pool = stack.enter_context(DecodePool(opts.decode, workers, timeout=opts.timeout)) if workers else None
         if continuing:
-            keep = ("source", "imgstore_version", "class_names")
+            keep = ("source", "imgstore_version", "class_names", RUN_START)
             ix = ImageIndexer.reopen(
                 target.path, opts.buffer_size, attrs={k: run_attrs[k] for k in keep if k in run_attrs},
                 publish_to=target.publish_to, flush_every=opts.flush_every,
@@ -289,7 +294,7 @@ def _run(
         report.skipped.extend(pre_skipped)
         before = ix.count
         results = pool.imap(paths, on_idle=ix.flush_if_due) if pool is not None else decode_in_process(paths, opts.decode)
-        _consume(results, todo, ix, report, progress, opts.dedupe, seen)
+        _consume(results, todo, ix, report, progress, opts.dedupe, seen, state.skipped)
         report.count = ix.count - before
     report.total = ix.count
     return report
@@ -333,12 +338,15 @@ def _run_attrs(src: str | os.PathLike[str], opts: IngestOptions, labels: Labels 
 
 @dataclass
 class _StoreState:
-    """What an existing store already holds: row names, recorded skipped names, digests, class names."""
+    """What an existing store already holds: row names, recorded skipped names (all, and those the run being
+    resumed recorded), digests, class names, and the counts a new run starts from."""
 
     names: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)
+    skipped_by_run: set[str] = field(default_factory=set)  # recorded since the run that wrote last began
     digests: dict[bytes, str] = field(default_factory=dict)
     class_names: list[str] | None = None
+    counts: tuple[int, int] = (0, 0)  # (rows, skipped records) committed
 
 
 def _read_state(path: Path) -> _StoreState:
@@ -349,7 +357,9 @@ def _read_state(path: Path) -> _StoreState:
         names, skipped = store.names, [name for name, _ in store.skipped]
         if store.format_version < 2:  # the writer upgrades it; compare names as they will be stored
             names, skipped = [upgrade_v1_name(n) for n in names], [upgrade_v1_name(n) for n in skipped]
-        state = _StoreState(set(names), set(skipped), class_names=store.class_names)
+        start = int(np.asarray(store.attrs.get(RUN_START, [0, 0])).ravel()[-1])
+        state = _StoreState(set(names), set(skipped), set(skipped[start:]), class_names=store.class_names,
+                            counts=(len(names), len(skipped)))  # fmt: skip
         for name, digest in zip(names, store.sha256 or []):
             state.digests.setdefault(bytes.fromhex(digest), name)
     return state
@@ -360,10 +370,11 @@ def _plan(
 ) -> tuple[list[tuple[Candidate, int | None]], list[tuple[str, str]]]:
     """What to decode (with labels) and what to record as skipped before decoding."""
     done = set(state.names)
-    # Resume skips what the interrupted run recorded as skipped (so the skipped list comes out the same);
-    # append tries those files again, since they may have been fixed.
+    # Resume skips what the interrupted run recorded as skipped (so the skipped list comes out the same); append
+    # tries the files earlier runs skipped again, since they may have been fixed -- and so does the resume of an
+    # interrupted append, for those it had not reached.
     if opts.resume:
-        done |= state.skipped
+        done |= state.skipped_by_run
     pre_skipped = [(n, r) for n, r in found.skipped if n not in state.skipped]
     todo: list[tuple[Candidate, int | None]] = []
     for cand in found.files:
@@ -388,6 +399,7 @@ def _consume(
     progress: ProgressCallback | None,
     dedupe: bool,
     seen: dict[bytes, str],
+    recorded: set[str],
 ) -> None:
     for item in results:
         cand, label = todo[item.index]
@@ -398,7 +410,8 @@ def _consume(
             if first != cand.name:
                 reason = f"duplicate of {first}"
         if reason is not None:
-            ix.skip(cand.name, reason)
+            if cand.name not in recorded:  # a file an earlier run skipped, tried again: recorded once
+                ix.skip(cand.name, reason)
             report.skipped.append((cand.name, reason))
         else:
             assert item.image is not None

@@ -15,6 +15,7 @@ number of files.
 from __future__ import annotations
 
 import collections
+import contextlib
 import faulthandler
 import hashlib
 import multiprocessing
@@ -34,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from imgstore.decode import decode_bytes, read_file
-from imgstore.errors import BadImageError, ImgStoreError
+from imgstore.errors import BadImageError, ImgStoreError, WriteError, os_cause
 from imgstore.options import DecodeOptions
 
 # Tasks queued at each worker. Measured on 2 cores (2,000 500x375 JPEGs): 2 left the workers idle a third of the
@@ -191,12 +192,20 @@ class DecodePool:
         wanted = workers * TASKS_PER_WORKER * 4
         self.n_slots = slots or max(workers + 1, min(wanted, RING_BYTES // per_image))
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        fd, self._ring_path = tempfile.mkstemp(prefix="imgstore-ring-", dir=shm)
-        os.close(fd)
         size = self.n_slots * int(np.prod(opts.shape))
-        with open(self._ring_path, "r+b") as f:
-            f.truncate(size)
-        self._ring = np.memmap(self._ring_path, dtype=np.uint8, mode="r+", shape=(self.n_slots, *opts.shape))
+        try:
+            fd, self._ring_path = tempfile.mkstemp(prefix="imgstore-ring-", dir=shm)
+            os.close(fd)
+            with open(self._ring_path, "r+b") as f:
+                f.truncate(size)
+            self._ring = np.memmap(self._ring_path, dtype=np.uint8, mode="r+", shape=(self.n_slots, *opts.shape))
+        except OSError as exc:
+            with contextlib.suppress(OSError, AttributeError):
+                os.unlink(self._ring_path)
+            where = getattr(self, "_ring_path", shm or tempfile.gettempdir())
+            raise WriteError(
+                f"cannot create the decoders' shared memory {where} ({size / 1e6:.1f} MB): {os_cause(exc)}"
+            ) from None
         self._ctx = multiprocessing.get_context(_start_method())
         if self._ctx.get_start_method() == "forkserver":
             self._ctx.set_forkserver_preload(["imgstore.pool"])

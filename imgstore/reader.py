@@ -122,6 +122,11 @@ class ImageStore:
             except FileNotFoundError:
                 raise StoreError(_missing(self.path)) from None
             except OSError as exc:
+                if "truncated file" in str(exc):
+                    raise StoreError(
+                        f"{self.path} ends before its last write did (a write failed part-way): "
+                        "imgstore ingest --resume repairs it"
+                    ) from None
                 raise StoreError(f"{self.path} cannot be opened as an HDF5 store: {os_cause(exc)}") from None
             self._pid = os.getpid()
         return self._file

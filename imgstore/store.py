@@ -16,8 +16,9 @@ Store format, version 2 (a contract; the reader, ``verify``, ``merge``, export a
   plain numeric data (:class:`TextJournal`), because SWMR does not cover variable-length strings.
 - root attributes: ``imgstore_format`` = 2, ``imgstore_version``, ``count`` (rows committed: readers read only rows
   below it), ``skipped_count`` (the same for the skipped lists), ``complete`` (true only after a clean finish),
-  ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), plus what the caller adds (``resize_mode``,
-  ``source``, ``class_names``, ``ingest_options``, ...).
+  ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
+  held when the ingest writing it began ([0, 0], or where an ``--append`` began: what its ``--resume`` retries),
+  plus what the caller adds (``resize_mode``, ``source``, ``class_names``, ``ingest_options``, ...).
 
 Version 1 stores (imgstore 0.1) lack ``checksums`` and escaped undecodable bytes only (a literal backslash was kept
 as it is). Everything here reads them; writing to one first copies it into version 2 (:func:`needs_upgrade`).
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import os
 import re
 import struct
@@ -58,8 +60,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import OutputExistsError, StoreError, WriteError, os_cause
-from imgstore.h5 import claim_whole_file, file_access, is_flagged, is_lock_conflict
+from imgstore.errors import OutputExistsError, StoreError, WriteError, is_os_failure, os_cause
+from imgstore.h5 import (
+    SWMR_READ_ATTEMPTS,
+    claim_whole_file,
+    end_of_allocation,
+    file_access,
+    is_flagged,
+    is_lock_conflict,
+)
 from imgstore.lock import temp_path
 
 FORMAT_VERSION = 2
@@ -77,7 +86,11 @@ JOURNAL = "_journal"
 TEXT_COLUMNS = (NAMES, SKIPPED_NAMES, SKIPPED_REASONS)
 ROW_DATASETS = (IMAGES, NAMES, LABELS, SHA256, CHECKSUMS)  # one row per stored image
 PARTIAL_SUFFIX = ".partial"
+RUN_START = "run_start"  # root attribute: [rows, skipped records] held when the run writing the store began
 STR = h5py.string_dtype("utf-8")
+# Bytes kept free beyond a commit's rows for HDF5's metadata (new chunks of the per-row datasets and journal,
+# heap collections, index blocks): measured under 300 KiB per commit; a full disk stops the writer before this.
+SPACE_MARGIN = 1 << 20
 
 
 def store_version() -> str:
@@ -307,13 +320,38 @@ def open_read(path: str | os.PathLike[str]) -> h5py.File:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_TRUNCATED = re.compile(r"truncated file: eof = (\d+),.*stored_eof = (\d+)")
+
+
+def _extend_truncated(path: str, exc: OSError) -> bool:
+    """Repair a file whose last write failed part-way (an I/O error): its superblock records an end past the
+    bytes that reached the disk. What lies there was never committed (SWMR writes a block before whatever points
+    to it), so zeros stand in. Returns True when the file was extended."""
+    m = _TRUNCATED.search(str(exc))
+    if m is None or int(m.group(2)) <= int(m.group(1)):
+        return False
+    os.truncate(path, int(m.group(2)))
+    return True
+
+
+def repair_truncated(path: str | os.PathLike[str]) -> bool:
+    """Extend a store whose last write failed part-way (see :func:`_extend_truncated`), as ``--resume`` does before
+    anything reads it; hold its writer lock. Returns True when it was repaired."""
+    try:
+        open_read(path).close()
+    except OSError as exc:
+        return _extend_truncated(os.fspath(path), exc)
+    return False
+
+
 def _open_reader(path: str, locking: bool | None) -> h5py.File:
     try:
         return h5py.File(path, "r", locking=locking)
     except OSError as exc:
         if not is_flagged(exc):
             raise
-    return h5py.File(path, "r", libver="latest", swmr=True, locking=locking)
+    fapl = file_access(locking=locking, read_attempts=SWMR_READ_ATTEMPTS)
+    return h5py.File(h5py.h5f.open(path.encode(), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl))
 
 
 def open_write(path: str | os.PathLike[str]) -> h5py.File:
@@ -332,7 +370,9 @@ def open_write(path: str | os.PathLike[str]) -> h5py.File:
         except OSError as exc:
             if locking is None and is_lock_conflict(exc):
                 continue
-            raise
+            if not _extend_truncated(p, exc):
+                raise
+            fid = h5py.h5f.open(p.encode(), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
         f = h5py.File(fid)
         claim_whole_file(f)  # a dead writer may have written past the recorded end: allocate after it
         return f
@@ -403,6 +443,7 @@ def _create_layout(f: h5py.File, schema: Schema, attrs: Mapping[str, Any]) -> No
     root["count"] = 0
     root["skipped_count"] = 0
     root["complete"] = False
+    root[RUN_START] = np.zeros(2, np.int64)
     root["channels"] = schema.channels
     if schema.size is not None:
         root["size"] = list(schema.size)
@@ -456,7 +497,9 @@ class StoreFile:
         self.count = int(f.attrs.get("count", 0))
         self.skipped_count = int(f.attrs.get("skipped_count", 0))
         self._journals = {key: TextJournal(f[JOURNAL], key) for key in TEXT_COLUMNS}
-        self._failed = False
+        self._failed = False  # a write failed or could not be started: no more writes
+        self._sealed = False  # a write failed half-way: HDF5 must not touch the file again (see _seal)
+        self._reserved = 0  # the file's bytes known to be allocated on disk
         self._pending_rows = 0  # written past the committed counts, counted by the next commit()
         self._pending_skipped = 0
 
@@ -471,11 +514,20 @@ class StoreFile:
         ``out``, untouched until then. ``"temp"``: built under a temporary name that :meth:`finish` renames to
         ``out`` (a store that appears complete or not at all, e.g. a merge).
         """
-        if stage in ("partial", "temp"):
-            work = partial_path(out) if stage == "partial" else temp_path(out)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(work)  # a previous --overwrite's leftover: this run starts it again
-            return cls.build(work, schema, attrs, publish_to=out)
+        if stage == "temp":
+            return cls.build(temp_path(out), schema, attrs, publish_to=out)
+        if stage == "partial":
+            # Built under a temporary name too: the partial file, which --resume continues, always opens.
+            partial = partial_path(out)
+            work = temp_path(out)
+            store = cls.build(work, schema, attrs, publish_to=out)
+            try:
+                os.replace(work, partial)  # replaces a previous --overwrite's leftover: this run starts again
+            except OSError as exc:
+                store.discard()
+                raise WriteError(f"cannot create {partial}: {os_cause(exc)}") from None
+            store.path = partial
+            return store
         if stage != "link":
             raise ValueError(f"unknown stage {stage!r}: link, partial or temp")
         work = temp_path(out)
@@ -503,6 +555,8 @@ class StoreFile:
             f.swmr_mode = True  # from here on HDF5 orders its metadata writes: the file is always consistent
             f.flush()
         except BaseException as exc:
+            if isinstance(exc, OSError):
+                _seal(f, work)
             _close_quietly(f)
             with contextlib.suppress(OSError):
                 os.unlink(work)
@@ -530,18 +584,22 @@ class StoreFile:
             if schema is None or needs_upgrade(f):
                 raise StoreError(f"{path} is not in store format {FORMAT_VERSION}: it must be upgraded first")
             was_complete = bool(f.attrs.get("complete", False))
-            set_attr(f, "complete", False)  # the first change: readers know rows may follow
-            f.flush()
             store = cls(f, path, schema, publish_to=publish_to)
-            store._trim(rebuild_strings=not was_complete)
-            for key, value in (attrs or {}).items():
-                set_attr(f, key, value)
-            f.flush()
-        except OSError as exc:
-            _close_quietly(f)
-            raise WriteError(f"cannot continue {path}: {os_cause(exc)}; it still holds its committed rows") from None
         except BaseException:
             _close_quietly(f)
+            raise
+        try:
+            # Rewriting the text columns takes about twice their journal's bytes.
+            rebuild = 0 if was_complete else sum(int(f[JOURNAL][f"{k}.bytes"].shape[0]) for k in TEXT_COLUMNS)
+            with store._os_errors("continue", 2 * rebuild):
+                set_attr(f, "complete", False)  # the first change: readers know rows may follow
+                f.flush()
+                store._trim(rebuild_strings=not was_complete)
+                for key, value in (attrs or {}).items():
+                    set_attr(f, key, value)
+                f.flush()
+        except BaseException:
+            store.close()
             raise
         return store
 
@@ -557,7 +615,8 @@ class StoreFile:
         """Write ``len(names)`` rows at the committed count (not visible to readers until :meth:`commit`)."""
         f = self.file
         n, k = self.count, len(names)
-        with self._os_errors("write rows to"):
+        nbytes = int(images[:k].nbytes) + sum(len(n) for n in names) * 2 + k * 64
+        with self._os_errors("write rows to", nbytes):
             ds = f[IMAGES]
             _grow(ds, n + k)
             if self.schema.compression is None:
@@ -583,7 +642,7 @@ class StoreFile:
     def write_skipped(self, names: Sequence[str], reasons: Sequence[str]) -> None:
         """Write skipped records at the committed skipped count (not visible until :meth:`commit`)."""
         n = self.skipped_count
-        with self._os_errors("write skipped records to"):
+        with self._os_errors("write skipped records to", sum(len(n) + len(r) for n, r in zip(names, reasons)) * 2):
             for key, items in ((SKIPPED_NAMES, list(names)), (SKIPPED_REASONS, list(reasons))):
                 self._put(key, n, items)
                 self._journals[key].append(n, items)
@@ -591,24 +650,22 @@ class StoreFile:
 
     def commit(self) -> None:
         """Flush what was written, then raise ``count`` and ``skipped_count`` so readers see it."""
-        rows, skipped = self._pending_rows, self._pending_skipped
-        with self._os_errors("write to"):
+        count, skipped = self.count + self._pending_rows, self.skipped_count + self._pending_skipped
+        with self._os_errors("write to", margin=SPACE_MARGIN // 4):
             self.file.flush()  # rows first: a reader never trusts a row that is not on disk
-            self.count += rows
-            self.skipped_count += skipped
-            self._pending_rows = self._pending_skipped = 0
-            set_attr(self.file, "count", self.count)
-            set_attr(self.file, "skipped_count", self.skipped_count)
+            set_attr(self.file, "count", count)
+            set_attr(self.file, "skipped_count", skipped)
             self.file.flush()
+        self.count, self.skipped_count = count, skipped
+        self._pending_rows = self._pending_skipped = 0
 
     def finish(self, complete: bool = True) -> None:
         """Mark the store complete (unless ``complete`` is false), close it, and put a store built aside in its
         place."""
-        with self._os_errors("finish"):
+        with self._os_errors("finish", margin=SPACE_MARGIN // 4):
             if complete:
                 set_attr(self.file, "complete", True)
-            self.file.flush()
-            self.file.close()
+            self._close_and_trim()
         if self.publish_to is not None:
             try:
                 os.replace(self.path, self.publish_to)
@@ -620,8 +677,27 @@ class StoreFile:
 
     def close(self) -> None:
         """Close without marking the store complete (after an error or an interrupt); safe to call twice."""
-        if self.file.id.valid:
-            _close_quietly(self.file) if self._failed else self.file.close()
+        if not self.file.id.valid:
+            return
+        if self._sealed:
+            _close_quietly(self.file)
+            return
+        try:
+            self._close_and_trim()
+        except Exception as exc:  # noqa: BLE001 - closing after an error: the first error is the one reported
+            if is_os_failure(exc):
+                _seal(self.file, self.path)
+            _close_quietly(self.file)
+
+    def _close_and_trim(self) -> None:
+        """Flush and close, then give back the disk space reserved past the end of allocation."""
+        self.file.flush()
+        eoa = end_of_allocation(self.file)
+        self.file.close()
+        if eoa is not None and self._reserved:
+            with contextlib.suppress(OSError):
+                if os.stat(self.path).st_size > eoa:
+                    os.truncate(self.path, eoa)
 
     def discard(self) -> None:
         """Close and delete the file (a store being built that will not be used)."""
@@ -647,16 +723,61 @@ class StoreFile:
             ds[start:] = values
 
     @contextlib.contextmanager
-    def _os_errors(self, what: str) -> Any:
+    def _os_errors(self, what: str, nbytes: int = 0, margin: int = SPACE_MARGIN) -> Any:
+        """Reserve disk space for a write of about ``nbytes`` (plus ``margin`` for HDF5's metadata), then run it;
+        OS errors become :class:`WriteError`.
+
+        HDF5 does not survive a write that fails half-way: it goes on flushing (the superblock, parents of the
+        block that failed), and a file can be left that no reader opens. So the space is reserved first
+        (:meth:`_reserve`): a full disk, a quota or a file-size limit then fails here, before HDF5 writes a byte,
+        and the store keeps its last commit, whole. Should a write fail anyway (an I/O error), the file is sealed
+        (:func:`_seal`) at once, so HDF5 writes nothing more.
+        """
+        if self._failed:
+            raise WriteError(self._failure(what, "an earlier write failed"))
+        try:
+            self._reserve(nbytes + margin)
+        except OSError as exc:
+            self._failed = True  # nothing was written: the store is whole and closes normally
+            raise WriteError(self._failure(what, os_cause(exc))) from None
         try:
             yield
+        except Exception as exc:
+            if not is_os_failure(exc):
+                raise
+            self._failed = self._sealed = True
+            _seal(self.file, self.path)
+            error = WriteError(self._failure(what, os_cause(exc)))
+            error.sealed = True  # the CLI then exits at once: not even HDF5's cleanup at exit touches the file
+            raise error from None
+
+    def _reserve(self, nbytes: int) -> None:
+        """Make sure ``nbytes`` past HDF5's end of allocation are allocated on disk (``posix_fallocate``), so the
+        writes that follow cannot meet a full disk; where the file system cannot allocate ahead, check its free
+        space instead. Raises ``OSError`` (``ENOSPC``, ``EDQUOT``, ``EFBIG``) when the space is not there."""
+        eoa = end_of_allocation(self.file)
+        if eoa is None:
+            eoa = os.stat(self.path).st_size
+        target = eoa + nbytes
+        if target <= self._reserved:
+            return
+        try:
+            os.posix_fallocate(self.file.id.get_vfd_handle(), 0, target)
         except OSError as exc:
-            self._failed = True
-            where = self.publish_to or self.path
-            raise WriteError(
-                f"cannot {what} {self.path}: {os_cause(exc)}; {where} keeps the {self.count} images committed so "
-                "far (free space or fix the cause, then run again with --resume)"
-            ) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            free = free_bytes(self.path)
+            if free is not None and free < nbytes:
+                raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({_mb(free)} free, {_mb(nbytes)} needed)") from None
+            return
+        self._reserved = target
+
+    def _failure(self, what: str, cause: str) -> str:
+        where = self.publish_to or self.path
+        return (
+            f"cannot {what} {self.path}: {cause}; {where} keeps the {self.count} images committed so far "
+            "(free space or fix the cause, then run again with --resume)"
+        )
 
     def _trim(self, rebuild_strings: bool) -> None:
         """Cut every per-row dataset back to the committed counts; rewrite the strings from the journal."""
@@ -701,6 +822,35 @@ def _link_new(work: Path, out: Path) -> None:
         return
     with contextlib.suppress(OSError):
         os.unlink(work)
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of ``path`` (None when it does not say)."""
+    try:
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+    except OSError:
+        return None
+    if st.f_blocks == 0:  # a file system that reports no sizes (some FUSE and network ones)
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _seal(f: h5py.File, path: Path) -> None:
+    """After a write that failed half-way, point the file's descriptor at an anonymous scratch file: HDF5's
+    further attempts to flush (on close, when its objects are freed, at exit) then succeed harmlessly and never
+    touch the store, which keeps what was on disk when the write failed."""
+    del path
+    with contextlib.suppress(Exception):
+        fd = f.id.get_vfd_handle()
+        sink = os.memfd_create("imgstore-sealed") if hasattr(os, "memfd_create") else os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(sink, fd, inheritable=False)
+        finally:
+            os.close(sink)
 
 
 def _close_quietly(f: h5py.File) -> None:
