@@ -253,6 +253,11 @@ def _run(
     continuing = target.mode is Mode.CONTINUE
     compression = dataset_args(opts.compression)  # fails early when a plugin is missing
     found = discover(src_path, opts.extensions)
+    if target.mode is Mode.REPLACE and not found.files and opts.shard is None:
+        raise OptionError(
+            f"no file under {src_path} has one of the extensions {', '.join(opts.extensions)}: --overwrite would "
+            f"replace {target.path} with an empty store, so nothing was changed"
+        )
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
     labels = resolve_labels(opts.labels, [c.name for c in found.files])
     run_attrs = {**_run_attrs(src, opts, labels), **_take_shard(found, opts), **(attrs or {})}

@@ -497,6 +497,9 @@ class StoreFile:
         self.count = int(f.attrs.get("count", 0))
         self.skipped_count = int(f.attrs.get("skipped_count", 0))
         self._journals = {key: TextJournal(f[JOURNAL], key) for key in TEXT_COLUMNS}
+        # The datasets stay open while the store is written: h5py closes a dataset when its last Python handle
+        # goes, and HDF5 then writes its cached chunks -- inside a destructor, where a failed write cannot be seen.
+        self._datasets = {key: f[key] for key in (*ROW_DATASETS, SKIPPED_NAMES, SKIPPED_REASONS) if key in f}
         self._failed = False  # a write failed or could not be started: no more writes
         self._sealed = False  # a write failed half-way: HDF5 must not touch the file again (see _seal)
         self._reserved = 0  # the file's bytes known to be allocated on disk
@@ -578,6 +581,10 @@ class StoreFile:
         except FileNotFoundError:
             raise StoreError(f"{path} does not exist: there is nothing to continue") from None
         except OSError as exc:
+            if "already open for read-only" in str(exc):
+                raise StoreError(
+                    f"{path} is open for reading in this process (imgstore.open or h5py.File): close it first"
+                ) from None
             raise StoreError(f"cannot open {path} for writing: {os_cause(exc)}") from None
         try:
             schema = schema_of(f)
@@ -617,7 +624,7 @@ class StoreFile:
         n, k = self.count, len(names)
         nbytes = int(images[:k].nbytes) + sum(len(n) for n in names) * 2 + k * 64
         with self._os_errors("write rows to", nbytes):
-            ds = f[IMAGES]
+            ds = self._datasets[IMAGES]
             _grow(ds, n + k)
             if self.schema.compression is None:
                 # One chunk per image, unfiltered: hand HDF5 the bytes of each chunk directly. Measured on 341
@@ -717,7 +724,7 @@ class StoreFile:
 
     # -- internals --------------------------------------------------------------------------------------------
     def _put(self, key: str, start: int, values: Any) -> None:
-        ds = self.file[key]
+        ds = self._datasets[key]
         _grow(ds, start + len(values))
         if len(values):
             ds[start:] = values
@@ -784,9 +791,9 @@ class StoreFile:
         f = self.file
         for key in ROW_DATASETS:
             if key in f:
-                _grow(f[key], self.count)
+                _grow(self._datasets[key], self.count)
         for key in (SKIPPED_NAMES, SKIPPED_REASONS):
-            _grow(f[key], self.skipped_count)
+            _grow(self._datasets[key], self.skipped_count)
         counts = {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count}
         for key, n in counts.items():
             journal = self._journals[key]
@@ -800,7 +807,7 @@ class StoreFile:
                 # A kill during a write may have left the variable-length heap unreadable: write the strings again
                 # from the journal. SWMR cannot replace the dataset, and overwriting a torn row would make HDF5
                 # follow its torn heap pointer to free it: empty the dataset (dropping its chunks), then refill it.
-                _grow(f[key], 0)
+                _grow(self._datasets[key], 0)
                 for start in range(0, n, 65536):
                     stop = min(n, start + 65536)
                     self._put(key, start, journal.read(stop, start))

@@ -606,17 +606,19 @@ def second_writer_trials(setup: Setup) -> list[Trial]:
     The first run is paused (SIGSTOP) while the others are tried, so the trials do not race its end: a stopped
     process holds its lock like a running one.
     """
+    from imgstore.lock import read_holder
+
     corpus = setup.corpus
     trials = []
     kinds = [k for k in SECOND_WRITERS if k != "dask" or _has_dask()]
     with tempfile.TemporaryDirectory(prefix="second-", dir=setup.root) as tmp:
         work = Path(tmp)
         out = work / "out.h5"
-        lock = work / f".{out.name}.lock"
         first = subprocess.Popen(cli(setup.full, out, corpus), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for phase, ready in (("before OUT exists", lock), ("while OUT is written", out)):
+        ready = {"before OUT exists": lambda: read_holder(out) is not None, "while OUT is written": out.exists}
+        for phase, is_ready in ready.items():
             deadline = time.monotonic() + 60
-            while not ready.exists() and first.poll() is None and time.monotonic() < deadline:
+            while not is_ready() and first.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.001)
             if first.poll() is not None:
                 trials.append(Trial("new", "second writer", phase, corpus.size, ["the first run ended too soon"]))

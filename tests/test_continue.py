@@ -354,3 +354,16 @@ def test_export_of_interrupted_store_takes_names_from_journal(tmp_path: Path) ->
         f["image_names"][:] = ["garbage"] * 5  # stands for a heap torn by the crash
     export_vectors(out, tmp_path / "v.bvecs")
     assert (tmp_path / "v.bvecs.names.txt").read_text().splitlines() == [f"dir/{i}.png" for i in range(5)]
+
+
+def test_cli_resume_can_be_rerun_blindly(classes: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    """`--resume` with nothing there ingests; run again on the complete store it says so and exits 0."""
+    from imgstore.cli import app
+
+    out = tmp_path / "o.h5"
+    args = ["ingest", str(classes), str(out), "--size", "20x10", "-q", "--workers", "0", "--resume"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "ingested 10 images" in first.stdout
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == f"nothing to resume: {out} is complete (10 images); use --append to add files that are new"

@@ -307,3 +307,39 @@ def test_pool_reports_workers_that_cannot_start(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(pool_mod, "_worker_main", lambda *a: os._exit(3))
     with pytest.raises(pool_mod.WorkerError, match="--workers 0"):
         ingest(tmp_path, tmp_path / "o.h5", IngestOptions(workers=2, decode=DecodeOptions(size=8)))
+
+
+@pytest.mark.usefixtures("sabotaged")
+def test_rows_before_a_slow_file_are_committed_while_it_decodes(tmp_path: Path) -> None:
+    """A file that takes long to decode does not hold back the rows before it: within flush_every seconds of
+    the wait they are committed, so a kill during the wait loses none of them."""
+    import subprocess
+    import sys
+    import threading
+
+    src = tmp_path / "src"
+    for i in range(7):
+        data = b"HANG" + b"\x00" * 10 if i == 3 else encode(pattern(16, 16, seed=i), "PNG")
+        write(src / f"{i:02d}.png", data)
+    out = tmp_path / "o.h5"
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # another process reads the store, as a user's `imgstore info` would
+        code = "import imgstore, sys; print(len(imgstore.open(sys.argv[1])))"
+        while not done.is_set():
+            if out.exists():
+                r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+                if r.returncode == 0:
+                    seen.append(int(r.stdout))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        report = ingest(src, out, IngestOptions(workers=2, timeout=4, flush_every=0.2, decode=DecodeOptions(size=8)))
+    finally:
+        done.set()
+        watcher.join()
+    assert report.skipped == [("03.png", "timed out after 4 s")]
+    assert 3 in seen  # the three rows before the hung file, committed while it was still decoding
