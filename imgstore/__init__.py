@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from imgstore.merge import merge_shards
     from imgstore.options import DecodeOptions, IngestOptions, ResizeMode
     from imgstore.reader import ImageStore, open_store
-    from imgstore.reader import open_store as open  # noqa: A004 - imgstore.open(path), like PIL.Image.open
+    from imgstore.reader import open_store as open
     from imgstore.tools import extract_images, make_preview
     from imgstore.vectors import VectorWriter, read_vectors
     from imgstore.verify import verify_store

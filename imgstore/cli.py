@@ -133,7 +133,7 @@ def ingest(
     """Decode, resize and store every image under SRC in the HDF5 store OUT."""
     from imgstore.config import build_ingest_options, load_config
     from imgstore.errors import OptionError
-    from imgstore.ingest import continued_store, stored_options
+    from imgstore.ingest import IngestReport, continued_store, stored_options
     from imgstore.ingest import ingest as run_ingest
 
     with cli_errors(lambda: _interrupted_note(out, dask is not None)):
@@ -158,6 +158,7 @@ def ingest(
                     bar.total = total
 
             update = bar.update if bar is not None else None
+            report: IngestReport
             if dask is not None:
                 from imgstore.distributed import ingest_dask
 

@@ -325,9 +325,11 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     icc = im.info.get("icc_profile")
     if icc:
         try:
-            return ImageCms.profileToProfile(
+            rgb = ImageCms.profileToProfile(
                 im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), outputMode="RGB"
             )
+            if rgb is not None:
+                return rgb
         except Exception:  # a broken profile is not worth losing the image over
             pass
     return im.convert("RGB")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from imgstore.discover import discover, source_label
-from imgstore.errors import ImgStoreError, OptionError, StoreError
+from imgstore.errors import ImgStoreError, OptionError
 from imgstore.ingest import IngestReport, ingest, recorded_options
 from imgstore.lock import WriterLock
 from imgstore.merge import merge_shards

@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Iterator
 from typing import Any, TextIO
 
 import h5py
@@ -69,7 +69,7 @@ def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
     try:
         return cls(value if isinstance(value, cls) else str(value).strip().lower())
     except ValueError:
-        choices = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        choices = ", ".join(m.value for m in cls)
         raise OptionError(f"invalid {what} {value!r}: choose one of {choices}") from None
 
 
@@ -108,10 +108,10 @@ class Shrink:
 
     def apply(self, batch: np.ndarray) -> np.ndarray:
         """Shrink a ``(b, H, W, C)`` uint8 batch; returns it unchanged when there is nothing to do."""
-        stored = tuple(batch.shape[1:])
-        if self.is_noop(stored):  # type: ignore[arg-type]
+        stored: tuple[int, int, int] = (int(batch.shape[1]), int(batch.shape[2]), int(batch.shape[3]))
+        if self.is_noop(stored):
             return batch
-        h, w, c = self.shape(stored)  # type: ignore[arg-type]
+        h, w, c = self.shape(stored)
         out = np.empty((batch.shape[0], h, w, c), np.uint8)
         for i, img in enumerate(batch):
             out[i] = shrink_image(img, self.size, self.channels).reshape(h, w, c)
@@ -134,7 +134,7 @@ def shrink_image(img: np.ndarray, size: tuple[int, int] | None, channels: int | 
     if target is not None and im.mode != target:
         im = im.convert(target)
     if size is not None and im.size != tuple(size):
-        im = im.resize(tuple(size), Image.Resampling.BICUBIC)
+        im = im.resize((int(size[0]), int(size[1])), Image.Resampling.BICUBIC)
     arr = np.asarray(im)
     return arr[:, :, None] if arr.ndim == 2 else arr
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,7 @@ def _shape(shards: list[_Shard]) -> tuple[int, int, int]:
 
 def merge_shards(
     out: str | os.PathLike[str],
-    shards: list[str | os.PathLike[str]],
+    shards: Sequence[str | os.PathLike[str]],
     *,
     copy: bool = False,
     overwrite: bool = False,

@@ -138,7 +138,7 @@ def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
     try:
         return cls(str(value).lower() if not isinstance(value, cls) else value)
     except ValueError:
-        choices = ", ".join(m.value for m in cls)  # type: ignore[attr-defined]
+        choices = ", ".join(m.value for m in cls)
         raise OptionError(f"invalid {what} {value!r}: choose one of {choices}") from None
 
 

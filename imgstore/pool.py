@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -76,7 +77,7 @@ def decode_one(path: str, opts: DecodeOptions, out: np.ndarray) -> Outcome:
         data = read_file(path)
         digest = hashlib.sha256(data).digest()
         decode_bytes(data, opts, out)
-        return None, digest, zlib.crc32(memoryview(out).cast("B"))
+        return None, digest, zlib.crc32(out.data.cast("B"))
     except BadImageError as exc:
         return exc.reason, None, None
 
@@ -131,7 +132,7 @@ def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOpt
 
 
 class _Worker:
-    def __init__(self, ctx: multiprocessing.context.BaseContext, ring_path: str, n_slots: int, opts: DecodeOptions):
+    def __init__(self, ctx: Any, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
         self.proc = ctx.Process(target=_worker_main, args=(child, ring_path, n_slots, opts), daemon=True)

@@ -46,7 +46,13 @@ def exit_code(exc: KeyboardInterrupt) -> int:
     return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 
-_state = threading.local()
+class _Depth(threading.local):
+    """How many :func:`deferred` blocks this thread is in."""
+
+    value = 0
+
+
+_state = _Depth()
 
 
 def _in_main_thread() -> bool:
@@ -78,12 +84,12 @@ def graceful_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers in place before."""
-    if not _in_main_thread() or getattr(_state, "depth", 0):
-        _state.depth = getattr(_state, "depth", 0) + 1
+    if not _in_main_thread() or _state.value:
+        _state.value += 1
         try:
             yield
         finally:
-            _state.depth -= 1
+            _state.value -= 1
         return
     held: list[int] = []
 
@@ -91,13 +97,13 @@ def deferred() -> Iterator[None]:
         held.append(signum)
 
     old: dict[int, Any] = {}
-    _state.depth = 1
+    _state.value = 1
     try:
         for s in SIGNALS:
             old[s] = signal.signal(s, hold)
         yield
     finally:
-        _state.depth = 0
+        _state.value = 0
         for s, h in old.items():
             signal.signal(s, signal.SIG_DFL if h is None else h)  # None: a handler installed from C
         if held:

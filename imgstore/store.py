@@ -196,7 +196,7 @@ def texts(values: Iterable[Any]) -> list[str]:
 
 def pixel_crc(image: np.ndarray) -> int:
     """CRC-32 of an image's pixel bytes in C order (the first part of a row checksum)."""
-    return zlib.crc32(memoryview(np.ascontiguousarray(image)).cast("B"))
+    return zlib.crc32(np.ascontiguousarray(image).data.cast("B"))
 
 
 def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | None) -> int:
@@ -620,9 +620,8 @@ class StoreFile:
         checksums: Sequence[int],
     ) -> None:
         """Write ``len(names)`` rows at the committed count (not visible to readers until :meth:`commit`)."""
-        f = self.file
         n, k = self.count, len(names)
-        nbytes = int(images[:k].nbytes) + sum(len(n) for n in names) * 2 + k * 64
+        nbytes = int(images[:k].nbytes) + sum(len(name) for name in names) * 2 + k * 64
         with self._os_errors("write rows to", nbytes):
             ds = self._datasets[IMAGES]
             _grow(ds, n + k)
@@ -691,7 +690,7 @@ class StoreFile:
             return
         try:
             self._close_and_trim()
-        except Exception as exc:  # noqa: BLE001 - closing after an error: the first error is the one reported
+        except Exception as exc:
             if is_os_failure(exc):
                 _seal(self.file, self.path)
             _close_quietly(self.file)

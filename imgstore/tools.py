@@ -25,7 +25,6 @@ from imgstore.options import check_output
 from imgstore.reader import open_store
 from imgstore.vectors import Progress, progress_callback
 
-
 # ================================================================================================= preview
 
 GAP = 8  # pixels between tiles and around the sheet

@@ -19,10 +19,10 @@ the test suite checks the writers with its own reader written from the layouts a
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import functools
-import contextlib
 import os
 import struct
 import sys
@@ -178,13 +178,13 @@ def _check_source(block: np.ndarray, fmt: VectorFormat, row0: int) -> None:
             f"cannot write {block.dtype} values to {fmt.extension}: give a real numeric array (ints or floats)"
         )
     if fmt.is_float:
-        if kind in "iu" and not np.can_cast(block.dtype, np.int16) and not np.can_cast(block.dtype, np.uint16):
-            # Wider integers are exact in float32 only up to 2**24; refuse rather than round silently.
-            if block.size and max(abs(int(block.min())), abs(int(block.max()))) > FLOAT32_EXACT_INT:
-                raise FormatError(
-                    f"integer values beyond +-2**24 (rows from {row0}) cannot be stored exactly as float32 in "
-                    f"{fmt.extension}: convert them to float yourself if rounding is acceptable"
-                )
+        wide = kind in "iu" and not np.can_cast(block.dtype, np.int16) and not np.can_cast(block.dtype, np.uint16)
+        # Wider integers are exact in float32 only up to 2**24; refuse rather than round silently.
+        if wide and block.size and max(abs(int(block.min())), abs(int(block.max()))) > FLOAT32_EXACT_INT:
+            raise FormatError(
+                f"integer values beyond +-2**24 (rows from {row0}) cannot be stored exactly as float32 in "
+                f"{fmt.extension}: convert them to float yourself if rounding is acceptable"
+            )
         return
     if kind == "f":
         raise FormatError(
@@ -262,7 +262,7 @@ def _create_temp(path: Path) -> tuple[Path, Any]:
     for _ in range(100):
         tmp = temp_path(path)
         try:
-            return tmp, open(tmp, "xb")  # noqa: SIM115 - the caller owns and closes it
+            return tmp, open(tmp, "xb")
         except FileExistsError:
             continue
         except OSError as exc:
@@ -434,7 +434,7 @@ class VectorWriter:
                 rows = arr[start : start + step]
                 _check_source(rows, self.format, self.rows_written + start)
                 self._check_values(rows, rows, self.rows_written + start)
-            self._file.write(memoryview(arr).cast("B"))
+            self._file.write(arr.data.cast("B"))
             self.rows_written += arr.shape[0]
             return
         for start in range(0, arr.shape[0], step):
@@ -468,7 +468,7 @@ class VectorWriter:
             with np.errstate(over="ignore"):
                 values[...] = rows
         self._check_values(rows, values, row0)
-        self._file.write(memoryview(payload).cast("B"))
+        self._file.write(payload.data.cast("B"))
         self.rows_written += m
 
     def close(self) -> Path:

@@ -37,7 +37,7 @@ from imgstore.store import (
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
 DEFAULT_FLUSH_SECONDS = 2.0  # a commit at least this often while rows arrive: what a kill -9 can lose
 
-__all__ = ["DEFAULT_FLUSH_SECONDS", "ImageIndexer", "auto_buffer_size", "stored_name", "store_version"]
+__all__ = ["DEFAULT_FLUSH_SECONDS", "ImageIndexer", "auto_buffer_size", "store_version", "stored_name"]
 
 
 def stored_name(name: str | bytes) -> str:
@@ -103,7 +103,7 @@ class ImageIndexer:
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise OptionError(f"invalid size {size!r}: give (width, height) in pixels")
         self._init_state(Path(path), buffer_size, flush_every, clock)
-        self._size = tuple(size) if size is not None else None  # type: ignore[assignment]
+        self._size: tuple[int, int] | None = (int(size[0]), int(size[1])) if size is not None else None
         self._channels = channels
         self._labels_on, self._hashes_on = labels, sha256
         self._compression, self._compression_opts = compression, compression_opts

@@ -64,13 +64,13 @@ def _reset_peak() -> bool:
         return False
 
 
-def _data(rows: int, dim: int):  # noqa: ANN202 - numpy is imported lazily in workers
+def _data(rows: int, dim: int):
     import numpy as np
 
     return np.random.default_rng(0).standard_normal((rows, dim), dtype=np.float32)
 
 
-def _struct_write(x, out: Path) -> None:  # noqa: ANN001
+def _struct_write(x, out: Path) -> None:
     # The one-off script people write: one struct.pack and one write per value.
     with open(out, "wb") as f:
         for v in x:

@@ -109,7 +109,7 @@ def bench_corpus(label: str, src: Path, n: int, args: argparse.Namespace, tmp: P
     results: dict[str, list[dict]] = {"naive": [], "imgstore": []}
     if args.float64:
         results["float64"] = []
-    for r in range(args.repeat):
+    for _ in range(args.repeat):
         out = tmp / f"naive-{label}.h5"
         results["naive"].append(run_json(NAIVE, str(src), str(out), "uint8"))
         out.unlink()

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import hashlib
 import os
 import random
@@ -52,8 +51,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 MODES = ("new", "overwrite", "append", "resume")
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
@@ -249,7 +246,7 @@ def readers_problems(path: Path) -> list[str]:
     out: list[str] = []
     try:
         info = store_info(path)
-    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+    except Exception as exc:
         return [f"info fails on {path.name}: {type(exc).__name__}: {exc}"]
     report = verify_store(path)
     if not report.ok:
@@ -262,7 +259,7 @@ def readers_problems(path: Path) -> list[str]:
         except StoreError as exc:
             if not (info["count"] == 0 and "holds no images" in str(exc)):
                 out.append(f"export fails on {path.name}: {exc}")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out.append(f"export fails on {path.name}: {type(exc).__name__}: {exc}")
     return out
 
@@ -449,7 +446,7 @@ def state_problems(
     else:
         try:
             snap = snapshot(out)
-        except Exception as exc:  # noqa: BLE001 - the finding
+        except Exception as exc:
             return [f"OUT does not open: {type(exc).__name__}: {exc}"]
         problems += readers_problems(out)
         if mode == "overwrite":
@@ -465,7 +462,7 @@ def state_problems(
     if partial.exists():
         try:
             snap = snapshot(partial)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return [*problems, f"OUT.partial does not open: {type(exc).__name__}: {exc}"]
         problems += readers_problems(partial) + prefix_problems(snap, ref, "OUT.partial")
         t.outcome += f", partial with {snap.count} rows"
@@ -707,8 +704,10 @@ def run_matrix(
                 cell += [trial(setup, mode, sig, syscall=n) for n in picks]
             results += cell
             if log:
-                bad = sum(1 for t in cell if t.problems)
-                print(f"  size {setup.corpus.size:>3} {mode:<9} SIG{sig:<4} {len(cell):>3} trials, {bad} failed", flush=True)
+                bad = [t for t in cell if t.problems]
+                print(f"  size {setup.corpus.size:>3} {mode:<9} SIG{sig:<4} {len(cell):>3} trials, {len(bad)} failed", flush=True)
+                for t in bad:
+                    print(f"    at {t.when}: " + "; ".join(t.problems), flush=True)
     return results
 
 
@@ -768,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     for corpus in corpora:
         print(f"size {corpus.size}: {corpus.count} photos of {corpus.photo[0]}x{corpus.photo[1]}, preparing", flush=True)
         setup = prepare(args.data, corpus, strace and n_points > 0)
-        print(f"  uninterrupted runs (s): " + ", ".join(f"{m} {d:.2f}" for m, d in setup.duration.items())
+        print("  uninterrupted runs (s): " + ", ".join(f"{m} {d:.2f}" for m, d in setup.duration.items())
               + ("; file-changing syscalls: " + ", ".join(f"{m} {n}" for m, n in setup.syscalls.items())
                  if setup.syscalls else ""), flush=True)  # fmt: skip
         results += run_matrix(setup, per_cell, n_points if strace else 0, rng)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import encode, pattern, write
 from imgstore.cli import app
 from imgstore.reader import open_store
+
+from conftest import encode, pattern, write
 
 ROOT = Path(__file__).resolve().parent.parent
 

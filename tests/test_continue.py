@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import imgstore
-from conftest import encode, pattern, write
 from imgstore.errors import ConfigError, OptionError, StoreError
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
+
+from conftest import encode, pattern, write
 
 SMALL = DecodeOptions(size=(24, 16))
 
@@ -190,7 +191,7 @@ def _no_process_mentions(text: str, wait: float = 5.0) -> bool:
         for pid in os.listdir("/proc"):
             if pid.isdigit():
                 try:
-                    alive.append(open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace"))
+                    alive.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
                 except OSError:
                     pass
         if not any(text in cmd for cmd in alive):

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from formats import read_xbin, read_xvecs
 from imgstore.cli import app
 from imgstore.convert import convert_ann, default_chunk_rows
 from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError
+
+from formats import read_xbin, read_xvecs
 
 # ---------------------------------------------------------------------- independent readers
 

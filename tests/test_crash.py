@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import crash_test as C  # noqa: E402
+import crash_test as C
 
 MOMENTS = 2  # per mode x signal, from 0.05 s to the end of the run
 POINTS = 4  # per mode x signal, strace kill points (the first two and last two file-changing calls, and more)

@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from conftest import encode, pattern
 from imgstore import decode as decode_mod
 from imgstore.decode import decode_bytes, resize_plan
 from imgstore.errors import BadImageError, OptionError
 from imgstore.options import FILTERS, DecodeOptions, ResizeMode
+
+from conftest import encode, pattern
 
 BICUBIC = Image.Resampling.BICUBIC
 

@@ -97,7 +97,7 @@ def test_non_utf8_name(tmp_path: Path) -> None:
         pytest.skip("filesystem refuses non-UTF-8 names")
     found = discover(tmp_path, DEFAULT_EXTENSIONS).files
     assert [c.name for c in found] == ["bad-\\xff-name.jpg"]
-    assert open(found[0].path, "rb").read() == b"x"
+    assert Path(found[0].path).read_bytes() == b"x"
 
 
 def test_missing_or_file_source(tmp_path: Path) -> None:

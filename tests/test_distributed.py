@@ -10,10 +10,8 @@ from typing import Any
 
 import h5py
 import pytest
+from test_merge import OPTIONS, assert_same_store, make_photos
 
-from imgstore.errors import ImgStoreError, OptionError, OutputExistsError
-from imgstore.ingest import ingest
-from imgstore.options import IngestOptions
 from imgstore.distributed import (
     FAULT_ENV,
     MISSING_DASK,
@@ -22,7 +20,9 @@ from imgstore.distributed import (
     parse_address,
     shard_paths,
 )
-from test_merge import OPTIONS, assert_same_store, make_photos
+from imgstore.errors import ImgStoreError, OptionError, OutputExistsError
+from imgstore.ingest import ingest
+from imgstore.options import IngestOptions
 
 distributed = pytest.importorskip("distributed")
 
@@ -264,7 +264,7 @@ def test_cli_dask_local_with_labels_matches_single_ingest(data: dict[str, Path],
     out = tmp_path / "dask.h5"
     result = CliRunner().invoke(
         app, ["ingest", str(data["src"]), str(out), "--dask", "local:2", "--shards", "3", "--labels", "folder",
-              "--size", "16x12", "-q"],  # fmt: skip
+              "--size", "16x12", "-q"],
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1].startswith("ingested 30 images, skipped 3")

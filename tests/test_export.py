@@ -20,11 +20,12 @@ from typer.testing import CliRunner
 
 from imgstore import export as E
 from imgstore import vectors as V
-from formats import read_xbin, read_xvecs
 from imgstore.cli import app
 from imgstore.convert import convert_ann
 from imgstore.errors import FormatError, OptionError, OutputExistsError, StoreError, WriteError
 from imgstore.export import ExactKnn, export_ann, export_vectors, hold_out, shrink_image
+
+from formats import read_xbin, read_xvecs
 
 H, W, C = 8, 6, 3
 
@@ -205,7 +206,7 @@ def test_missing_or_foreign_store(tmp_path: Path) -> None:
 
 def test_existing_output_refused_unless_overwrite(tmp_path: Path, store) -> None:
     """An existing OUT (or OUT.names.txt) is refused and nothing is written; overwrite=True replaces them."""
-    path, images = store
+    path, _ = store
     (tmp_path / "v.fvecs.names.txt").write_text("old")
     with pytest.raises(OutputExistsError, match="v.fvecs.names.txt"):
         export_vectors(path, tmp_path / "v.fvecs")
@@ -221,7 +222,7 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, store, monkeypatch: pytes
     calls = {"n": 0}
     real = E.to_vectors
 
-    def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def failing(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import encode, pattern, write
 from imgstore import pool as pool_mod
 from imgstore.errors import OptionError, OutputExistsError, SourceError
 from imgstore.ingest import ingest
@@ -21,6 +20,8 @@ from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.pool import DecodePool
 from imgstore.reader import open_store
 from imgstore.samples import SampleManifest, make_photo, write_sample_corpus
+
+from conftest import encode, pattern, write
 
 EXPECTED_REASON = {
     "truncated": "truncated JPEG",
@@ -183,7 +184,7 @@ def _odd_bytes(rng: random.Random, i: int) -> tuple[str, bytes]:
         return "jpg", bytes(data)
     if kind == 5:
         if rng.random() < 0.3:  # 16-bit grayscale
-            return "png", encode(Image.fromarray((np.asarray(base.convert("L")).astype(np.uint16) * 257)), "PNG")
+            return "png", encode(Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257), "PNG")
         return "png", encode(base.convert(rng.choice(["L", "1", "P", "RGBA", "LA"])), "PNG")
     if kind == 6:
         return "tif", encode(base.convert(rng.choice(["L", "RGB", "CMYK", "I", "F", "1"])), "TIFF")

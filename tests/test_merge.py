@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import imgstore
-from conftest import encode, pattern, write
 from imgstore.cli import app
 from imgstore.errors import OptionError, OutputExistsError, StoreError
 from imgstore.export import export_vectors
@@ -24,6 +23,8 @@ from imgstore.ingest import ingest
 from imgstore.merge import merge_shards, missing_sources
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.writer import ImageIndexer
+
+from conftest import encode, pattern, write
 
 OPTIONS = IngestOptions(decode=DecodeOptions(size=(16, 12)), workers=0)
 CLASSES = ("bird", "cat", "dog")

@@ -20,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import imgstore
-from conftest import encode, pattern, write
 from imgstore import signals
 from imgstore.errors import ChecksumError, OptionError, StoreBusyError, StoreError
 from imgstore.export import export_vectors
@@ -30,6 +29,8 @@ from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.store import escape_name, source_path, unescape_name
 from imgstore.verify import verify_store
 from imgstore.writer import ImageIndexer
+
+from conftest import encode, pattern, write
 
 SMALL = DecodeOptions(size=(12, 8))
 

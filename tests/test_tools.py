@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import encode, pattern, write
 from imgstore.cli import app
 from imgstore.errors import OptionError, OutputExistsError, SourceError, StoreError
 from imgstore.tools import (
@@ -28,6 +27,8 @@ from imgstore.tools import (
 )
 from imgstore.verify import MAX_LISTED, verify_store
 from imgstore.writer import ImageIndexer
+
+from conftest import encode, pattern, write
 
 H, W = 16, 20  # stored image height and width
 

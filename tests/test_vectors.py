@@ -512,7 +512,7 @@ def test_contiguous_float32_goes_to_fbin_without_copy(tmp_path: Path, monkeypatc
     calls: list[int] = []
     real = V.VectorWriter._write_rows
 
-    def spy(self, rows):  # noqa: ANN001, ANN202
+    def spy(self, rows):
         calls.append(len(rows))
         return real(self, rows)
 
@@ -537,13 +537,13 @@ def test_write_error_surfaces_and_cleans_up(tmp_path: Path, monkeypatch: pytest.
     calls = {"n": 0}
 
     class Full(io.BufferedWriter):
-        def write(self, data):  # noqa: ANN001, ANN202
+        def write(self, data):
             calls["n"] += 1
             if calls["n"] == 3:
                 raise OSError(28, "No space left on device")
             return real(self, data)
 
-    def fake_open(path, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def fake_open(path, mode="r", *args, **kwargs):
         return Full(io.FileIO(path, mode))
 
     monkeypatch.setattr(V, "open", fake_open, raising=False)
