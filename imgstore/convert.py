@@ -22,7 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import FormatError, ImgStoreError, OptionError, SourceError, WriteError, os_cause
+from imgstore.errors import FormatError, OptionError, SourceError, io_errors
 from imgstore.vectors import (
     FORMATS,
     INT32_MAX,
@@ -245,16 +245,8 @@ def convert_ann(
         h5 = h5py.File(src_path, "r")
     except OSError:
         raise SourceError(f"{str(src_path)!r} is not a readable HDF5 file: give an ann-benchmarks .hdf5 file") from None
-    try:
+    with h5, io_errors(src_path, out_path, SourceError):
         return _convert(h5, src_path, out_path, opts, progress)
-    except ImgStoreError:
-        raise  # already one line (OutputExistsError is an OSError too)
-    except OSError as exc:
-        if isinstance(getattr(exc, "errno", None), int):
-            raise WriteError(f"cannot write into {out_path}: {os_cause(exc)} (nothing was kept)") from None
-        raise SourceError(f"cannot read {src_path}: {os_cause(exc)}") from None
-    finally:
-        h5.close()
 
 
 def _convert(h5: h5py.File, src_path: Path, out_path: Path, opts: ConvertOptions, progress: Progress) -> ConvertReport:

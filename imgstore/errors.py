@@ -6,6 +6,9 @@ fix it; the CLI prints ``Error: <message>`` and exits 1 without a traceback.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class ImgStoreError(Exception):
     """Base class of every error imgstore raises on purpose."""
@@ -90,3 +93,17 @@ def is_os_failure(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return True
     return isinstance(exc, (RuntimeError, ValueError)) and re.search(r"errno = [1-9]", str(exc)) is not None
+
+
+@contextlib.contextmanager
+def io_errors(source: object, out: object, unreadable: type[ImgStoreError]) -> Iterator[None]:
+    """Operating-system errors of a command that reads ``source`` and writes ``out``, as one line each: a failed
+    write (it carries an errno: a full disk) is a :class:`WriteError`, anything else an ``unreadable`` error."""
+    try:
+        yield
+    except ImgStoreError:
+        raise  # already one line (OutputExistsError is an OSError too)
+    except OSError as exc:
+        if isinstance(getattr(exc, "errno", None), int):
+            raise WriteError(f"cannot write {out}: {os_cause(exc)} (nothing was kept)") from None
+        raise unreadable(f"cannot read {source}: {os_cause(exc)} (is it damaged?)") from None

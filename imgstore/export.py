@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +26,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from imgstore.errors import ImgStoreError, OptionError, StoreError, WriteError, os_cause
+from imgstore.errors import OptionError, StoreError, io_errors
 from imgstore.options import parse_size
 from imgstore.reader import open_store
 from imgstore.store import LIBVER, open_read
@@ -236,19 +235,6 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expanduser(os.fspath(path)))
 
 
-@contextlib.contextmanager
-def _io_errors(store: str | os.PathLike[str], out: Path) -> Iterator[None]:
-    """Operating-system errors as one line: a write that failed (a full disk) or a store that cannot be read."""
-    try:
-        yield
-    except ImgStoreError:
-        raise  # already one line (OutputExistsError is an OSError too)
-    except OSError as exc:
-        if isinstance(getattr(exc, "errno", None), int):
-            raise WriteError(f"cannot write {out}: {os_cause(exc)} (nothing was kept)") from None
-        raise StoreError(f"cannot read {store}: {os_cause(exc)} (run imgstore verify on it)") from None
-
-
 # ------------------------------------------------------------------------------------------------ export_vectors
 
 
@@ -317,7 +303,7 @@ def export_vectors(
     out_path = _resolve(out)
     vf = format_for_path(out_path, opts.fmt)
     opts.check_format(vf)
-    with _io_errors(store_path, out_path), _StoreRows(_resolve(store_path)) as store:
+    with io_errors(store_path, out_path, StoreError), _StoreRows(_resolve(store_path)) as store:
         shape = opts.shrink.shape(store.shape)
         dim = int(np.prod(shape))
         check_shape(vf, store.count, dim)
@@ -531,7 +517,7 @@ def export_ann(
     if out_path.exists() and not out_path.is_dir():
         raise OptionError(f"output {str(out_path)!r} is a file: with --ann, OUT is a folder for the benchmark files")
     fvecs = FORMATS["fvecs"]
-    with _io_errors(store_path, out_path), _StoreRows(_resolve(store_path)) as store:
+    with io_errors(store_path, out_path, StoreError), _StoreRows(_resolve(store_path)) as store:
         opts.check_store(store.count)
         shape = opts.shrink.shape(store.shape)
         dim = int(np.prod(shape))
