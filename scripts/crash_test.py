@@ -671,6 +671,57 @@ def second_writer_command(kind: str, setup: Setup, out: Path, work: Path) -> lis
     return cli(setup.full, out, corpus, *flag)
 
 
+# ------------------------------------------------------------------------------------------------ merge
+
+
+def merge_trials(setup: Setup, k: int, syscall_points: int, rng: random.Random) -> list[Trial]:
+    """``imgstore merge`` (virtual and ``--copy``) interrupted at moments and system calls: OUT is absent or the
+    finished merged store, never anything else, and running the merge again leaves exactly that store."""
+    corpus = setup.corpus
+    shards_dir = setup.root / f"shards-{corpus.size}"
+    if not shards_dir.exists():
+        shards_dir.mkdir()
+        for i in (1, 2, 3):
+            must(run(cli(setup.full, shards_dir / f"s{i}.h5", corpus, "--shard", f"{i}/3")), f"shard {i}/3")
+    shards = sorted(str(p) for p in shards_dir.glob("s*.h5"))
+    trials = []
+    for how in ("virtual", "copy"):
+        extra = ("--copy",) if how == "copy" else ()
+        with tempfile.TemporaryDirectory(prefix="merge-ref-", dir=setup.root) as tmp:
+            cmd = [sys.executable, "-m", "imgstore", "merge", str(Path(tmp) / "out.h5"), *shards, "-q", *extra]
+            ref_run = must(run(cmd), f"merge {how}")
+            ref = snapshot(Path(tmp) / "out.h5")
+            total = count_syscalls([*cmd[:4], str(Path(tmp) / "again.h5"), *cmd[5:]]) if syscall_points else 0
+        for sig in SIGNALS:
+            plan = [("after", a) for a in moments(ref_run.seconds, k, rng)]
+            plan += [("syscall", n) for n in (points(total, syscall_points) if total else [])]
+            for kind, when in plan:
+                t = Trial(f"merge {how}", sig, f"{when:.2f}s" if kind == "after" else f"syscall {when}", corpus.size)
+                with tempfile.TemporaryDirectory(prefix="merge-", dir=setup.root) as tmp:
+                    out = Path(tmp) / "out.h5"
+                    cmd = [sys.executable, "-m", "imgstore", "merge", str(out), *shards, "-q", *extra]
+                    done = run_interrupted(cmd, sig, float(when)) if kind == "after" else run_at_syscall(cmd, sig, int(when))
+                    t.problems += status_problems(done, sig, strace=kind == "syscall")
+                    if out.exists():
+                        try:
+                            t.problems += same_problems(snapshot(out), ref, "OUT")
+                            t.outcome = "finished"
+                        except Exception as exc:
+                            t.problems.append(f"OUT does not open: {type(exc).__name__}: {exc}")
+                    else:
+                        t.outcome = "absent"
+                    again = run([*cmd, "--overwrite"])
+                    if again.returncode != 0:
+                        t.problems.append(f"merging again failed: {again.stderr.strip()[-300:]}")
+                    else:
+                        t.problems += same_problems(snapshot(out), ref, "the merged store")
+                    rest = leftovers(Path(tmp), out)
+                    if rest:
+                        t.problems.append(f"files left beside OUT: {rest}")
+                trials.append(t)
+    return trials
+
+
 # ------------------------------------------------------------------------------------------------ the matrix
 
 
@@ -777,6 +828,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_second_writer and corpus.size == corpora[0].size:
             results += second_writer_trials(setup)
             print(f"  size {corpus.size:>3} second writers done", flush=True)
+        if corpus.size == corpora[0].size:
+            merged = merge_trials(setup, max(1, per_cell // 2), n_points // 2 if strace else 0, rng)
+            results += merged
+            print(f"  size {corpus.size:>3} merge: {len(merged)} trials, {sum(1 for t in merged if t.problems)} failed")
     print(f"\nall done in {time.monotonic() - started:.0f}s")
     return 1 if summarize(results, {c.size: c.flush_every for c in corpora}) else 0
 

@@ -63,3 +63,11 @@ def test_second_writers_are_refused_at_once(setup: C.Setup) -> None:
     kinds = {t.when for t in trials if t.sig == "second writer"}
     assert any("while OUT is written" in k for k in kinds) and len(trials) >= 7
     assert not _report(trials), _report(trials)
+
+
+def test_interrupted_merge_leaves_nothing_or_the_whole_store(setup: C.Setup) -> None:
+    """merge (virtual and --copy) interrupted at moments and system calls: OUT absent or the whole merged store,
+    and merging again gives exactly that store with nothing left beside it."""
+    trials = C.merge_trials(setup, 1, 2 if setup.syscalls else 0, random.Random(0))
+    assert len(trials) >= 6
+    assert not _report(trials), _report(trials)
