@@ -54,6 +54,14 @@ def cli_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
         note = interrupted() if interrupted is not None else ""
         typer.echo(f"Interrupted{': ' + note if note else ''}.", err=True)
         raise typer.Exit(exit_code(exc)) from None
+    except Exception as exc:
+        # Not an error the library words (a bug, or an HDF5 failure h5py raises as another type): still one line;
+        # IMGSTORE_DEBUG=1 shows the traceback.
+        if os.environ.get("IMGSTORE_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        typer.echo(f"Error: {type(exc).__name__}: {first} (IMGSTORE_DEBUG=1 shows where)", err=True)
+        raise typer.Exit(1) from None
 
 
 class _LazyBar:

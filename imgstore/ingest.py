@@ -102,8 +102,8 @@ def stored_options(path: str | os.PathLike[str]) -> dict[str, Any]:
             return values
     except FileNotFoundError:
         raise StoreError(f"{p} does not exist: there is nothing to append to or resume") from None
-    except OSError as exc:
-        raise StoreError(f"{p} cannot be opened as a store: {os_cause(exc)}") from None
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise StoreError(f"{p} cannot be opened as a store: {os_cause(exc)} (imgstore verify {p} says more)") from None
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{p} has a damaged ingest_options attribute ({exc}): run imgstore verify on it") from None
 
@@ -185,8 +185,8 @@ def _check_continuation(path: Path, opts: IngestOptions) -> bool:
                 raise StoreError(
                     f"{path} is a merged (virtual) store: merge with --copy to get a store you can {verb}"
                 )
-    except OSError as exc:
-        raise StoreError(f"{path} cannot be opened as a store: {os_cause(exc)}") from None
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        raise StoreError(f"{path} cannot be opened as a store: {os_cause(exc)} (imgstore verify {path} says more)") from None
     mine = recorded_options(opts)
     mine["labels_scheme"] = _scheme(opts.labels)
     theirs = dict(stored)

@@ -558,12 +558,13 @@ class StoreFile:
             f.swmr_mode = True  # from here on HDF5 orders its metadata writes: the file is always consistent
             f.flush()
         except BaseException as exc:
-            if isinstance(exc, OSError):
+            failed = is_os_failure(exc)  # h5py raises some HDF5 write failures as RuntimeError
+            if failed:
                 _seal(f, work)
             _close_quietly(f)
             with contextlib.suppress(OSError):
                 os.unlink(work)
-            if isinstance(exc, OSError):
+            if failed:
                 raise WriteError(f"cannot create {publish_to or work}: {os_cause(exc)} (nothing was written)") from None
             raise
         return cls(f, work, schema, publish_to=publish_to)

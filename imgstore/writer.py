@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from imgstore import signals
-from imgstore.errors import OptionError, OutputExistsError, StoreError, WriteError
+from imgstore.errors import OptionError, OutputExistsError, StoreError, WriteError, os_cause
 from imgstore.lock import WriterLock, remove_stale_temps
 from imgstore.store import (
     Schema,
@@ -175,8 +175,10 @@ class ImageIndexer:
                     old = needs_upgrade(f)
             except FileNotFoundError:
                 raise StoreError(f"{self.path} does not exist: there is nothing to append to or resume") from None
-            except OSError as exc:
-                raise StoreError(f"{self.path} cannot be opened as a store: {exc}") from None
+            except (OSError, RuntimeError, KeyError, ValueError) as exc:
+                raise StoreError(
+                    f"{self.path} cannot be opened as a store: {os_cause(exc)} (imgstore verify {self.path} says more)"
+                ) from None
             if old:
                 upgrade(self.path)
             with signals.deferred():
