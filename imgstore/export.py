@@ -29,7 +29,7 @@ from PIL import Image
 from imgstore.errors import OptionError, StoreError, io_errors
 from imgstore.options import parse_size
 from imgstore.reader import open_store
-from imgstore.store import LIBVER, open_read
+from imgstore.store import LABELS, LIBVER, NAMES, open_read
 from imgstore.vectors import (
     FORMATS,
     INT32_MAX,
@@ -171,12 +171,12 @@ class _StoreRows:
         self.shape: tuple[int, int, int] = tuple(int(s) for s in self.store.shape)  # type: ignore[assignment]
         self.stem = path.stem
         self._file = open_read(path)
-        names = self._file.get("image_names")
+        names = self._file.get(NAMES)
         self._names: Any = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
         if not self.store.complete:
             # An interrupted store: its variable-length names may be torn; the reader takes them from the journal.
             self._names = np.asarray(self.store.names, dtype=object)
-        labels = self._file.get("labels")
+        labels = self._file.get(LABELS)
         self._labels = labels if isinstance(labels, h5py.Dataset) and len(labels) >= self.count else None
 
     @property

@@ -159,17 +159,17 @@ def _read_shard(path: Path) -> _Shard:
             )
         count = int(attrs.get("count", 0))
         rows = {name: tuple(obj.shape) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
-        skipped = int(attrs.get("skipped_count", rows.get("skipped_names", (0,))[0]))
-        for name in ("skipped_names", "skipped_reasons"):
+        skipped = int(attrs.get("skipped_count", rows.get(SKIPPED_NAMES, (0,))[0]))
+        for name in (SKIPPED_NAMES, SKIPPED_REASONS):
             if rows.get(name, (0,))[0] < skipped:
                 raise StoreError(f"{path} is damaged: skipped_count says {skipped} but {name} holds fewer rows")
-        for name in ("images", "image_names", "sha256", "labels"):  # the last two are optional
-            required = name in rows or name in ("images", "image_names")
+        for name in (IMAGES, NAMES, SHA256, LABELS):  # the last two are optional
+            required = name in rows or name in (IMAGES, NAMES)
             if count and required and rows.get(name, (0,))[0] < count:
                 raise StoreError(f"{path} is damaged: count says {count} images but {name} holds fewer rows")
         compression: tuple[Any, Any] = (None, None)
         if "images" in f:
-            ds = f["images"]
+            ds = f[IMAGES]
             if ds.dtype != np.uint8 or ds.ndim != 4:
                 raise StoreError(f"{path} is damaged: images is {ds.dtype} {ds.shape}, not uint8 (N, H, W, C)")
             compression = compression_of(ds)
@@ -244,12 +244,12 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
                 )
     # Optional per-row datasets exist only once a shard stored an image: compare shards that hold images.
     filled = [s for s in ordered if s.count]
-    for name, what in (("labels", "labels"), ("sha256", "sha256 digests")):
+    for name, what in ((LABELS, LABELS), (SHA256, "sha256 digests")):
         having = [s for s in filled if s.has(name)]
         if having and len(having) != len(filled):
             lacking = next(s for s in filled if not s.has(name))
             raise StoreError(f"shards disagree on {what}: {having[0].path} has them but {lacking.path} has none")
-    shapes = {s.rows["images"][1:] for s in ordered if s.has("images")}
+    shapes = {s.rows[IMAGES][1:] for s in ordered if s.has(IMAGES)}
     if len(shapes) > 1:
         raise StoreError(f"shards disagree on the image shape (H, W, C): {sorted(shapes)}")
     return ordered
@@ -280,8 +280,8 @@ def _relative(path: Path, folder: Path) -> str:
 
 def _shape(shards: list[_Shard]) -> tuple[int, int, int]:
     for s in shards:
-        if s.has("images"):
-            return s.rows["images"][1:]  # type: ignore[return-value]
+        if s.has(IMAGES):
+            return s.rows[IMAGES][1:]  # type: ignore[return-value]
     size = shards[0].attrs.get("size") or [0, 0]
     return (int(size[1]), int(size[0]), int(shards[0].attrs.get("channels", 3)))
 
@@ -402,7 +402,7 @@ def missing_sources(path: str | os.PathLike[str]) -> list[str]:
     """
     p = resolve_path(path)
     with open_read(p) as f:
-        if "images" not in f or not f["images"].is_virtual:
+        if "images" not in f or not f[IMAGES].is_virtual:
             return []
         files = {vs.file_name.replace("%%", "%") for name in f for vs in _sources(f[name])}
     folder = p.parent

@@ -29,6 +29,8 @@ from imgstore.store import (
     LABELS,
     NAMES,
     SHA256,
+    SKIPPED_NAMES,
+    SKIPPED_REASONS,
     TextJournal,
     format_version,
     has_journal,
@@ -153,7 +155,7 @@ class _Verifier:
         self.journal: h5py.Group | None = journal if isinstance(journal, h5py.Group) else None
         # An incomplete store's names come from the journal (as imgstore.open reads them); its string dataset may
         # have been left unreadable by a crash and is rebuilt by the next write, so it is not judged.
-        self.names_from_journal = not self.complete and self.has_journal("image_names")
+        self.names_from_journal = not self.complete and self.has_journal(NAMES)
         # Row ranges of image_names served by an unusable shard file: their empty names are not judged again.
         self.dead_name_rows: list[tuple[int, int]] = []
 
@@ -251,12 +253,12 @@ class _Verifier:
                 count = int(f.attrs["count"])
             except (TypeError, ValueError):
                 self.problem(f"count attribute {f.attrs['count']!r} is not a number")
-                count = rows.get("images", 0)
+                count = rows.get(IMAGES, 0)
             if count < 0:
                 self.problem(f"count attribute is negative ({count})")
                 count = 0
         else:
-            count = rows.get("images", 0)
+            count = rows.get(IMAGES, 0)
             self.problem(f"count attribute is missing, so readers see no images (images has {count} rows)")
         if "images" not in datasets and "images" not in f:
             if count > 0:
@@ -265,8 +267,8 @@ class _Verifier:
                 self.note("the store holds no images")
         if self.names_from_journal and "image_names" in datasets:
             # Not judged (see __init__): the journal stands in for it.
-            n = rows.pop("image_names")
-            del datasets["image_names"]
+            n = rows.pop(NAMES)
+            del datasets[NAMES]
             if n < count:
                 self.note(f"image_names has {n} rows but count is {count}: readers use the journal, the next write rebuilds it")
         elif "image_names" not in f and "images" in datasets and not self.names_from_journal:
@@ -329,7 +331,7 @@ class _Verifier:
             return
         k = len(np.asarray(class_names).ravel())
         for a, b in _spans(self.count, TEXT_BATCH):
-            values = self.read_rows("labels", labels, a, b)
+            values = self.read_rows(LABELS, labels, a, b)
             if values is None:
                 continue
             for j in np.flatnonzero((values < 0) | (values >= k)):
@@ -354,14 +356,14 @@ class _Verifier:
     def names_batch(self, names: h5py.Dataset | None, a: int, b: int) -> list[str] | None:
         """Rows ``a:b`` of the names as readers see them (the journal for an incomplete store)."""
         if self.names_from_journal:
-            return self.journal_rows("image_names", a, b)
+            return self.journal_rows(NAMES, a, b)
         assert names is not None
-        batch = self.read_rows("image_names", names, a, b)
+        batch = self.read_rows(NAMES, names, a, b)
         return None if batch is None else texts(batch)
 
     def check_journal(self) -> None:
         """Each journaled text column holds at least its committed rows."""
-        committed = {"image_names": self.committed, "skipped_names": self.skipped_count(), "skipped_reasons": self.skipped_count()}
+        committed = {"image_names": self.committed, SKIPPED_NAMES: self.skipped_count(), SKIPPED_REASONS: self.skipped_count()}
         for key, n in committed.items():
             if not self.has_journal(key):
                 continue
@@ -379,7 +381,7 @@ class _Verifier:
         """Names are unique; a complete store's names agree with their journal copy."""
         # A 64-bit hash per row finds candidate duplicates in bounded memory; the texts then confirm them.
         n = self.count
-        compare = not self.names_from_journal and self.has_journal("image_names")
+        compare = not self.names_from_journal and self.has_journal(NAMES)
         if compare:
             assert self.journal is not None
             compare = self.journal["image_names.ends"].shape[0] >= n
@@ -389,7 +391,7 @@ class _Verifier:
             if batch is None:
                 continue
             hashes[a:b] = np.fromiter((hash(s) for s in batch), np.int64, b - a)
-            copy = self.journal_rows("image_names", a, b) if compare else None
+            copy = self.journal_rows(NAMES, a, b) if compare else None
             if copy is not None and copy != batch:
                 for j in (j for j, (x, y) in enumerate(zip(batch, copy)) if x != y):
                     self.problem(
@@ -459,7 +461,7 @@ class _Verifier:
         folder = self.path.parent
         uses: dict[str, dict[str, list[tuple[int, int]]]] = {}  # file -> dataset -> row ranges
         dset_names: dict[str, set[str]] = {}
-        for name in (*PER_ROW, "skipped_names", "skipped_reasons"):
+        for name in (*PER_ROW, SKIPPED_NAMES, SKIPPED_REASONS):
             ds = self.f.get(name)
             if not isinstance(ds, h5py.Dataset) or not ds.is_virtual:
                 continue
@@ -476,14 +478,14 @@ class _Verifier:
                 dset_names.setdefault(file_name, set()).add(vmap.dset_name)
         if not uses:
             return
-        if "images" in self.f and self.f["images"].is_virtual:
+        if "images" in self.f and self.f[IMAGES].is_virtual:
             shards = sum(1 for u in uses.values() if "images" in u)
             self.note(f"images is a merged (virtual) dataset over {shards} file(s)")
         for file_name, by_dataset in uses.items():
             trouble = self.virtual_source_problem(folder, file_name, dset_names[file_name])
             if trouble is None:
                 continue
-            self.dead_name_rows += [(a, b + 1) for a, b in by_dataset.get("image_names", []) if a >= 0]
+            self.dead_name_rows += [(a, b + 1) for a, b in by_dataset.get(NAMES, []) if a >= 0]
             first, spans = next(iter(by_dataset.items()))
             ranges = ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans if a >= 0) or "some"
             others = [d for d in by_dataset if d != first]
@@ -516,12 +518,12 @@ class _Verifier:
                 return int(f.attrs["skipped_count"])
             except (TypeError, ValueError):
                 return 0
-        return int(f["skipped_names"].shape[0]) if isinstance(f.get("skipped_names"), h5py.Dataset) else 0
+        return int(f[SKIPPED_NAMES].shape[0]) if isinstance(f.get(SKIPPED_NAMES), h5py.Dataset) else 0
 
     def check_skipped(self) -> None:
         """The skipped lists hold their committed rows (``skipped_count``, or pair up in older stores)."""
         f = self.f
-        keys = ("skipped_names", "skipped_reasons")
+        keys = (SKIPPED_NAMES, SKIPPED_REASONS)
         have = [k for k in keys if isinstance(f.get(k), h5py.Dataset)]
         if len(have) == 1:
             self.problem(f"{have[0]} exists without {({'skipped_names', 'skipped_reasons'} - set(have)).pop()}")
@@ -530,14 +532,14 @@ class _Verifier:
             return
         rows = {k: int(f[k].shape[0]) for k in keys}
         if "skipped_count" not in f.attrs:
-            if rows["skipped_names"] != rows["skipped_reasons"]:
+            if rows[SKIPPED_NAMES] != rows[SKIPPED_REASONS]:
                 self.problem(f"skipped_names has {rows['skipped_names']} rows but skipped_reasons has {rows['skipped_reasons']}")
             return
         n = self.skipped_count()
         for k in keys:
             if rows[k] < n:
                 self.problem(f"{k} has {rows[k]} rows but skipped_count is {n}")
-        if self.complete or not self.has_journal("skipped_names"):
+        if self.complete or not self.has_journal(SKIPPED_NAMES):
             for k in keys:
                 for a, b in _spans(min(n, rows[k]), TEXT_BATCH):
                     self.read_rows(k, f[k], a, b)
@@ -615,7 +617,7 @@ class _Verifier:
             self.note("the store records no SHA-256 digests: --sources checked only that each file exists")
         for a, b in _spans(self.count, TEXT_BATCH):
             batch = self.names_batch(names, a, b)
-            stored = self.read_rows("sha256", digests, a, b) if digests is not None else None
+            stored = self.read_rows(SHA256, digests, a, b) if digests is not None else None
             if batch is None:
                 self.tick(b - a)
                 continue
