@@ -798,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default=None, help="comma-separated --size values of the full matrix (32,48,256)")
     ap.add_argument("--trials", type=int, default=None, help="moments per mode x signal (default 8, quick 2)")
     ap.add_argument("--points", type=int, default=None, help="strace kill points per mode x signal (default 12, quick 2)")
+    ap.add_argument("--every-syscall", action="store_true",
+                    help="SIGKILL at every file-changing system call of each mode's run (the quick corpus), then stop")
     ap.add_argument("--no-enospc", action="store_true", help="skip the full-disk trials")
     ap.add_argument("--no-second-writer", action="store_true", help="skip the second-writer trials")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data" / "crash")
@@ -815,6 +817,19 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     results: list[Trial] = []
     started = time.monotonic()
+    if args.every_syscall:
+        if not strace:
+            print("--every-syscall needs strace")
+            return 1
+        setup = prepare(args.data, QUICK[0], True)
+        for mode in MODES:
+            total = setup.syscalls[mode]
+            cell = [trial(setup, mode, "KILL", syscall=n) for n in range(1, total + 1)]
+            results += cell
+            print(f"  {mode}: SIGKILL at each of its {total} file-changing system calls, "
+                  f"{sum(1 for t in cell if t.problems)} failed", flush=True)  # fmt: skip
+        print(f"\nall done in {time.monotonic() - started:.0f}s")
+        return 1 if summarize(results, {QUICK[0].size: QUICK[0].flush_every}) else 0
     for corpus in corpora:
         print(f"size {corpus.size}: {corpus.count} photos of {corpus.photo[0]}x{corpus.photo[1]}, preparing", flush=True)
         setup = prepare(args.data, corpus, strace and n_points > 0)
