@@ -298,6 +298,15 @@ def _interrupted_note(out: Path, dask: bool) -> str:
     if partial.exists():
         return f"{out} is unchanged; the new store so far is in {partial} (--resume continues it, then replaces {out})"
     if out.exists():
+        from imgstore.store import open_read
+
+        try:
+            with open_read(out) as f:
+                complete = bool(f.attrs.get("complete", False))
+        except (OSError, RuntimeError, KeyError):
+            complete = False
+        if complete:
+            return f"{out} is unchanged (run the same command again)"
         return f"images decoded so far were committed to {out}; it is marked incomplete (--resume continues it)"
     return f"{out} was not created yet (run the same command again)"
 

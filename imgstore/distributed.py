@@ -22,6 +22,7 @@ workers with ``DASK_DISTRIBUTED__WORKER__DAEMON=False`` to keep the isolation.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import multiprocessing
@@ -175,13 +176,17 @@ def dask_client(address: Any) -> Iterator[Any]:
 
         # Non-daemonic worker processes may start imgstore's decoder process (per-file isolation, see above).
         with dask.config.set({"distributed.worker.daemon": False}):
-            cluster = distributed.LocalCluster(
-                n_workers=n_workers,
-                processes=True,
-                threads_per_worker=1,
-                dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server: any free local port, not 8787
-                silence_logs=logging.ERROR,
-            )
+            try:
+                cluster = distributed.LocalCluster(
+                    n_workers=n_workers,
+                    processes=True,
+                    threads_per_worker=1,
+                    dashboard_address="127.0.0.1:0",  # the scheduler's HTTP server: any free local port, not 8787
+                    silence_logs=logging.ERROR,
+                )
+            except BaseException:  # Ctrl-C or SIGTERM while the cluster starts
+                _close_unstarted_clusters()
+                raise
             try:
                 with distributed.Client(cluster) as client:
                     yield client
@@ -203,6 +208,17 @@ def dask_client(address: Any) -> Iterator[Any]:
                 f"start workers with `dask worker {where}`"
             ) from None
         yield client
+
+
+def _close_unstarted_clusters() -> None:
+    """Close the LocalCluster whose start was interrupted, quietly: left to distributed's own exit handler, a
+    cluster that never finished starting fails an assertion and prints a traceback after our one-line message."""
+    from distributed.deploy.spec import SpecCluster
+
+    for cluster in list(SpecCluster._instances):
+        with contextlib.suppress(Exception), contextlib.redirect_stderr(io.StringIO()):
+            cluster.close(timeout=5)
+        cluster.shutdown_on_close = False
 
 
 def ingest_dask(

@@ -279,7 +279,9 @@ def _run(
         # descriptor (the writer lock's descriptor is closed in every child).
         pool = stack.enter_context(DecodePool(opts.decode, workers, timeout=opts.timeout)) if workers else None
         if continuing:
-            keep = ("source", "imgstore_version", "class_names", RUN_START)
+            # source and imgstore_version stay those of the run that created the store: a string attribute can only
+            # be rewritten by a copy (store.settable_in_place); class names do change when new classes arrive.
+            keep = ("class_names", RUN_START)
             ix = ImageIndexer.reopen(
                 target.path, opts.buffer_size, attrs={k: run_attrs[k] for k in keep if k in run_attrs},
                 publish_to=target.publish_to, flush_every=opts.flush_every,

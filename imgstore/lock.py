@@ -26,6 +26,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,14 @@ def temp_path(target: str | os.PathLike[str]) -> Path:
     """A new temporary name for ``target``'s content: ``.NAME.tmp-XXXXXXXX`` in the same folder (not created)."""
     p = Path(target)
     return p.with_name(f".{p.name}{TEMP_MARK}{secrets.token_hex(4)}")
+
+
+def temp_target(tmp: Path) -> Path:
+    """The output a temporary file of :func:`temp_path` stands for (``tmp`` itself when it is not one)."""
+    name = tmp.name
+    if name.startswith(".") and TEMP_MARK in name:
+        return tmp.with_name(name[1:].rsplit(TEMP_MARK, 1)[0])
+    return tmp
 
 
 def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
@@ -80,7 +89,7 @@ class Holder:
 
 def read_holder(target: str | os.PathLike[str]) -> Holder | None:
     """Who holds ``target``'s writer lock right now, or None when nobody does."""
-    path = lock_path(target)
+    path = lock_path(os.path.realpath(target))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -89,7 +98,7 @@ def read_holder(target: str | os.PathLike[str]) -> Holder | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _parse_holder(os.pread(fd, 65536, 0))
+            return _read_record(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)  # nobody holds it: a lock file being created or removed
         return None
     finally:
@@ -127,85 +136,141 @@ def _forget_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
+def _key(lockfile: Path) -> str:
+    return os.path.join(os.path.realpath(lockfile.parent if str(lockfile.parent) else "."), lockfile.name)
+
+
+def _read_record(fd: int) -> Holder:
+    """The holder record of a lock file held by another process; it is written just after the lock is taken, so
+    an empty one is read again for a moment."""
+    for _ in range(50):
+        raw = os.pread(fd, 65536, 0)
+        if raw:
+            return _parse_holder(raw)
+        time.sleep(0.01)
+    return _parse_holder(b"")
+
+
+def _take(lockfile: Path, shown: Path, command: str) -> None:
+    """Hold ``lockfile`` (nesting when this process holds it already) or raise StoreBusyError naming its holder."""
+    key = _key(lockfile)
+    held = _HELD.get(key)
+    if held is not None:
+        held[1] += 1
+        return
+    while True:
+        try:
+            fd = os.open(lockfile, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the lock file {lockfile}: {exc.strerror or exc} "
+                "(the output's folder must exist and be writable)"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_record(fd) if exc.errno in (errno.EAGAIN, errno.EACCES) else None
+            os.close(fd)
+            if holder is None:
+                raise StoreError(f"cannot lock {lockfile}: {exc.strerror or exc}") from None
+            raise StoreBusyError(
+                f"{shown} is being written by another imgstore process ({holder.describe()}): "
+                "wait for it to finish or stop it"
+            ) from None
+        # A writer releasing its lock removes the file: make sure the path still names the file we locked.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lockfile))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    since = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": since})
+    with contextlib.suppress(OSError):  # the record is informative only
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode("utf-8"), 0)
+    _HELD[key] = [fd, 1]
+
+
+def _drop(lockfile: Path) -> None:
+    key = _key(lockfile)
+    held = _HELD.get(key)
+    if held is None:  # forgotten in a forked child
+        return
+    held[1] -= 1
+    if held[1] > 0:
+        return
+    del _HELD[key]
+    with contextlib.suppress(OSError):
+        os.unlink(lockfile)  # while still holding it: whoever opens the path next gets a new file
+    with contextlib.suppress(OSError):
+        os.close(held[0])
+
+
+def inode_lock_path(target: Path) -> Path | None:
+    """The lock file of the file ``target`` names, whatever name it is reached by (hard links): in its folder,
+    keyed by device and inode. None while ``target`` does not exist."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return None
+    return target.with_name(f".imgstore-{st.st_dev:x}-{st.st_ino:x}.lock")
+
+
 class WriterLock:
     """The exclusive writer lock of ``target`` (a path that need not exist yet); a context manager.
 
-    ``acquire()`` raises :class:`~imgstore.errors.StoreBusyError` naming the holder when another process writes
-    ``target``, and :class:`~imgstore.errors.StoreError` when the lock file cannot be created (a folder that does
-    not exist or is not writable). Acquiring a lock this process already holds nests.
+    The lock is taken on the real path (symbolic links resolved) and, once the file exists, on its inode as well,
+    so another spelling of the same output -- a symlink, a hard link -- is the same lock. ``acquire()`` raises
+    :class:`~imgstore.errors.StoreBusyError` naming the holder when another process writes ``target``, and
+    :class:`~imgstore.errors.StoreError` when the lock file cannot be created (a folder that does not exist or is
+    not writable). Acquiring a lock this process already holds nests. A writer that creates the file calls
+    :meth:`refresh` then, to add the inode lock.
     """
 
     def __init__(self, target: str | os.PathLike[str], command: str | None = None) -> None:
-        self.target = Path(target)
+        self.shown = Path(target)
+        self.target = Path(os.path.realpath(target))
         self.path = lock_path(self.target)
-        self._key = os.path.join(os.path.realpath(self.path.parent if str(self.path.parent) else "."), self.path.name)
         self.command = _command_line() if command is None else command
         self._held = False
+        self._inode: Path | None = None
 
     def acquire(self) -> WriterLock:
         """Take the lock, or raise at once if another process holds it."""
         if self._held:
             return self
-        held = _HELD.get(self._key)
-        if held is not None:
-            held[1] += 1
-            self._held = True
-            return self
-        folder = self.path.parent if str(self.path.parent) else Path(".")
+        folder = self.path.parent
         if not folder.is_dir():
-            raise OptionError(f"the folder of {self.target} does not exist: create {folder} first")
-        while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the lock file {self.path}: {exc.strerror or exc} "
-                    "(the output's folder must exist and be writable)"
-                ) from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                holder = _parse_holder(os.pread(fd, 65536, 0)) if exc.errno in (errno.EAGAIN, errno.EACCES) else None
-                os.close(fd)
-                if holder is None:
-                    raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-                raise StoreBusyError(
-                    f"{self.target} is being written by another imgstore process ({holder.describe()}): "
-                    "wait for it to finish or stop it"
-                ) from None
-            # A writer releasing its lock removes the file: make sure the path still names the file we locked.
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        since = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "since": since})
-        with contextlib.suppress(OSError):  # the record is informative only
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, record.encode("utf-8"), 0)
-        _HELD[self._key] = [fd, 1]
+            raise OptionError(f"the folder of {self.shown} does not exist: create {self.shown.parent} first")
+        _take(self.path, self.shown, self.command)
         self._held = True
+        try:
+            self.refresh()
+        except BaseException:
+            self.release()
+            raise
         return self
+
+    def refresh(self) -> None:
+        """Also hold the inode lock of the target once it exists (a writer calls this after creating it)."""
+        if not self._held or self._inode is not None:
+            return
+        inode = inode_lock_path(self.target)
+        if inode is not None:
+            _take(inode, self.shown, self.command)
+            self._inode = inode
 
     def release(self) -> None:
         """Give the lock up (the last holder in this process removes the lock file); safe to call twice."""
         if not self._held:
             return
         self._held = False
-        held = _HELD.get(self._key)
-        if held is None:  # forgotten in a forked child
-            return
-        held[1] -= 1
-        if held[1] > 0:
-            return
-        del _HELD[self._key]
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)  # while still holding it: whoever opens the path next gets a new file
-        with contextlib.suppress(OSError):
-            os.close(held[0])
+        if self._inode is not None:
+            _drop(self._inode)
+            self._inode = None
+        _drop(self.path)
 
     def __enter__(self) -> WriterLock:
         return self.acquire()

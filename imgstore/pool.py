@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from imgstore import signals
 from imgstore.decode import decode_bytes, read_file
 from imgstore.errors import BadImageError, ImgStoreError, WriteError, os_cause
 from imgstore.options import DecodeOptions
@@ -214,14 +215,21 @@ class DecodePool:
         self._crashes = 0
         self._successes = 0
         self._workers: list[_Worker] = []
+        # Every worker ever started, so close() stops them all even when a signal cut a start short: a worker
+        # ignores SIGTERM (see _worker_main), so one left behind would hang multiprocessing's exit handler.
+        self._started: list[_Worker] = []
         try:
-            self._workers = [self._spawn() for _ in range(workers)]
+            for _ in range(workers):
+                self._workers.append(self._spawn())
         except BaseException:
             self.close()
             raise
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self._ring_path, self.n_slots, self.opts)
+        with signals.deferred():  # a started process is always recorded
+            worker = _Worker(self._ctx, self._ring_path, self.n_slots, self.opts)
+            self._started.append(worker)
+        return worker
 
     def __enter__(self) -> DecodePool:
         return self
@@ -239,8 +247,10 @@ class DecodePool:
         deadline = time.monotonic() + 2.0
         for w in self._workers:
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
+        for w in getattr(self, "_started", []):
             w.kill()
         self._workers = []
+        self._started = []
         self._ring = None  # type: ignore[assignment]
         try:
             os.unlink(self._ring_path)

@@ -69,7 +69,7 @@ from imgstore.h5 import (
     is_flagged,
     is_lock_conflict,
 )
-from imgstore.lock import temp_path
+from imgstore.lock import temp_path, temp_target
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
@@ -379,15 +379,39 @@ def open_write(path: str | os.PathLike[str]) -> h5py.File:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def settable_in_place(f: h5py.File, name: str, value: Any) -> bool:
+    """True when root attribute ``name`` exists as a number (array) of ``value``'s shape, so writing ``value``
+    changes its bytes in place. Anything else deletes and re-creates the attribute, which rewrites the root's
+    attribute storage (a fractal heap and a B-tree that SWMR's write ordering does not cover): a kill in the middle
+    can leave a file whose attributes no reader can list. So a store in SWMR mode only ever writes attributes in
+    place; other changes go through a copy (:func:`upgrade`)."""
+    if name not in f.attrs:
+        return False
+    old = f.attrs.get_id(name)
+    new = np.asarray(value)
+    return bool(old.shape == new.shape and old.dtype.kind == new.dtype.kind and new.dtype.kind in "biuf")
+
+
+def attr_differs(f: h5py.File, name: str, value: Any) -> bool:
+    """True when root attribute ``name`` is missing or holds something else than ``value``."""
+    if name not in f.attrs:
+        return True
+    old, new = f.attrs[name], value
+    if isinstance(old, np.ndarray) and old.dtype.kind in "OSU":
+        old = texts(old)
+    elif isinstance(old, bytes):
+        old = old.decode("utf-8", "replace")
+    try:
+        return bool(np.asarray(old).tolist() != np.asarray(new).tolist())
+    except (TypeError, ValueError):
+        return True
+
+
 def set_attr(f: h5py.File, name: str, value: Any) -> None:
-    """Set a root attribute, in place when one of the same type and shape exists (a counter on every commit)."""
-    if name in f.attrs:
-        old = f.attrs.get_id(name)
-        new = np.asarray(value)
-        if old.shape == new.shape and old.dtype.kind == new.dtype.kind and new.dtype.kind not in "OSU":
-            f.attrs.modify(name, value)
-            return
-    f.attrs[name] = value
+    """Write a root attribute of a store in SWMR mode: in place only (see :func:`settable_in_place`)."""
+    if not settable_in_place(f, name, value):
+        raise ValueError(f"attribute {name!r} cannot be written in place in SWMR mode")
+    f.attrs.modify(name, value)
 
 
 # ------------------------------------------------------------------------------------------------ the layout
@@ -551,8 +575,13 @@ class StoreFile:
         :meth:`create`. A failure removes ``work`` again."""
         try:
             f = h5py.File(work, "w", libver=LIBVER)
-        except OSError as exc:
-            raise WriteError(f"cannot create {work}: {os_cause(exc)}") from None
+        except Exception as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(work)
+            if not is_os_failure(exc):
+                raise
+            where = publish_to or temp_target(work)  # the output, not our temporary name
+            raise WriteError(f"cannot create {where}: {os_cause(exc)} (nothing was written)") from None
         try:
             _create_layout(f, schema, attrs)
             f.swmr_mode = True  # from here on HDF5 orders its metadata writes: the file is always consistent
@@ -565,7 +594,8 @@ class StoreFile:
             with contextlib.suppress(OSError):
                 os.unlink(work)
             if failed:
-                raise WriteError(f"cannot create {publish_to or work}: {os_cause(exc)} (nothing was written)") from None
+                where = publish_to or temp_target(work)
+                raise WriteError(f"cannot create {where}: {os_cause(exc)} (nothing was written)") from None
             raise
         return cls(f, work, schema, publish_to=publish_to)
 
@@ -575,7 +605,8 @@ class StoreFile:
         committed counts dropped, and (an interrupted store) its text columns rewritten from the journal.
 
         The store must be in the current layout (see :func:`needs_upgrade`). ``publish_to``: rename the store there
-        when it is finished (an interrupted ``--overwrite``'s partial file). ``attrs`` are set on the root.
+        when it is finished (an interrupted ``--overwrite``'s partial file). ``attrs`` are set on the root; each must
+        be writable in place (:func:`settable_in_place`).
         """
         try:
             f = open_write(path)
@@ -867,13 +898,14 @@ def _close_quietly(f: h5py.File) -> None:
             f.close()
 
 
-def upgrade(path: Path, schema: Schema | None = None) -> None:
+def upgrade(path: Path, schema: Schema | None = None, attrs: Mapping[str, Any] | None = None) -> None:
     """Copy the store at ``path`` into the current layout and put the copy in its place (hold its writer lock).
 
-    For a format-1 store, or one created before its image size was known (then ``schema`` gives it). The committed
+    For a format-1 store, one created before its image size was known (then ``schema`` gives it), or one whose
+    attributes must change in a way SWMR cannot do in place (``attrs``: e.g. more class names). The committed
     rows, names (re-escaped from format 1), labels, digests and skipped lists are copied, checksums computed, the
-    attributes and ``complete`` kept. The copy is built under a temporary name and renamed over ``path`` only when
-    whole, so ``path`` is never anything but the old store or the upgraded one.
+    attributes (updated with ``attrs``) and ``complete`` kept. The copy is built under a temporary name and renamed
+    over ``path`` only when whole, so ``path`` is never anything but the old store or the new one.
     """
     with open_read(path) as src:
         version = format_version(src)
@@ -884,12 +916,14 @@ def upgrade(path: Path, schema: Schema | None = None) -> None:
         count = int(src.attrs.get("count", 0))
         skipped = int(src.attrs.get("skipped_count", src[SKIPPED_NAMES].shape[0] if SKIPPED_NAMES in src else 0))
         keep = {k: v for k, v in src.attrs.items() if k not in ("imgstore_format", "count", "skipped_count", "complete")}
+        keep.update(attrs or {})
         names = read_text_column(src, NAMES, count, complete=complete)
         skipped_names = read_text_column(src, SKIPPED_NAMES, skipped, complete=complete)
         reasons = read_text_column(src, SKIPPED_REASONS, skipped, complete=complete)
         if version < 2:
             names = [upgrade_v1_name(n) for n in names]
             skipped_names = [upgrade_v1_name(n) for n in skipped_names]
+            keep["imgstore_version"] = store_version()
         store = StoreFile.build(temp_path(path), found, keep, publish_to=path)
         try:
             step = max(1, 16 * 2**20 // max(1, int(np.prod(found.shape))))

@@ -34,6 +34,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from imgstore import signals
 from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError, WriteError, os_cause
 from imgstore.lock import WriterLock, remove_stale_temps, temp_path
 
@@ -373,8 +374,8 @@ class VectorWriter:
         else:
             self._lock = WriterLock(self.path).acquire()
             try:
-                check_target(self.path, self.overwrite)
                 remove_stale_temps(self.path)
+                check_target(self.path, self.overwrite)
                 self._tmp, self._file = _create_temp(self.path)
             except BaseException:
                 self._lock.release()
@@ -540,10 +541,11 @@ class StagedOutputs:
     """Several output files that appear together: each is written to a temporary name, all renamed at the end.
 
     ``with StagedOutputs([a, b]) as st: write(st.temp(a)); write(st.temp(b))``. On entry it takes every target's
-    writer lock (a second writer of any of them is refused at once), refuses existing targets unless
-    ``overwrite``, and removes the temporary files a killed run left for them. On a clean exit every temporary file
-    is renamed to its target; on an exception all are deleted and no target is touched. (Should a rename itself
-    fail midway, the earlier ones stay renamed.)
+    writer lock (a second writer of any of them is refused at once), removes the temporary files a killed run left
+    for them, and refuses existing targets unless ``overwrite``. On a clean exit every temporary file is renamed
+    to its target, the first target last (so when it exists, all do), with signals held until the last rename; on
+    an exception all are deleted and no target is touched. (A kill -9 between two renames leaves the first target
+    absent and its companions present; a rerun needs ``overwrite`` then.)
     """
 
     def __init__(self, targets: Iterable[str | os.PathLike[str]], overwrite: bool = False) -> None:
@@ -557,8 +559,8 @@ class StagedOutputs:
             for target in self.targets:
                 self._locks.append(WriterLock(target).acquire())
             for target in self.targets:
+                remove_stale_temps(target)  # ours to remove whatever follows: we hold the lock
                 check_target(target, self.overwrite)
-                remove_stale_temps(target)
         except BaseException:
             self._release()
             raise
@@ -585,8 +587,11 @@ class StagedOutputs:
                 self.discard()
                 raise RuntimeError(f"staged outputs never written: {', '.join(map(str, missing))}")
             try:
-                for target in self.targets:
-                    commit_temp(self._temps[target], target, self.overwrite)
+                # The first target (the main output) is renamed last: when it exists, so do the others. A signal
+                # waits until all are renamed.
+                with signals.deferred():
+                    for target in reversed(self.targets):
+                        commit_temp(self._temps[target], target, self.overwrite)
             except OutputExistsError:
                 self.discard()
                 raise

@@ -47,6 +47,8 @@ BATCH_BYTES = 16 * 2**20
 TEXT_BATCH = 16384
 # Of each kind of repeated problem (unreadable rows, changed files, ...) this many are listed, then a count.
 MAX_LISTED = 20
+# Consecutive rows that cannot be read before verify stops trying the rest of their batch one by one.
+MAX_FAILED_READS = 3
 # The datasets that hold one row per image.
 PER_ROW = (IMAGES, NAMES, LABELS, SHA256, CHECKSUMS)
 
@@ -158,6 +160,7 @@ class _Verifier:
         self.names_from_journal = not self.complete and self.has_journal(NAMES)
         # Row ranges of image_names served by an unusable shard file: their empty names are not judged again.
         self.dead_name_rows: list[tuple[int, int]] = []
+        self.failed: set[tuple[str, int, int]] = set()  # (dataset, start, stop) batches that could not be read
 
     # -- reporting ------------------------------------------------------------------------------------------
     def problem(self, text: str, kind: str | None = None) -> None:
@@ -183,6 +186,7 @@ class _Verifier:
     def run(self) -> None:
         if not self.guard("the store format", self.check_format):
             return
+        self.guard("the root attributes", self.read_attributes)
         datasets = self.guard("the row counts", self.check_counts)
         if datasets is None:
             return
@@ -210,6 +214,11 @@ class _Verifier:
             if seen > MAX_LISTED:
                 self.report.problems.append(f"... and {seen - MAX_LISTED} more {kind}")
                 self.report.unlisted += seen - MAX_LISTED - 1  # the summary line itself counts as one
+
+    def read_attributes(self) -> None:
+        """Every root attribute reads (readers list them all: a damaged attribute storage stops them)."""
+        for name in list(self.f.attrs):
+            self.f.attrs[name]
 
     def check_format(self) -> bool:
         attrs = self.f.attrs
@@ -546,16 +555,30 @@ class _Verifier:
 
     # -- reading --------------------------------------------------------------------------------------------
     def read_rows(self, name: str, ds: h5py.Dataset, a: int, b: int) -> np.ndarray | None:
-        """Rows ``a:b`` of ``ds``, or None after reporting each row that cannot be read."""
+        """Rows ``a:b`` of ``ds``, or None after reporting the rows that cannot be read.
+
+        A batch that fails is tried row by row to name the bad rows, but a damaged store can take seconds per
+        failing read: after ``MAX_FAILED_READS`` failures in a row the rest of the batch is reported as one range,
+        and a batch that failed once is not read again by a later check.
+        """
+        if (name, a, b) in self.failed:
+            return None
         try:
             return ds[a:b]
         except _READ_ERRORS:
-            pass
+            self.failed.add((name, a, b))
+        streak = 0
         for i in range(a, b):
             try:
                 ds[i]
+                streak = 0
             except _READ_ERRORS as exc:
-                self.problem(f"{name} row {i} cannot be read: {exc}", "rows that cannot be read")
+                streak += 1
+                self.problem(f"{name} row {i} cannot be read: {os_cause(exc)}", "rows that cannot be read")
+                if streak >= MAX_FAILED_READS and i + 1 < b:
+                    rest = f"row {i + 1} was" if i + 2 == b else f"rows {i + 1}-{b - 1} were"
+                    self.problem(f"{name} {rest} not tried: the rows before them cannot be read")
+                    break
         return None
 
     def read_images(self, images: h5py.Dataset, datasets: dict[str, h5py.Dataset]) -> None:

@@ -20,16 +20,18 @@ import h5py
 import numpy as np
 
 from imgstore import signals
-from imgstore.errors import OptionError, OutputExistsError, StoreError, WriteError, os_cause
+from imgstore.errors import OptionError, OutputExistsError, StoreBusyError, StoreError, WriteError, os_cause
 from imgstore.lock import WriterLock, remove_stale_temps
 from imgstore.store import (
     Schema,
     StoreFile,
+    attr_differs,
     escape_name,
     needs_upgrade,
     open_read,
     pixel_crc,
     row_checksum,
+    settable_in_place,
     store_version,
     upgrade,
 )
@@ -38,6 +40,19 @@ DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to abou
 DEFAULT_FLUSH_SECONDS = 2.0  # a commit at least this often while rows arrive: what a kill -9 can lose
 
 __all__ = ["DEFAULT_FLUSH_SECONDS", "ImageIndexer", "auto_buffer_size", "store_version", "stored_name"]
+
+
+# Stores an ImageIndexer of this process is writing (real paths): the writer lock is shared by nested steps of one
+# command in a process, but two indexers on one store would overwrite each other's rows.
+_OPEN: set[str] = set()
+
+
+def _claim(target: Path) -> str:
+    key = os.path.realpath(target)
+    if key in _OPEN:
+        raise StoreBusyError(f"{target} is being written by another ImageIndexer of this process: close that one first")
+    _OPEN.add(key)
+    return key
 
 
 def stored_name(name: str | bytes) -> str:
@@ -110,6 +125,11 @@ class ImageIndexer:
         self._attrs = dict(attrs or {})
         self._lock = WriterLock(self.path).acquire()
         try:
+            self._claim = _claim(self.path)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
             if self.path.is_dir():
                 raise OutputExistsError(f"{self.path} is a folder: give a file name for the store, e.g. out.h5")
             if self.path.exists() and not overwrite:
@@ -120,7 +140,7 @@ class ImageIndexer:
             self._stage = "partial" if self.path.exists() else "temp" if staged else "link"
             self._open_if_known()
         except BaseException:
-            self._lock.release()
+            self._release()
             raise
 
     def _init_state(self, path: Path, buffer_size: int, flush_every: float, clock: Callable[[], float]) -> None:
@@ -143,6 +163,7 @@ class ImageIndexer:
         self._sums: list[int] = []
         self._skipped: list[tuple[str, str]] = []
         self._stage = "link"
+        self._claim = ""
 
     @classmethod
     def reopen(
@@ -159,7 +180,8 @@ class ImageIndexer:
 
         Rows past ``count`` (an interrupted write's leftovers) are dropped and, when the store was not complete,
         its text columns are rewritten from the journal. ``complete`` is false until this indexer closes cleanly.
-        A store in an older layout is first copied into the current one (the copy replaces it when whole).
+        ``attrs`` are set on the root. A store in an older layout, or whose ``attrs`` cannot change in place (a
+        longer ``class_names``), is first copied into the current one with them (the copy replaces it when whole).
         ``publish_to``: the store is a partial file built aside; rename it there when finished.
         """
         self = cls.__new__(cls)
@@ -167,12 +189,20 @@ class ImageIndexer:
         target = Path(publish_to) if publish_to is not None else self.path
         self._lock = WriterLock(target).acquire()
         try:
+            self._claim = _claim(target)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
             remove_stale_temps(target)
             try:
                 with open_read(self.path) as f:
                     if "imgstore_format" not in f.attrs:
                         raise StoreError(f"{self.path} is not an imgstore store: it cannot be appended to")
-                    old = needs_upgrade(f)
+                    changes = {k: v for k, v in (attrs or {}).items() if attr_differs(f, k, v)}
+                    in_place = {k: v for k, v in changes.items() if settable_in_place(f, k, v)}
+                    # A change HDF5 cannot make in place in SWMR mode (more class names) is made in a copy.
+                    old = needs_upgrade(f) or len(in_place) < len(changes)
             except FileNotFoundError:
                 raise StoreError(f"{self.path} does not exist: there is nothing to append to or resume") from None
             except (OSError, RuntimeError, KeyError, ValueError) as exc:
@@ -180,15 +210,15 @@ class ImageIndexer:
                     f"{self.path} cannot be opened as a store: {os_cause(exc)} (imgstore verify {self.path} says more)"
                 ) from None
             if old:
-                upgrade(self.path)
+                upgrade(self.path, attrs={k: v for k, v in changes.items() if k not in in_place})
             with signals.deferred():
-                self._store = StoreFile.reopen(self.path, publish_to=target if publish_to else None, attrs=attrs)
+                self._store = StoreFile.reopen(self.path, publish_to=target if publish_to else None, attrs=in_place)
             schema = self._store.schema
             self._size, self._channels = schema.size, schema.channels
             self._labels_on, self._hashes_on = schema.labels, schema.sha256
             self._alloc_buffer()
         except BaseException:
-            self._lock.release()
+            self._release()
             raise
         return self
 
@@ -395,6 +425,7 @@ class ImageIndexer:
         self._labels_on, self._hashes_on = schema.labels, schema.sha256
         with signals.deferred():
             self._store = StoreFile.create(self.path, schema, self._attrs, stage=self._stage)
+        self._lock.refresh()  # the file exists now: its other names (hard links) are locked too
         self._last_commit = self._clock()
         if self._size is not None:
             self._alloc_buffer()
@@ -418,4 +449,5 @@ class ImageIndexer:
         except (OSError, WriteError):
             pass  # the write that failed has been reported; the store keeps its last commit
         finally:
+            _OPEN.discard(self._claim)
             self._lock.release()

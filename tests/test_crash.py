@@ -71,3 +71,15 @@ def test_interrupted_merge_leaves_nothing_or_the_whole_store(setup: C.Setup) -> 
     trials = C.merge_trials(setup, 1, 2 if setup.syscalls else 0, random.Random(0))
     assert len(trials) >= 6
     assert not _report(trials), _report(trials)
+
+
+@pytest.mark.parametrize("mode", ["append", "resume"])
+def test_kill_at_every_system_call_of_the_reopen(setup: C.Setup, mode: str) -> None:
+    """SIGKILL at each of the first file-changing system calls of --append / --resume, where the existing store is
+    reopened, trimmed and its text columns rebuilt: every one leaves a store every reader opens."""
+    if setup.syscalls:
+        trials = [C.trial(setup, mode, "KILL", syscall=n) for n in range(1, min(24, setup.syscalls[mode]) + 1)]
+    else:  # without strace: moments packed into the start of the run, where the reopen happens
+        start = setup.duration[mode] * 0.5
+        trials = [C.trial(setup, mode, "KILL", after=0.05 + start * i / 12) for i in range(12)]
+    assert not _report(trials), _report(trials)

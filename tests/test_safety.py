@@ -470,3 +470,52 @@ def test_export_killed_midway_leaves_nothing_after_the_next_run(tmp_path: Path) 
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.h5", "v.fvecs", "v.fvecs.names.txt"]
+
+
+def test_other_names_of_the_store_share_its_lock(tmp_path: Path) -> None:
+    """A symlink or a hard link to a store being written is the same store: a writer through it is refused."""
+    out = tmp_path / "s.h5"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        (tmp_path / "via-symlink.h5").symlink_to(out)
+        os.link(out, tmp_path / "via-hardlink.h5")
+        (tmp_path / "sub").symlink_to(tmp_path, target_is_directory=True)
+        for other in ("via-symlink.h5", "via-hardlink.h5", "sub/s.h5"):
+            with pytest.raises(StoreBusyError, match=f"pid {holder.pid}"):
+                ImageIndexer.reopen(tmp_path / other)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_one_indexer_per_store_in_a_process(tmp_path: Path) -> None:
+    """Two ImageIndexers on one store in the same process would overwrite each other's rows: the second is refused."""
+    path = tmp_path / "s.h5"
+    with ImageIndexer(path, size=(12, 8), labels=False, sha256=False) as ix:
+        ix.add("a", img(1))
+    first = ImageIndexer.reopen(path, flush_every=0)
+    try:
+        with pytest.raises(StoreBusyError, match="another ImageIndexer of this process"):
+            ImageIndexer.reopen(path)
+        first.add("b", img(2))
+    finally:
+        first.close()
+    with ImageIndexer.reopen(path) as again:  # free again once closed
+        again.add("c", img(3))
+    assert imgstore.open(path).names == ["a", "b", "c"]
+
+
+def test_new_classes_on_append_rewrite_the_store_by_a_copy(tmp_path: Path) -> None:
+    """class_names cannot grow in place in SWMR mode: an --append that brings new classes copies the store with the
+    longer list (replacing it when whole); rows, labels and names are kept."""
+    src = tmp_path / "src"
+    for cls in ("cat", "dog"):
+        write(src / cls / "1.png", encode(pattern(24, 16, seed=len(cls)), "PNG"))
+    out = tmp_path / "o.h5"
+    ingest(src, out, opts(labels="folder"))
+    write(src / "ant" / "1.png", encode(pattern(24, 16, seed=9), "PNG"))
+    ingest(src, out, opts(labels="folder", append=True))
+    s = imgstore.open(out, check=True)
+    assert s.class_names == ["cat", "dog", "ant"] and s.names == ["cat/1.png", "dog/1.png", "ant/1.png"]
+    assert [s.class_names[i] for i in s.labels] == ["cat", "dog", "ant"] and verify_store(out).ok
