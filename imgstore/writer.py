@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +56,12 @@ def _claim(target: Path) -> str:
     return key
 
 
+def _forget(key: str, lock: WriterLock) -> None:
+    """Give up an indexer's claim and lock: when it is closed, or collected without being closed."""
+    _OPEN.discard(key)
+    lock.release()
+
+
 def stored_name(name: str | bytes) -> str:
     """A row name as the caller gives it, made storable: text is kept as it is (ingest passes names already
     escaped by the walker), bytes and text with undecodable bytes (surrogate escapes from ``os``) go through
@@ -96,6 +103,8 @@ class ImageIndexer:
     :meth:`ImageIndexer.reopen` continues an existing store (append or resume).
     """
 
+    _finalizer: weakref.finalize[Any, Any] | None = None  # releases the lock of an indexer collected unclosed
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -126,6 +135,7 @@ class ImageIndexer:
         self._lock = WriterLock(self.path).acquire()
         try:
             self._claim = _claim(self.path)
+            self._finalizer = weakref.finalize(self, _forget, self._claim, self._lock)
         except BaseException:
             self._lock.release()
             raise
@@ -164,6 +174,7 @@ class ImageIndexer:
         self._skipped: list[tuple[str, str]] = []
         self._stage = "link"
         self._claim = ""
+        self._finalizer = None
 
     @classmethod
     def reopen(
@@ -190,6 +201,7 @@ class ImageIndexer:
         self._lock = WriterLock(target).acquire()
         try:
             self._claim = _claim(target)
+            self._finalizer = weakref.finalize(self, _forget, self._claim, self._lock)
         except BaseException:
             self._lock.release()
             raise
@@ -449,5 +461,6 @@ class ImageIndexer:
         except (OSError, WriteError):
             pass  # the write that failed has been reported; the store keeps its last commit
         finally:
-            _OPEN.discard(self._claim)
-            self._lock.release()
+            if self._finalizer is not None:
+                self._finalizer.detach()
+            _forget(self._claim, self._lock)

@@ -519,3 +519,18 @@ def test_new_classes_on_append_rewrite_the_store_by_a_copy(tmp_path: Path) -> No
     s = imgstore.open(out, check=True)
     assert s.class_names == ["cat", "dog", "ant"] and s.names == ["cat/1.png", "dog/1.png", "ant/1.png"]
     assert [s.class_names[i] for i in s.labels] == ["cat", "dog", "ant"] and verify_store(out).ok
+
+
+def test_an_indexer_dropped_without_close_releases_its_lock(tmp_path: Path) -> None:
+    """An ImageIndexer garbage-collected without close() frees the store for the next writer."""
+    import gc
+
+    path = tmp_path / "s.h5"
+    ix = ImageIndexer(path, size=(12, 8), labels=False, sha256=False, flush_every=0)
+    ix.add("a", img(1))
+    del ix
+    gc.collect()
+    assert not lock_path(path).exists()
+    with ImageIndexer.reopen(path) as again:
+        again.add("b", img(2))
+    assert imgstore.open(path).names == ["a", "b"]
