@@ -35,7 +35,15 @@ from imgstore.labels import Labels, resolve_labels
 from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, check_output, resolve_path, shard_range
 from imgstore.pool import Decoded, DecodePool, decode_in_process
-from imgstore.store import RUN_START, open_read, partial_path, repair_truncated, store_version, upgrade_v1_name
+from imgstore.store import (
+    RUN_START,
+    open_read,
+    partial_path,
+    publish,
+    repair_truncated,
+    store_version,
+    upgrade_v1_name,
+)
 from imgstore.writer import ImageIndexer
 
 ProgressCallback = Callable[[int], None]
@@ -61,10 +69,13 @@ class IngestReport:
     candidates: int = 0
     total: int = 0  # images in the store afterwards (differs from count with append and resume)
     nothing_to_do: bool = False
+    published: bool = False  # --resume found a finished --overwrite and only renamed it over OUT
 
     @property
     def summary(self) -> str:
         """The one line the CLI prints at the end."""
+        if self.published:
+            return f"finished the interrupted --overwrite: {self.path} now holds the new store ({self.total} images)"
         if self.nothing_to_do:
             return (
                 f"nothing to resume: {self.path} is complete ({self.total} images); "
@@ -128,7 +139,7 @@ class Mode(enum.Enum):
     NEW = "new"  # OUT does not exist: build the store and give it OUT's name at once
     REPLACE = "replace"  # --overwrite of an existing OUT: build OUT.partial, rename it over OUT when complete
     CONTINUE = "continue"  # --append / --resume: reopen a store (OUT, or OUT.partial then renamed over OUT)
-    DONE = "done"  # --resume of a complete OUT: nothing to do
+    DONE = "done"  # --resume of a complete OUT (nothing to do) or of a complete OUT.partial (rename it over OUT)
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,8 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
             )
         complete = _check_continuation(found, opts)
         if complete and opts.resume:
-            return Target(Mode.DONE, out)
+            # A complete partial file: the --overwrite was killed between finishing it and its rename.
+            return Target(Mode.DONE, found, out if found == partial else None)
         return Target(Mode.CONTINUE, found, out if found == partial else None)
     if partial.exists() and not opts.overwrite:
         raise StoreError(
@@ -232,9 +244,12 @@ def ingest(
     with WriterLock(out_path):
         target = plan_target(out_path, opts)
         if target.mode is Mode.DONE:
+            if target.publish_to is not None:
+                publish(target.path, target.publish_to)
             with open_read(out_path) as f:
                 total = int(f.attrs.get("count", 0))
-            return IngestReport(out_path, 0, total=total, nothing_to_do=True, seconds=time.perf_counter() - started)
+            return IngestReport(out_path, 0, total=total, nothing_to_do=target.publish_to is None,
+                                published=target.publish_to is not None, seconds=time.perf_counter() - started)  # fmt: skip
         report = _run(src, src_path, target, opts, progress, on_start, attrs)
     report.path = out_path
     report.seconds = time.perf_counter() - started

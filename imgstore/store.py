@@ -334,6 +334,16 @@ def _extend_truncated(path: str, exc: OSError) -> bool:
     return True
 
 
+def publish(partial: Path, out: Path) -> None:
+    """Put a complete store built aside in its final place: what an ``--overwrite`` killed between finishing
+    ``partial`` and renaming it left undone (its status flags are cleared first, as its close would have)."""
+    try:
+        open_write(partial).close()
+        os.replace(partial, out)
+    except OSError as exc:
+        raise WriteError(f"cannot rename {partial} to {out}: {os_cause(exc)} ({partial} is the finished store)") from None
+
+
 def repair_truncated(path: str | os.PathLike[str]) -> bool:
     """Extend a store whose last write failed part-way (see :func:`_extend_truncated`), as ``--resume`` does before
     anything reads it; hold its writer lock. Returns True when it was repaired."""

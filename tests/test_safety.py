@@ -534,3 +534,14 @@ def test_an_indexer_dropped_without_close_releases_its_lock(tmp_path: Path) -> N
     with ImageIndexer.reopen(path) as again:
         again.add("b", img(2))
     assert imgstore.open(path).names == ["a", "b"]
+
+
+def test_resume_finishes_an_overwrite_killed_before_its_rename(photos: Path, tmp_path: Path) -> None:
+    """A complete OUT.partial (killed between its last commit and the rename) is put in place by --resume."""
+    out = tmp_path / "o.h5"
+    ingest(photos, out, opts(decode=DecodeOptions(size=(6, 4))))
+    partial = tmp_path / "o.h5.partial"
+    ingest(photos, partial, opts())  # what the --overwrite had finished
+    report = ingest(photos, out, opts(resume=True))
+    assert report.published and "finished the interrupted --overwrite" in report.summary
+    assert not partial.exists() and imgstore.open(out).shape == (8, 12, 3) and imgstore.open(out).complete
