@@ -36,7 +36,7 @@ import numpy as np
 
 from imgstore import signals
 from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError, WriteError, os_cause
-from imgstore.lock import WriterLock, remove_stale_temps, temp_path
+from imgstore.lock import WriterLock, remove_stale_temps, temp_path, temp_target
 
 INT32_MAX = 2**31 - 1
 UINT32_MAX = 2**32 - 1
@@ -369,7 +369,7 @@ class VectorWriter:
             try:
                 self._file = open(self.path, "wb")  # noqa: SIM115 - closed by close() / abort()
             except OSError as exc:
-                raise WriteError(f"cannot create {self.path}: {os_cause(exc)}") from None
+                raise WriteError(f"cannot create {temp_target(self.path)}: {os_cause(exc)}") from None
             self._tmp = self.path
         else:
             self._lock = WriterLock(self.path).acquire()
@@ -387,7 +387,7 @@ class VectorWriter:
                 preallocate(self._file.fileno(), 0, self.format.file_bytes(self.count, self.dim))
         except OSError as exc:
             self.abort()
-            raise WriteError(f"cannot write {self._tmp}: {os_cause(exc)}") from None
+            raise WriteError(f"cannot write {temp_target(self.path)}: {os_cause(exc)} (nothing was kept)") from None
         return self
 
     def __enter__(self) -> VectorWriter:
@@ -407,8 +407,7 @@ class VectorWriter:
             self._write(block)
         except OSError as exc:
             self.abort()
-            where = self.path if self.atomic else self._tmp
-            raise WriteError(f"cannot write {where}: {os_cause(exc)} (nothing was kept)") from None
+            raise WriteError(f"cannot write {temp_target(self.path)}: {os_cause(exc)} (nothing was kept)") from None
 
     def _write(self, block: np.ndarray | Iterable[Iterable[float]]) -> None:
         if self._file is None or self._closed:
