@@ -27,38 +27,39 @@ from imgstore.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
-    from imgstore.convert import convert_ann
-    from imgstore.export import export_ann, export_vectors
+    from imgstore.extract import extract_images
     from imgstore.ingest import IngestReport
-    from imgstore.merge import merge_shards
     from imgstore.options import DecodeOptions, IngestOptions, ResizeMode
-    from imgstore.reader import ImageStore, open_store
-    from imgstore.reader import open_store as open
-    from imgstore.tools import extract_images, make_preview
+    from imgstore.preview import make_preview
+    from imgstore.store.merge import merge_shards
+    from imgstore.store.reader import ImageStore, open_store
+    from imgstore.store.reader import open_store as open
+    from imgstore.store.verify import verify_store
+    from imgstore.store.writer import ImageIndexer
     from imgstore.vectors import VectorWriter, read_vectors
-    from imgstore.verify import verify_store
-    from imgstore.writer import ImageIndexer
+    from imgstore.vectors.convert import convert_ann
+    from imgstore.vectors.export import export_ann, export_vectors
 
 # The public API, imported on first use (PEP 562): ``import imgstore`` stays light, so the command line starts
 # quickly and installs its signal handlers before numpy, h5py and Pillow load.
 _LAZY = {
-    "convert_ann": "imgstore.convert",
-    "export_ann": "imgstore.export",
-    "export_vectors": "imgstore.export",
+    "convert_ann": "imgstore.vectors.convert",
+    "export_ann": "imgstore.vectors.export",
+    "export_vectors": "imgstore.vectors.export",
     "IngestReport": "imgstore.ingest",
-    "merge_shards": "imgstore.merge",
+    "merge_shards": "imgstore.store.merge",
     "DecodeOptions": "imgstore.options",
     "IngestOptions": "imgstore.options",
     "ResizeMode": "imgstore.options",
-    "ImageStore": "imgstore.reader",
-    "open_store": "imgstore.reader",
-    "open": "imgstore.reader",
-    "extract_images": "imgstore.tools",
-    "make_preview": "imgstore.tools",
+    "ImageStore": "imgstore.store.reader",
+    "open_store": "imgstore.store.reader",
+    "open": "imgstore.store.reader",
+    "extract_images": "imgstore.extract",
+    "make_preview": "imgstore.preview",
     "VectorWriter": "imgstore.vectors",
     "read_vectors": "imgstore.vectors",
-    "verify_store": "imgstore.verify",
-    "ImageIndexer": "imgstore.writer",
+    "verify_store": "imgstore.store.verify",
+    "ImageIndexer": "imgstore.store.writer",
 }
 
 

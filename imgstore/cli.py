@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from imgstore.errors import ImgStoreError, os_cause
+from imgstore.progress import progress_bar
 from imgstore.signals import exit_code, graceful_signals
 
 app = typer.Typer(
@@ -62,49 +63,6 @@ def cli_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         typer.echo(f"Error: {type(exc).__name__}: {first} (IMGSTORE_DEBUG=1 shows where)", err=True)
         raise typer.Exit(1) from None
-
-
-class _LazyBar:
-    """A tqdm bar opened only when the library sets ``total`` (so a refused command prints no empty bar)."""
-
-    def __init__(self, desc: str, unit: str) -> None:
-        self.desc, self.unit = desc, unit
-        self._bar: object = None
-
-    @property
-    def total(self) -> int | None:
-        return None if self._bar is None else self._bar.total  # type: ignore[attr-defined]
-
-    @total.setter
-    def total(self, value: int) -> None:
-        from tqdm import tqdm
-
-        tqdm.monitor_interval = 0  # no monitor thread: decoder processes fork from this process
-        self.close()
-        self._bar = tqdm(total=value, desc=self.desc, unit=self.unit, dynamic_ncols=True, smoothing=0.05)
-
-    def refresh(self) -> None:
-        pass  # the bar was just drawn when its total was set
-
-    def update(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(n)  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()  # type: ignore[attr-defined]
-            self._bar = None
-
-
-@contextlib.contextmanager
-def progress_bar(quiet: bool, desc: str, unit: str) -> Iterator[_LazyBar | None]:
-    """A progress bar for the library's ``progress`` argument (None under --quiet), closed on the way out."""
-    bar = None if quiet else _LazyBar(desc, unit)
-    try:
-        yield bar
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 # Options shared by ingest's command line and config file; None means "not given" so a config file can fill it.
@@ -160,20 +118,14 @@ def ingest(
         options = build_ingest_options(file_values, cli_values, source=str(config or ""))
         if shards is not None and dask is None:
             raise OptionError("--shards applies only with --dask")
-        with progress_bar(quiet, "ingest", "img") as bar:
-            def on_start(total: int) -> None:
-                if bar is not None:
-                    bar.total = total
-
-            update = bar.update if bar is not None else None
+        with progress_bar("ingest", "img", silent=quiet) as bar:
             report: IngestReport
             if dask is not None:
                 from imgstore.distributed import ingest_dask
 
-                report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers,
-                                     progress=update, on_start=on_start)  # fmt: skip
+                report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers, progress=bar)
             else:
-                report = run_ingest(src, out, options, progress=update, on_start=on_start)
+                report = run_ingest(src, out, options, progress=bar)
     typer.echo(report.summary)
     note = getattr(report, "note", None)
     if note:
@@ -190,7 +142,7 @@ def info(
     skipped: Annotated[bool, typer.Option("--skipped", help="List the skipped files with their reasons.")] = False,
 ) -> None:
     """Show a store's count, shape, chunking, size on disk and attributes."""
-    from imgstore.info import format_info, store_info
+    from imgstore.store.info import format_info, store_info
 
     with cli_errors():
         data = store_info(store, skipped=skipped)
@@ -206,10 +158,10 @@ def merge(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Join the shards of an ingest --shard K/N run into one store (virtual by default; keep the shards next to it)."""
-    from imgstore.merge import merge_shards
+    from imgstore.store.merge import merge_shards
 
     with cli_errors():
-        with progress_bar(quiet or not copy, "merge", "img") as bar:
+        with progress_bar("merge", "img", silent=quiet or not copy) as bar:
             report = merge_shards(out, shards, copy=copy, overwrite=overwrite, progress=bar)
     typer.echo(report.summary)
 
@@ -221,9 +173,9 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""
-    from imgstore.verify import verify_store
+    from imgstore.store.verify import verify_store
 
-    with cli_errors(), progress_bar(quiet, "verify", "img") as bar:
+    with cli_errors(), progress_bar("verify", "img", silent=quiet) as bar:
         report = verify_store(store, sources=sources, progress=bar)
     for note in report.notes:
         typer.echo(f"note: {note}")
@@ -264,7 +216,7 @@ def preview(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Draw a contact sheet of stored images with their index, name and label."""
-    from imgstore.tools import make_preview
+    from imgstore.preview import make_preview
 
     with cli_errors():
         path = make_preview(store, out, count=count, random=random, seed=seed, columns=columns, tile=tile,
@@ -281,9 +233,9 @@ def extract(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write stored images back as PNG files."""
-    from imgstore.tools import extract_images
+    from imgstore.extract import extract_images
 
-    with cli_errors(), progress_bar(quiet, "extract", "img") as bar:
+    with cli_errors(), progress_bar("extract", "img", silent=quiet) as bar:
         written = extract_images(store, outdir, indices=indices, overwrite=overwrite, progress=bar)
     typer.echo(f"wrote {len(written)} PNG files to {outdir}")
 
@@ -343,7 +295,7 @@ def export(
     import time
 
     from imgstore.errors import OptionError
-    from imgstore.export import export_ann, export_vectors
+    from imgstore.vectors.export import export_ann, export_vectors
 
     with cli_errors():
         ann_only = {"--queries": queries, "--k": k, "--metric": metric, "--seed": seed}
@@ -355,7 +307,7 @@ def export(
         elif fmt is not None:
             raise OptionError("--format does not apply to --ann, which writes .hdf5 and .fvecs/.ivecs files")
         started = time.perf_counter()
-        with progress_bar(quiet, "export", "img") as bar:
+        with progress_bar("export", "img", silent=quiet) as bar:
             if ann:
                 report = export_ann(
                     store, out, queries=1000 if queries is None else queries, k=100 if k is None else k,
@@ -397,11 +349,11 @@ def convert(
     """Convert an ann-benchmarks HDF5 file to TEXMEX or big-ann-benchmarks vector files."""
     import time
 
-    from imgstore.convert import convert_ann
+    from imgstore.vectors.convert import convert_ann
 
     with cli_errors():
         started = time.perf_counter()
-        with progress_bar(quiet, "convert", "row") as bar:
+        with progress_bar("convert", "row", silent=quiet) as bar:
             report = convert_ann(
                 src, outdir, fmt=fmt, normalize=normalize, overwrite=overwrite, chunk_rows=chunk_rows, progress=bar
             )

@@ -5,7 +5,7 @@ once to count the candidate files, splits them into N contiguous shards, and sub
 task is the normal single-machine ingest (:func:`imgstore.ingest.ingest` with ``shard=(K, N)``) writing its own
 HDF5 file in ``OUT.parts/`` (HDF5 files cannot be written by several processes at once, so every shard has its
 own). Progress is reported as shards finish, Dask retries a failed task ``retries`` times, and the finished shards
-are joined by :func:`imgstore.merge.merge_shards` into OUT (virtual datasets over the shard files by default).
+are joined by :func:`imgstore.store.merge.merge_shards` into OUT (virtual datasets over the shard files by default).
 
 Every worker must see SRC and OUT's folder at the same paths (shared storage such as NFS), and have imgstore
 installed. Dask is an optional extra (``pip install 'imgstore[dask]'``), imported only by the functions here.
@@ -30,28 +30,24 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imgstore.discover import discover, source_label
-from imgstore.errors import ImgStoreError, OptionError
+from imgstore.errors import ImgStoreError, MissingExtraError, OptionError
 from imgstore.ingest import IngestReport, ingest, recorded_options
 from imgstore.lock import WriterLock
-from imgstore.merge import merge_shards
-from imgstore.options import IngestOptions, check_output, resolve_path
+from imgstore.options import IngestOptions, resolve_path
+from imgstore.outputs import check_target, temp_path
+from imgstore.progress import Progress, ProgressLike, as_progress
+from imgstore.sources import Source, open_source
 from imgstore.store import open_read
+from imgstore.store.merge import merge_shards
 
 MISSING_DASK = "the --dask option needs the dask extra: pip install 'imgstore[dask]'"
 SHARDS_PER_THREAD = 4  # more shards than threads: a slow shard or a lost worker costs a small part of the run
 WORKER_WAIT = 60.0  # seconds to wait for a remote scheduler to have at least one worker
-
-# Test hook: a JSON object {"shard": K, "marker": PATH, "times": T, "exit": false}. The task of shard K appends a
-# line to PATH and, on its first T attempts, raises (or with "exit" true kills its worker process, as a crash or an
-# out-of-memory kill would). Read on the worker, so it reaches the worker processes of a LocalCluster.
-FAULT_ENV = "IMGSTORE_TEST_FAIL_SHARD"
-
 
 @dataclass(frozen=True)
 class ShardResult:
@@ -90,7 +86,7 @@ def require_distributed() -> Any:
     try:
         import distributed
     except ImportError:
-        raise ImgStoreError(MISSING_DASK) from None
+        raise MissingExtraError(MISSING_DASK) from None
     return distributed
 
 
@@ -123,39 +119,23 @@ def shard_paths(out: Path, n: int) -> list[Path]:
     return [parts / f"{out.stem}.shard-{k:0{width}d}-of-{n:0{width}d}{out.suffix or '.h5'}" for k in range(1, n + 1)]
 
 
-def _inject_fault(k: int) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    cfg = json.loads(spec)
-    if int(cfg["shard"]) != k:
-        return
-    marker = Path(cfg["marker"])
-    with open(marker, "a", encoding="utf-8") as fh:
-        fh.write(f"attempt pid={os.getpid()}\n")
-    attempts = len(marker.read_text(encoding="utf-8").splitlines())
-    if attempts <= int(cfg.get("times", 1)):
-        if cfg.get("exit"):
-            os._exit(70)
-        raise RuntimeError(f"injected failure of shard {k} (attempt {attempts})")
-
-
 def run_shard(
-    src: str, path: str, options: IngestOptions, k: int, n: int, *, source: str, task_workers: int
+    src: Source, path: str, options: IngestOptions, k: int, n: int, *, label: str, task_workers: int
 ) -> ShardResult:
-    """One Dask task: ingest shard ``k`` of ``n`` of ``src`` into ``path``; raises on failure (Dask retries it).
+    """One Dask task: ingest shard ``k`` of ``n`` of ``src`` into ``path``, recording ``label`` as the store's
+    source; raises on failure (Dask retries it).
 
-    The shard is written under a temporary name and renamed when complete, so an attempt that dies leaves no
-    half-written file under the shard's name, and a retry never shares a file with a lost attempt still running.
+    The shard is written under a temporary name of its own and renamed when complete, so an attempt that dies
+    leaves no half-written file under the shard's name, and a retry never shares a file with a lost attempt still
+    running.
     """
-    _inject_fault(k)
     in_process = task_workers > 0 and multiprocessing.current_process().daemon
     opts = replace(options, shard=(k, n), overwrite=True, resume=False, append=False,
                    workers=0 if in_process else task_workers)  # fmt: skip
     final = Path(path)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_path(final)
     try:
-        report = ingest(src, tmp, opts, attrs={"source": source})
+        report = ingest(src, tmp, opts, attrs={"source": label})
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -222,7 +202,7 @@ def _close_unstarted_clusters() -> None:
 
 
 def ingest_dask(
-    src: str | os.PathLike[str],
+    src: str | os.PathLike[str] | Source,
     out: str | os.PathLike[str],
     options: IngestOptions | None = None,
     address: Any = "local",
@@ -231,8 +211,7 @@ def ingest_dask(
     retries: int = 1,
     task_workers: int | None = None,
     copy: bool = False,
-    progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
+    progress: ProgressLike = None,
 ) -> DaskIngestReport:
     """Ingest ``src`` into ``out`` as Dask tasks, one per shard, then merge the shards into ``out``.
 
@@ -241,7 +220,7 @@ def ingest_dask(
     worker thread, at most one per file. ``retries``: how many times Dask reruns a failed shard task.
     ``task_workers``: decoder processes per task (default 1; 0 decodes in the worker process). ``copy``: make
     ``out`` a self-contained store and remove the shard files, instead of a virtual store over them.
-    ``on_start(total)`` gets the number of candidate files, ``progress(n)`` the files of each finished shard.
+    ``progress`` is started with the number of candidate files and advanced by the files of each finished shard.
 
     The shard files go to ``OUT.parts/`` next to ``out``. A shard that still fails after its retries raises
     :class:`~imgstore.errors.ImgStoreError` naming it, after the other shards finished; their files are kept.
@@ -268,15 +247,16 @@ def ingest_dask(
     if not isinstance(address, distributed.Client):
         parse_address(address)  # a bad address is refused before anything is touched
     # Workers may run in another folder (or machine): hand them absolute paths, record SRC as the user gave it.
-    src_path = Path(os.path.abspath(resolve_path(src)))
+    label = open_source(src if isinstance(src, Source) else resolve_path(src)).label
+    source = open_source(src if isinstance(src, Source) else Path(os.path.abspath(resolve_path(src))))
+    bar = as_progress(progress)
     out_path = Path(os.path.abspath(resolve_path(out)))
     with WriterLock(out_path):
         if opts.resume and out_path.is_file() and _complete(out_path):
             return DaskIngestReport(path=resolve_path(out), count=0, nothing_to_do=True, total=_count(out_path))
-        check_output(out_path, opts.overwrite or opts.resume)
-        total = len(discover(src_path, opts.extensions).files)
-        if on_start is not None:
-            on_start(total)
+        check_target(out_path, opts.overwrite or opts.resume)
+        total = len(source.scan(opts.extensions).files)
+        bar.start(total)
         with dask_client(address) as client:
             threads = sum(client.nthreads().values())
             n = shards or (_previous_n(out_path) if opts.resume else None)
@@ -287,11 +267,11 @@ def ingest_dask(
             except OSError as exc:
                 raise OptionError(f"cannot create the shard folder {paths[0].parent}: {exc}") from None
             done = _finished_shards(paths, opts, total) if opts.resume else {}
-            if progress is not None and done:
-                progress(sum(r.candidates for r in done.values()))
+            if done:
+                bar.advance(sum(r.candidates for r in done.values()))
             results, failures = _run_shards(
-                client, distributed, src_path, paths, opts, source_label(src),
-                1 if task_workers is None else task_workers, retries, progress, skip=set(done),
+                client, distributed, source, paths, opts, label,
+                1 if task_workers is None else task_workers, retries, bar, skip=set(done),
             )  # fmt: skip
             results.update(done)
             dask_workers = len(client.nthreads())
@@ -367,13 +347,13 @@ def _finished_shards(paths: list[Path], opts: IngestOptions, total: int) -> dict
 def _run_shards(
     client: Any,
     distributed: Any,
-    src: Path,
+    source: Source,
     paths: list[Path],
     opts: IngestOptions,
-    source: str,
+    label: str,
     task_workers: int,
     retries: int,
-    progress: Callable[[int], None] | None,
+    progress: Progress,
     skip: set[int] | None = None,
 ) -> tuple[dict[int, ShardResult], dict[int, BaseException]]:
     """Submit every shard (but those in ``skip``), collect them as they finish; failures are collected, not
@@ -382,7 +362,7 @@ def _run_shards(
     run = uuid.uuid4().hex[:8]
     futures = {
         client.submit(
-            run_shard, str(src), str(path), opts, k, n, source=source, task_workers=task_workers,
+            run_shard, source, str(path), opts, k, n, label=label, task_workers=task_workers,
             key=f"imgstore-shard-{k}-of-{n}-{run}", retries=retries, pure=False,
         ): k
         for k, path in enumerate(paths, start=1)
@@ -401,8 +381,7 @@ def _run_shards(
                 continue
             result: ShardResult = future.result()
             results[k] = result
-            if progress is not None:
-                progress(result.candidates)
+            progress.advance(result.candidates)
     except BaseException:
         client.cancel(list(futures))  # Ctrl-C or a lost scheduler: do not leave the tasks running
         raise

@@ -64,6 +64,18 @@ class BadImageError(ImgStoreError):
         self.reason = reason
 
 
+class NotRecognised(BadImageError):
+    """A decoder does not read this format (``reason`` says what it found); the next registered decoder tries."""
+
+
+class WorkerError(ImgStoreError):
+    """Decoder worker processes cannot run at all (they die before decoding a single file)."""
+
+
+class MissingExtraError(ImgStoreError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install 'imgstore[extra]'`` to run."""
+
+
 def os_cause(exc: BaseException) -> str:
     """The cause of an operating-system or HDF5 error in a few words: ``No space left on device``.
 

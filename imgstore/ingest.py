@@ -1,4 +1,4 @@
-"""The ingest pipeline: walk the source folder -> decode in workers -> one ``ImageIndexer`` writes the store.
+"""The ingest pipeline: a source lists candidates -> workers decode them -> one ``ImageIndexer`` writes the store.
 
 ``ingest(src, out, options)`` is what ``imgstore ingest`` calls. Everything is validated before the output is
 touched; a bad file is recorded in the store's skipped lists and never stops the run; an exception (Ctrl-C
@@ -20,7 +20,7 @@ import enum
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.compression import dataset_args, load_filters
-from imgstore.discover import Candidate, Discovery, discover, source_label
 from imgstore.errors import OptionError, StoreError, os_cause
 from imgstore.labels import Labels, resolve_labels
 from imgstore.lock import WriterLock
-from imgstore.options import IngestOptions, check_output, resolve_path, shard_range
+from imgstore.options import IngestOptions, resolve_path, shard_range
+from imgstore.outputs import check_target
 from imgstore.pool import Decoded, DecodePool, decode_in_process
+from imgstore.progress import Progress, ProgressLike, as_progress
+from imgstore.sources import Candidate, Discovery, Source, open_source
 from imgstore.store import (
     RUN_START,
     open_read,
@@ -44,9 +45,8 @@ from imgstore.store import (
     store_version,
     upgrade_v1_name,
 )
-from imgstore.writer import ImageIndexer
-
-ProgressCallback = Callable[[int], None]
+from imgstore.store.compression import dataset_args, load_filters
+from imgstore.store.writer import ImageIndexer
 
 # Options recorded in a store (attribute ``ingest_options``, JSON) and what append and resume check.
 RECORDED = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
@@ -163,7 +163,7 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
         if found is None:
             if opts.append:
                 raise StoreError(f"{out} does not exist: there is nothing to append to (run without --append)")
-            check_output(out, False)
+            check_target(out, False)
             return Target(Mode.NEW, out)  # an interrupted run that never created its file: simply start
         if opts.append and partial.exists():
             raise StoreError(
@@ -180,7 +180,7 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
             f"{partial} holds an interrupted --overwrite of {out}: finish it with --resume, or start again with "
             "--overwrite"
         )
-    check_output(out, opts.overwrite, " (or --append / --resume)")
+    check_target(out, opts.overwrite, " (or --append / --resume)")
     return Target(Mode.REPLACE if out.exists() else Mode.NEW, out)
 
 
@@ -221,26 +221,26 @@ def _show(value: Any) -> str:
 
 
 def ingest(
-    src: str | os.PathLike[str],
+    src: str | os.PathLike[str] | Source,
     out: str | os.PathLike[str],
     options: IngestOptions | None = None,
     *,
-    progress: ProgressCallback | None = None,
-    on_start: Callable[[int], None] | None = None,
+    progress: ProgressLike = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> IngestReport:
-    """Ingest every image under ``src`` into the store ``out``.
+    """Ingest every image of ``src`` (a folder, anything a registered source claims, or a
+    :class:`~imgstore.sources.Source`) into the store ``out``.
 
-    ``options`` defaults to :class:`IngestOptions()` (256x256 crop, RGB, all CPUs). ``on_start(total)`` is called
-    once the files to decode are known; ``progress(n)`` after every ``n`` files handled. Extra ``attrs`` go on the
-    store's root. Raises :class:`~imgstore.errors.ImgStoreError` subclasses for unusable input (a
+    ``options`` defaults to :class:`IngestOptions()` (256x256 crop, RGB, all CPUs). ``progress`` (see
+    :mod:`imgstore.progress`) is started with the number of files to decode once they are known and advanced by
+    every file handled. Extra ``attrs`` go on the store's root. Raises :class:`~imgstore.errors.ImgStoreError` subclasses for unusable input (a
     :class:`~imgstore.errors.StoreBusyError` when another process writes ``out``, a
     :class:`~imgstore.errors.WriteError` for a full disk); bad image files are skipped and reported, never raised.
     """
     opts = options or IngestOptions()
     started = time.perf_counter()
     out_path = resolve_path(out)
-    src_path = resolve_path(src)
+    source = open_source(src if isinstance(src, Source) else resolve_path(src))
     with WriterLock(out_path):
         target = plan_target(out_path, opts)
         if target.mode is Mode.DONE:
@@ -250,32 +250,26 @@ def ingest(
                 total = int(f.attrs.get("count", 0))
             return IngestReport(out_path, 0, total=total, nothing_to_do=target.publish_to is None,
                                 published=target.publish_to is not None, seconds=time.perf_counter() - started)  # fmt: skip
-        report = _run(src, src_path, target, opts, progress, on_start, attrs)
+        report = _run(source, target, opts, as_progress(progress), attrs)
     report.path = out_path
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _run(
-    src: str | os.PathLike[str],
-    src_path: Path,
-    target: Target,
-    opts: IngestOptions,
-    progress: ProgressCallback | None,
-    on_start: Callable[[int], None] | None,
-    attrs: Mapping[str, Any] | None,
+    source: Source, target: Target, opts: IngestOptions, progress: Progress, attrs: Mapping[str, Any] | None
 ) -> IngestReport:
     continuing = target.mode is Mode.CONTINUE
     compression = dataset_args(opts.compression)  # fails early when a plugin is missing
-    found = discover(src_path, opts.extensions)
+    found = source.scan(opts.extensions)
     if target.mode is Mode.REPLACE and not found.files and opts.shard is None:
         raise OptionError(
-            f"no file under {src_path} has one of the extensions {', '.join(opts.extensions)}: --overwrite would "
+            f"no file in {source.label} has one of the extensions {', '.join(opts.extensions)}: --overwrite would "
             f"replace {target.path} with an empty store, so nothing was changed"
         )
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
     labels = resolve_labels(opts.labels, [c.name for c in found.files])
-    run_attrs = {**_run_attrs(src, opts, labels), **_take_shard(found, opts), **(attrs or {})}
+    run_attrs = {**_run_attrs(source, opts, labels), **_take_shard(found, opts), **(attrs or {})}
     state = _StoreState()
     if continuing:
         state = _read_state(target.path)
@@ -286,13 +280,13 @@ def _run(
             run_attrs["class_names"] = labels.class_names
     todo, pre_skipped = _plan(state, found, labels, opts)
     seen = state.digests if opts.dedupe else {}
-    paths = [c.path for c, _ in todo]
-    workers = min(opts.workers, len(paths))
+    keys = [c.key for c, _ in todo]
+    workers = min(opts.workers, len(keys))
     report = IngestReport(target.path, 0)
     with contextlib.ExitStack() as stack:
         # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
         # descriptor (the writer lock's descriptor is closed in every child).
-        pool = stack.enter_context(DecodePool(opts.decode, workers, timeout=opts.timeout)) if workers else None
+        pool = stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source)) if workers else None
         if continuing:
             # source and imgstore_version stay those of the run that created the store: a string attribute can only
             # be rewritten by a copy (store.settable_in_place); class names do change when new classes arrive.
@@ -309,13 +303,15 @@ def _run(
             )  # fmt: skip
         stack.enter_context(ix)
         report.candidates = len(todo)
-        if on_start is not None:
-            on_start(len(todo))
+        progress.start(len(todo))
         for name, reason in pre_skipped:
             ix.skip(name, reason)
         report.skipped.extend(pre_skipped)
         before = ix.count
-        results = pool.imap(paths, on_idle=ix.flush_if_due) if pool is not None else decode_in_process(paths, opts.decode)
+        if pool is not None:
+            results = pool.imap(keys, on_idle=ix.flush_if_due)
+        else:
+            results = decode_in_process(source, keys, opts.decode)
         _consume(results, todo, ix, report, progress, opts.dedupe, seen, state.skipped)
         report.count = ix.count - before
     report.total = ix.count
@@ -339,14 +335,14 @@ def _take_shard(found: Discovery, opts: IngestOptions) -> dict[str, Any]:
     return attrs
 
 
-def _run_attrs(src: str | os.PathLike[str], opts: IngestOptions, labels: Labels | None) -> dict[str, Any]:
+def _run_attrs(source: Source, opts: IngestOptions, labels: Labels | None) -> dict[str, Any]:
     """The root attributes a run records: how the pixels were made, where from, and the labels scheme."""
     dec = opts.decode
     run_attrs: dict[str, Any] = {
         "resize_mode": dec.resize_mode.value,
         "filter": dec.filter,
         "exact": dec.exact,
-        "source": source_label(src),
+        "source": source.label,
         "compression": opts.compression,
         "ingest_options": json.dumps(recorded_options(opts)),
         "imgstore_version": store_version(),
@@ -372,7 +368,7 @@ class _StoreState:
 
 
 def _read_state(path: Path) -> _StoreState:
-    from imgstore.reader import open_store
+    from imgstore.store.reader import open_store
 
     with open_store(path) as store:
         load_filters(store.attrs.get("compression"))
@@ -418,7 +414,7 @@ def _consume(
     todo: list[tuple[Candidate, int | None]],
     ix: ImageIndexer,
     report: IngestReport,
-    progress: ProgressCallback | None,
+    progress: Progress,
     dedupe: bool,
     seen: dict[bytes, str],
     recorded: set[str],
@@ -439,5 +435,4 @@ def _consume(
             assert item.image is not None
             ix.reserve()[...] = item.image  # the one copy: shared-memory slot -> write buffer
             ix.commit(cand.name, label=label, sha256=item.sha256, pixels_crc=item.crc32)
-        if progress is not None:
-            progress(1)
+        progress.advance(1)

@@ -10,9 +10,7 @@ A lock taken again in the same process (a command whose steps lock the same outp
 Processes forked while a lock is held (decoder workers) close their copy of its descriptor at once, so a lock
 never outlives its writer in a child.
 
-Temporary files of an output are named ``.NAME.tmp-XXXXXXXX`` in the output's folder (same file system, so the
-final rename is atomic). Only the holder of the output's lock creates them, so whatever matches that pattern when
-the lock is taken is a leftover of a killed run: :func:`remove_stale_temps` deletes it.
+Temporary files of an output, which only the lock holder creates, are in :mod:`imgstore.outputs`.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import socket
 import sys
 import time
@@ -33,42 +30,11 @@ from types import TracebackType
 
 from imgstore.errors import OptionError, StoreBusyError, StoreError
 
-TEMP_MARK = ".tmp-"
-
 
 def lock_path(target: str | os.PathLike[str]) -> Path:
     """The lock file of ``target``: ``.NAME.lock`` in the same folder."""
     p = Path(target)
     return p.with_name(f".{p.name}.lock")
-
-
-def temp_path(target: str | os.PathLike[str]) -> Path:
-    """A new temporary name for ``target``'s content: ``.NAME.tmp-XXXXXXXX`` in the same folder (not created)."""
-    p = Path(target)
-    return p.with_name(f".{p.name}{TEMP_MARK}{secrets.token_hex(4)}")
-
-
-def temp_target(tmp: Path) -> Path:
-    """The output a temporary file of :func:`temp_path` stands for (``tmp`` itself when it is not one)."""
-    name = tmp.name
-    if name.startswith(".") and TEMP_MARK in name:
-        return tmp.with_name(name[1:].rsplit(TEMP_MARK, 1)[0])
-    return tmp
-
-
-def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files a killed writer of ``target`` left (call it holding ``target``'s lock)."""
-    p = Path(target)
-    prefix = f".{p.name}{TEMP_MARK}"
-    removed = []
-    folder = p.parent if str(p.parent) else Path(".")
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-    return removed
 
 
 @dataclass(frozen=True)

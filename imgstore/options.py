@@ -11,10 +11,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image, ImageColor
 
-from imgstore.errors import OptionError, OutputExistsError
+from imgstore.errors import OptionError
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 class ResizeMode(str, enum.Enum):
@@ -35,14 +38,6 @@ FILTERS: dict[str, Image.Resampling] = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
-# The formats Pillow reads that people keep photos in. Pillow registers more (HDF5, FITS, GRIB stubs that cannot
-# decode, EPS that needs Ghostscript), which would turn ``.h5`` stores inside SRC into candidates: keep a list.
-DEFAULT_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".pcx", ".sgi", ".jp2", ".j2k", ".jpx", ".avif", ".qoi",
-    ".psd",
-)  # fmt: skip
-
 # Pillow's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS, ~178.9 MP).
 DEFAULT_MAX_PIXELS = 89_478_485 * 2
 
@@ -56,6 +51,13 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
+
+
+def default_extensions() -> tuple[str, ...]:
+    """The extensions the registered decoders read, the default ``--extensions`` (see :mod:`imgstore.decoders`)."""
+    from imgstore.decoders import default_extensions as registered  # decoders import this module
+
+    return registered()
 
 
 def parse_size(value: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -134,9 +136,10 @@ def shard_range(total: int, shard: tuple[int, int]) -> tuple[int, int]:
     return ((k - 1) * total // n, k * total // n)
 
 
-def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
+def parse_enum(cls: type[E], value: object, what: str) -> E:
+    """``value`` (a member or its value, any case) as a member of the enum ``cls``; OptionError naming the choices."""
     try:
-        return cls(str(value).lower() if not isinstance(value, cls) else value)
+        return cls(value if isinstance(value, cls) else str(value).strip().lower())
     except ValueError:
         choices = ", ".join(m.value for m in cls)
         raise OptionError(f"invalid {what} {value!r}: choose one of {choices}") from None
@@ -159,7 +162,7 @@ class DecodeOptions:
         object.__setattr__(self, "size", parse_size(self.size))
         if self.channels not in (1, 3):
             raise OptionError(f"invalid channels {self.channels!r}: use 3 (RGB) or 1 (grayscale)")
-        object.__setattr__(self, "resize_mode", _enum(ResizeMode, self.resize_mode, "resize mode"))
+        object.__setattr__(self, "resize_mode", parse_enum(ResizeMode, self.resize_mode, "resize mode"))
         if self.filter not in FILTERS:
             raise OptionError(f"invalid filter {self.filter!r}: choose one of {', '.join(FILTERS)}")
         object.__setattr__(self, "pad_color", parse_color(self.pad_color))
@@ -178,7 +181,7 @@ class IngestOptions:
     """Everything ``imgstore ingest`` needs besides SRC and OUT."""
 
     decode: DecodeOptions = field(default_factory=DecodeOptions)
-    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    extensions: tuple[str, ...] = field(default_factory=default_extensions)
     workers: int = field(default_factory=default_workers)  # 0 = decode in this process (no isolation)
     timeout: float = DEFAULT_TIMEOUT  # seconds one file may take in a worker
     buffer_size: int = 0  # images per HDF5 write; 0 = about 64 MiB worth
@@ -193,8 +196,8 @@ class IngestOptions:
     flush_every: float = 2.0  # seconds: the longest a decoded image waits in memory before it is committed
 
     def __post_init__(self) -> None:
-        from imgstore.compression import parse_compression
         from imgstore.labels import parse_labels_option
+        from imgstore.store.compression import parse_compression
 
         object.__setattr__(self, "extensions", parse_extensions(self.extensions))
         object.__setattr__(self, "labels", parse_labels_option(self.labels))
@@ -218,15 +221,3 @@ class IngestOptions:
 def resolve_path(value: str | os.PathLike[str]) -> Path:
     """``Path`` of a user-given path with ``~`` expanded."""
     return Path(os.path.expanduser(os.fspath(value)))
-
-
-def check_output(out: Path, overwrite: bool, hint: str = "", *, example: str = "store.h5") -> None:
-    """Refuse an existing output file without ``overwrite`` (``hint`` adds alternatives), a folder given as the
-    output (``example`` is the file name suggested instead), and an output folder that does not exist."""
-    if out.is_dir():
-        raise OutputExistsError(f"{out} is a folder: give a file name, e.g. {out / example}")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists: pass --overwrite to replace it{hint}")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise OptionError(f"the folder of {out} does not exist: create {parent} first")

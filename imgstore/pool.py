@@ -6,7 +6,7 @@ file; the worker is killed and replaced and only that file is recorded as skippe
 kill one hung task, and ``ProcessPoolExecutor`` breaks as a whole when a worker dies.
 
 Data path: the parent owns a ring of ``slots`` image-sized slots in a shared memory file (``/dev/shm``). A task is
-``(seq, slot, path)``; the worker reads the file, hashes it, decodes it straight into its slot and answers with
+``(seq, slot, key)``; the worker reads the candidate through the source, hashes it, decodes it straight into its slot and answers with
 ``(seq, reason, sha256)``, a few dozen bytes instead of a pickled image. A slot is reused only after the consumer
 has taken its image, so the number of images in flight, and with it memory, is bounded by ``slots`` whatever the
 number of files.
@@ -36,19 +36,16 @@ import numpy as np
 from PIL import Image
 
 from imgstore import signals
-from imgstore.decode import decode_bytes, read_file
-from imgstore.errors import BadImageError, ImgStoreError, WriteError, os_cause
+from imgstore.decoders import Decoder, decode_bytes, decoders
+from imgstore.errors import BadImageError, WorkerError, WriteError, os_cause
 from imgstore.options import DecodeOptions
+from imgstore.sources import Source
 
 # Tasks queued at each worker. Measured on 2 cores (2,000 500x375 JPEGs): 2 left the workers idle a third of the
 # time, waiting for the parent to be scheduled and refill them (432 images/s); 4 keeps both busy (806 images/s).
 TASKS_PER_WORKER = 4
 RING_BYTES = 256 * 1024 * 1024  # the shared ring holds at most about this much, whatever the image size
 MAX_CRASHES_BEFORE_FIRST_SUCCESS = 8  # workers that die before any file decodes point at the setup, not at files
-
-
-class WorkerError(ImgStoreError):
-    """Decoder worker processes cannot run at all (they die before decoding a single file)."""
 
 
 @dataclass(frozen=True)
@@ -71,23 +68,27 @@ class Decoded:
 Outcome = tuple[str | None, bytes | None, int | None]  # (reason, sha256, crc32)
 
 
-def decode_one(path: str, opts: DecodeOptions, out: np.ndarray) -> Outcome:
-    """Read, hash and decode one file into ``out``; return ``(reason, sha256, crc32 of the pixels)``: the reason
-    when it failed (then the others are None), else None and the two checksums."""
+def decode_one(
+    source: Source, key: str, opts: DecodeOptions, out: np.ndarray, chain: Sequence[Decoder] | None = None
+) -> Outcome:
+    """Read (through ``source``), hash and decode (with ``chain``, default: the registered decoders) the candidate
+    ``key`` into ``out``; return ``(reason, sha256, crc32 of the pixels)``: the reason when it failed (then the
+    others are None), else None and the two checksums."""
     try:
-        data = read_file(path)
+        data = source.read(key)
         digest = hashlib.sha256(data).digest()
-        decode_bytes(data, opts, out)
+        decode_bytes(data, opts, out, chain)
         return None, digest, zlib.crc32(out.data.cast("B"))
     except BadImageError as exc:
         return exc.reason, None, None
 
 
-def decode_in_process(paths: Sequence[str], opts: DecodeOptions) -> Iterator[Decoded]:
+def decode_in_process(source: Source, keys: Sequence[str], opts: DecodeOptions) -> Iterator[Decoded]:
     """The same results as :class:`DecodePool`, decoded in this process (no isolation, no parallelism)."""
     out = np.empty(opts.shape, np.uint8)
-    for i, path in enumerate(paths):
-        reason, digest, crc = decode_one(path, opts, out)
+    chain = decoders()
+    for i, key in enumerate(keys):
+        reason, digest, crc = decode_one(source, key, opts, out, chain)
         yield Decoded(i, None if reason else out, reason, digest, crc)
 
 
@@ -106,7 +107,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
+def _worker_main(
+    conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions, source: Source, chain: Sequence[Decoder]
+) -> None:
     # Ctrl-C, and a scheduler's SIGTERM or a closed terminal's SIGHUP, often reach the whole process group; the
     # parent decides what happens (it flushes and stops the workers). A worker that died of one of them would
     # have its file recorded as a crash, and --resume would then skip that file for good.
@@ -124,8 +127,8 @@ def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOpt
             return
         if task is None:
             return
-        seq, slot, path = task
-        reason, digest, crc = decode_one(path, opts, ring[slot])
+        seq, slot, key = task
+        reason, digest, crc = decode_one(source, key, opts, ring[slot], chain)
         try:
             conn.send((seq, reason, digest, crc))
         except (BrokenPipeError, OSError):
@@ -133,20 +136,21 @@ def _worker_main(conn: Connection, ring_path: str, n_slots: int, opts: DecodeOpt
 
 
 class _Worker:
-    def __init__(self, ctx: Any, ring_path: str, n_slots: int, opts: DecodeOptions) -> None:
+    def __init__(self, ctx: Any, pool: DecodePool) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
-        self.proc = ctx.Process(target=_worker_main, args=(child, ring_path, n_slots, opts), daemon=True)
+        args = (child, pool._ring_path, pool.n_slots, pool.opts, pool.source, pool.chain)
+        self.proc = ctx.Process(target=_worker_main, args=args, daemon=True)
         self.proc.start()
         child.close()
         self.pending: collections.deque[int] = collections.deque()  # seqs sent, oldest (decoding) first
         self.head_since = time.monotonic()  # when the oldest pending task started decoding
 
-    def send(self, seq: int, slot: int, path: str) -> None:
+    def send(self, seq: int, slot: int, key: str) -> None:
         if not self.pending:
             self.head_since = time.monotonic()
         self.pending.append(seq)
-        self.conn.send((seq, slot, path))
+        self.conn.send((seq, slot, key))
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -177,15 +181,27 @@ def _exit_reason(proc: multiprocessing.process.BaseProcess) -> str:
 
 
 class DecodePool:
-    """``workers`` processes decoding with ``opts``; ``timeout`` seconds per file; ``slots`` images in flight.
+    """``workers`` processes decoding candidates of ``source`` with ``opts``; ``timeout`` seconds per file; ``slots``
+    images in flight; ``chain`` the decoders (default: those registered now, sent to every worker).
 
     Use as a context manager; :meth:`imap` yields :class:`Decoded` in input order.
     """
 
-    def __init__(self, opts: DecodeOptions, workers: int, timeout: float = 60.0, slots: int = 0) -> None:
+    def __init__(
+        self,
+        opts: DecodeOptions,
+        workers: int,
+        timeout: float = 60.0,
+        slots: int = 0,
+        *,
+        source: Source,
+        chain: Sequence[Decoder] | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError("DecodePool needs at least one worker; use decode_in_process for none")
         self.opts = opts
+        self.source = source
+        self.chain = tuple(decoders() if chain is None else chain)
         self.n_workers = workers
         self.timeout = timeout
         per_image = int(np.prod(opts.shape))
@@ -227,7 +243,7 @@ class DecodePool:
 
     def _spawn(self) -> _Worker:
         with signals.deferred():  # a started process is always recorded
-            worker = _Worker(self._ctx, self._ring_path, self.n_slots, self.opts)
+            worker = _Worker(self._ctx, self)
             self._started.append(worker)
         return worker
 
@@ -258,14 +274,14 @@ class DecodePool:
             pass
 
     def imap(
-        self, paths: Sequence[str], on_idle: Callable[[], None] | None = None, idle: float = 0.25
+        self, keys: Sequence[str], on_idle: Callable[[], None] | None = None, idle: float = 0.25
     ) -> Iterator[Decoded]:
-        """Decode ``paths`` and yield their outcomes in order; a view yielded is valid until the next one.
+        """Decode the candidates ``keys`` of the pool's source and yield their outcomes in order; a view yielded is valid until the next one.
 
         ``on_idle`` is called about every ``idle`` seconds while the next result is not ready (the writer commits
         what it holds meanwhile, so a file that takes long to decode does not hold back what came before it).
         """
-        n = len(paths)
+        n = len(keys)
         free_slots = collections.deque(range(self.n_slots))
         slot_of: dict[int, int] = {}
         done: dict[int, Outcome] = {}
@@ -284,7 +300,7 @@ class DecodePool:
                         next_task += 1
                         slot_of[seq] = free_slots.popleft()
                     try:
-                        w.send(seq, slot_of[seq], paths[seq])
+                        w.send(seq, slot_of[seq], keys[seq])
                     except OSError:  # the worker died; its sentinel will say so, the task goes elsewhere
                         w.pending.pop()
                         retry.appendleft(seq)

@@ -1,4 +1,4 @@
-"""PyTorch adapter for :class:`~imgstore.reader.ImageStore` (imports torch; loaded only by ``torch_dataset()``)."""
+"""PyTorch adapter for :class:`~imgstore.store.reader.ImageStore` (imports torch; loaded only by ``torch_dataset()``)."""
 
 from __future__ import annotations
 

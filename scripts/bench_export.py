@@ -108,11 +108,11 @@ def _worker(kind: str, out: Path, rows: int, dim: int, extra: str, repeat: int) 
         del x
         call = lambda: rec.tofile(out)  # noqa: E731
     elif kind == "convert":
-        from imgstore.convert import convert_ann
+        from imgstore.vectors.convert import convert_ann
 
         call = lambda: convert_ann(extra, out, overwrite=True)  # noqa: E731
     elif kind == "export":
-        from imgstore.export import export_vectors
+        from imgstore.vectors.export import export_vectors
 
         call = lambda: export_vectors(extra, out, overwrite=True)  # noqa: E731
     else:

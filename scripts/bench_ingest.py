@@ -71,7 +71,7 @@ print(json.dumps({"seconds": sec, "rss_mib": int(hwm) / 1024, "worker_rss_mib": 
 READS = r"""
 import json, sys, time
 import h5py, numpy as np
-import imgstore.reader as r
+import imgstore.store.reader as r
 path, n = sys.argv[1], int(sys.argv[2])
 store = r.open_store(path)
 idx = np.random.default_rng(0).integers(0, len(store), n)

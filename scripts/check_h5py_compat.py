@@ -82,7 +82,7 @@ KILL_DELAYS = (0.05, 0.02, 0.1, 0.0, 0.2, 0.01, 0.3)
 #: Run by the project venv's python: writes the store named in argv[1] with ImageIndexer, adding nothing.
 EMPTY_STORE = textwrap.dedent("""
     import sys
-    from imgstore.writer import ImageIndexer
+    from imgstore.store.writer import ImageIndexer
     with ImageIndexer(sys.argv[1], size=(8, 8)):
         pass
 """)

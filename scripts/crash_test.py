@@ -239,9 +239,9 @@ def same_problems(got: Snapshot, ref: Snapshot, what: str) -> list[str]:
 def readers_problems(path: Path) -> list[str]:
     """``info``, ``verify`` and ``export`` on a store that must open: any error is a problem."""
     from imgstore.errors import StoreError
-    from imgstore.export import export_vectors
-    from imgstore.info import store_info
-    from imgstore.verify import verify_store
+    from imgstore.store.info import store_info
+    from imgstore.store.verify import verify_store
+    from imgstore.vectors.export import export_vectors
 
     out: list[str] = []
     try:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgstore.cli import app
-from imgstore.reader import open_store
+from imgstore.store.reader import open_store
 
 from conftest import encode, pattern, write
 

@@ -312,7 +312,7 @@ def test_cli_append_uses_store_options(classes: Path, tmp_path: Path, runner) ->
 @pytest.mark.parametrize("method", ["gzip", "lzf"])
 def test_compression_roundtrip_and_info(classes: Path, tmp_path: Path, method: str) -> None:
     """Compressed stores hold the same pixels; info reports the compression."""
-    from imgstore.info import store_info
+    from imgstore.store.info import store_info
 
     ingest(classes, tmp_path / "plain.h5", opts())
     ingest(classes, tmp_path / "c.h5", opts(compression=method))
@@ -342,8 +342,8 @@ def test_invalid_compression() -> None:
 
 def test_export_of_interrupted_store_takes_names_from_journal(tmp_path: Path) -> None:
     """An interrupted store whose string dataset is damaged still exports the right names (from the journal)."""
-    from imgstore.export import export_vectors
-    from imgstore.writer import ImageIndexer
+    from imgstore.store.writer import ImageIndexer
+    from imgstore.vectors.export import export_vectors
 
     out = tmp_path / "i.h5"
     with pytest.raises(RuntimeError):

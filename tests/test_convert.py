@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from imgstore.cli import app
-from imgstore.convert import convert_ann, default_chunk_rows
 from imgstore.errors import FormatError, OptionError, OutputExistsError, SourceError
+from imgstore.vectors.convert import convert_ann, default_chunk_rows
 
 from formats import read_xbin, read_xvecs
 

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imgstore import decode as decode_mod
-from imgstore.decode import decode_bytes, resize_plan
+from imgstore.decoders import decode_bytes
+from imgstore.decoders import pillow as decode_mod
+from imgstore.decoders.geometry import resize_plan
 from imgstore.errors import BadImageError, OptionError
 from imgstore.options import FILTERS, DecodeOptions, ResizeMode
 

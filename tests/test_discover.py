@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imgstore.discover import discover
 from imgstore.errors import SourceError
-from imgstore.options import DEFAULT_EXTENSIONS, parse_extensions
+from imgstore.options import default_extensions, parse_extensions
+from imgstore.sources.folder import discover
 
 
 def touch(path: Path) -> None:
@@ -17,7 +17,7 @@ def touch(path: Path) -> None:
     path.write_bytes(b"x")
 
 
-def names(root: Path, exts: tuple[str, ...] = DEFAULT_EXTENSIONS) -> list[str]:
+def names(root: Path, exts: tuple[str, ...] = default_extensions()) -> list[str]:
     return [c.name for c in discover(root, exts).files]
 
 
@@ -41,7 +41,7 @@ def test_extensions_case_insensitive_and_override(tmp_path: Path) -> None:
         touch(tmp_path / rel)
     assert names(tmp_path) == ["A.JPG", "b.Png", "d.webp"]
     assert names(tmp_path, parse_extensions("png,WEBP")) == ["b.Png", "d.webp"]
-    assert discover(tmp_path, DEFAULT_EXTENSIONS).skipped == []
+    assert discover(tmp_path, default_extensions()).skipped == []
 
 
 def test_symlink_loop_does_not_hang(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_broken_symlink_and_fifo_recorded(tmp_path: Path) -> None:
     touch(tmp_path / "ok.jpg")
     os.symlink(tmp_path / "nowhere.jpg", tmp_path / "dangling.jpg")
     os.mkfifo(tmp_path / "pipe.jpg")
-    found = discover(tmp_path, DEFAULT_EXTENSIONS)
+    found = discover(tmp_path, default_extensions())
     assert [c.name for c in found.files] == ["ok.jpg"]
     assert found.skipped == [("dangling.jpg", "broken symlink"), ("pipe.jpg", "not a regular file")]
 
@@ -82,7 +82,7 @@ def test_unreadable_folder_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    found = discover(tmp_path, DEFAULT_EXTENSIONS)
+    found = discover(tmp_path, default_extensions())
     assert [c.name for c in found.files] == ["open/y.jpg"]
     assert found.skipped == [("locked", "unreadable folder: Permission denied")]
 
@@ -95,20 +95,20 @@ def test_non_utf8_name(tmp_path: Path) -> None:
             f.write(b"x")
     except OSError:  # pragma: no cover - filesystems that insist on UTF-8
         pytest.skip("filesystem refuses non-UTF-8 names")
-    found = discover(tmp_path, DEFAULT_EXTENSIONS).files
+    found = discover(tmp_path, default_extensions()).files
     assert [c.name for c in found] == ["bad-\\xff-name.jpg"]
-    assert Path(found[0].path).read_bytes() == b"x"
+    assert Path(found[0].key).read_bytes() == b"x"
 
 
 def test_missing_or_file_source(tmp_path: Path) -> None:
     """A missing source, or a file given as source, is a SourceError that says what to give."""
     with pytest.raises(SourceError, match="does not exist"):
-        discover(tmp_path / "nope", DEFAULT_EXTENSIONS)
+        discover(tmp_path / "nope", default_extensions())
     touch(tmp_path / "f.jpg")
     with pytest.raises(SourceError, match="not a folder"):
-        discover(tmp_path / "f.jpg", DEFAULT_EXTENSIONS)
+        discover(tmp_path / "f.jpg", default_extensions())
 
 
 def test_default_extensions_exclude_hdf5() -> None:
     """A store inside the source folder (.h5) is never a candidate, although Pillow registers .h5."""
-    assert ".h5" not in DEFAULT_EXTENSIONS and ".jpg" in DEFAULT_EXTENSIONS
+    assert ".h5" not in default_extensions() and ".jpg" in default_extensions()

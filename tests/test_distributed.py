@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,8 @@ import h5py
 import pytest
 from test_merge import OPTIONS, assert_same_store, make_photos
 
+import imgstore.distributed
 from imgstore.distributed import (
-    FAULT_ENV,
     MISSING_DASK,
     default_shards,
     ingest_dask,
@@ -23,6 +24,7 @@ from imgstore.distributed import (
 from imgstore.errors import ImgStoreError, OptionError, OutputExistsError
 from imgstore.ingest import ingest
 from imgstore.options import IngestOptions
+from imgstore.progress import CallbackProgress
 
 distributed = pytest.importorskip("distributed")
 
@@ -51,10 +53,34 @@ def client(cluster: Any) -> Iterator[Any]:
         yield c
 
 
+# A JSON object {"shard": K, "marker": PATH, "times": T, "exit": false}: the task of shard K appends a line to PATH
+# and, on its first T attempts, raises (or with "exit" true kills its worker process, as a crash or an
+# out-of-memory kill would). An environment variable, so it reaches the worker processes of a LocalCluster.
+FAULT_ENV = "IMGSTORE_TEST_FAIL_SHARD"
+run_shard = imgstore.distributed.run_shard
+
+
+def flaky_run_shard(src: Any, path: str, options: IngestOptions, k: int, n: int, **kwargs: Any) -> Any:
+    """:func:`imgstore.distributed.run_shard`, failing as ``FAULT_ENV`` says (run by Dask in its workers)."""
+    spec = os.environ.get(FAULT_ENV)
+    if spec and int(json.loads(spec)["shard"]) == k:
+        cfg = json.loads(spec)
+        marker = Path(cfg["marker"])
+        with open(marker, "a", encoding="utf-8") as fh:
+            fh.write(f"attempt pid={os.getpid()}\n")
+        attempt = len(marker.read_text(encoding="utf-8").splitlines())
+        if attempt <= int(cfg.get("times", 1)):
+            if cfg.get("exit"):
+                os._exit(70)
+            raise RuntimeError(f"injected failure of shard {k} (attempt {attempt})")
+    return run_shard(src, path, options, k, n, **kwargs)
+
+
 def fail_shard(monkeypatch: pytest.MonkeyPatch, marker: Path, shard: int, times: int, exit: bool = False) -> None:
     """Make shard ``shard``'s task fail (or kill its worker) on its first ``times`` attempts, counted in ``marker``."""
     spec = {"shard": shard, "marker": str(marker), "times": times, "exit": exit}
     monkeypatch.setenv(FAULT_ENV, json.dumps(spec))
+    monkeypatch.setattr(imgstore.distributed, "run_shard", flaky_run_shard)
 
 
 def attempts(marker: Path) -> int:
@@ -131,7 +157,7 @@ def test_scheduler_address_matches_single_ingest(data: dict[str, Path], tmp_path
     seen: list[int] = []
     out = tmp_path / "out.h5"
     address = cluster.scheduler_address
-    report = ingest_dask(data["src"], out, OPTIONS, address, progress=seen.append, on_start=totals.append)
+    report = ingest_dask(data["src"], out, OPTIONS, address, progress=CallbackProgress(seen.append, on_start=totals.append))
     assert cluster.scheduler_address.startswith("tcp://")
     assert report.dask_workers == 2 and len(report.shards) == 8 and report.virtual
     assert totals == [33] and sum(seen) == 33 and len(seen) == 8

@@ -18,12 +18,12 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from typer.testing import CliRunner
 
-from imgstore import export as E
-from imgstore import vectors as V
 from imgstore.cli import app
-from imgstore.convert import convert_ann
 from imgstore.errors import FormatError, OptionError, OutputExistsError, StoreError, WriteError
-from imgstore.export import ExactKnn, export_ann, export_vectors, hold_out, shrink_image
+from imgstore.vectors import export as E
+from imgstore.vectors import formats as V
+from imgstore.vectors.convert import convert_ann
+from imgstore.vectors.export import ExactKnn, export_ann, export_vectors, hold_out, shrink_image
 
 from formats import read_xbin, read_xvecs
 
@@ -478,7 +478,7 @@ def test_cli_export_errors(tmp_path: Path, store) -> None:
     runner = CliRunner()
     (tmp_path / "v.fvecs").write_bytes(b"")
     result = runner.invoke(app, ["export", str(path), str(tmp_path / "v.fvecs"), "-q"])
-    assert result.exit_code == 1 and "already exists: pass --overwrite" in result.output
+    assert result.exit_code == 1 and "exists: pass --overwrite" in result.output
     assert result.output.startswith("Error: ")
     result = runner.invoke(app, ["export", str(path), str(tmp_path / "w.fvecs"), "--queries", "5"])
     assert result.exit_code == 1 and "Error: --queries applies only with --ann" in result.output

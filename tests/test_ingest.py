@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -14,12 +15,14 @@ import pytest
 from PIL import Image, ImageOps
 
 from imgstore import pool as pool_mod
-from imgstore.errors import OptionError, OutputExistsError, SourceError
+from imgstore.decoders import register_decoder, unregister_decoder
+from imgstore.errors import NotRecognised, OptionError, OutputExistsError, SourceError
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.pool import DecodePool
-from imgstore.reader import open_store
 from imgstore.samples import SampleManifest, make_photo, write_sample_corpus
+from imgstore.sources.folder import FolderSource
+from imgstore.store.reader import open_store
 
 from conftest import encode, pattern, write
 
@@ -217,22 +220,29 @@ def test_hundreds_of_odd_files_never_crash(tmp_path: Path) -> None:
 
 
 # -- isolation: hung and crashing decoders ------------------------------------------------------------------------
-def _sabotaged_decoder(real):  # type: ignore[no-untyped-def]
-    def decode(data: bytes, opts: DecodeOptions, out=None):  # type: ignore[no-untyped-def]
+class SabotageDecoder:
+    """A decoder registered through the public API, first in the chain: it hangs on data starting HANG and
+    segfaults on CRASH, and passes everything else to the next decoder."""
+
+    name = "sabotage"
+    extensions: tuple[str, ...] = ()
+
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
         if data.startswith(b"HANG"):
             time.sleep(600)
         if data.startswith(b"CRASH"):
             os.kill(os.getpid(), signal.SIGSEGV)
-        return real(data, opts, out)
-
-    return decode
+        raise NotRecognised("not sabotaged")
 
 
 @pytest.fixture
-def sabotaged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Workers (forked, so they inherit the patch) hang on files starting HANG and segfault on CRASH."""
-    monkeypatch.setattr(pool_mod, "_start_method", lambda: "fork")
-    monkeypatch.setattr(pool_mod, "decode_bytes", _sabotaged_decoder(pool_mod.decode_bytes))
+def sabotaged() -> Iterator[None]:
+    """Workers hang on files starting HANG and segfault on CRASH (the registered chain reaches every worker)."""
+    register_decoder(SabotageDecoder(), first=True)
+    try:
+        yield
+    finally:
+        unregister_decoder("sabotage")
 
 
 def _mixed_folder(root: Path) -> list[str]:
@@ -292,7 +302,7 @@ def test_in_flight_images_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(pool_mod._Worker, "send", counting_send)
     ahead = []
-    with DecodePool(DecodeOptions(size=8), workers=2, slots=5) as pool:
+    with DecodePool(DecodeOptions(size=8), workers=2, slots=5, source=FolderSource(str(tmp_path))) as pool:
         for item in pool.imap(paths):
             ahead.append(len(sent) - item.index)
             time.sleep(0.002)

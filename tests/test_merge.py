@@ -17,12 +17,12 @@ import pytest
 import imgstore
 from imgstore.cli import app
 from imgstore.errors import OptionError, OutputExistsError, StoreError
-from imgstore.export import export_vectors
-from imgstore.info import store_info
 from imgstore.ingest import ingest
-from imgstore.merge import merge_shards, missing_sources
 from imgstore.options import DecodeOptions, IngestOptions
-from imgstore.writer import ImageIndexer
+from imgstore.store.info import store_info
+from imgstore.store.merge import merge_shards, missing_sources
+from imgstore.store.writer import ImageIndexer
+from imgstore.vectors.export import export_vectors
 
 from conftest import encode, pattern, write
 

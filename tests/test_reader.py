@@ -12,7 +12,7 @@ import pytest
 
 import imgstore
 from imgstore.errors import StoreError
-from imgstore.writer import ImageIndexer
+from imgstore.store.writer import ImageIndexer
 
 
 def img(i: int) -> np.ndarray:

@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 import imgstore
 from imgstore import signals
 from imgstore.errors import ChecksumError, OptionError, StoreBusyError, StoreError
-from imgstore.export import export_vectors
 from imgstore.ingest import ingest
 from imgstore.lock import WriterLock, lock_path
 from imgstore.options import DecodeOptions, IngestOptions
-from imgstore.store import escape_name, source_path, unescape_name
-from imgstore.verify import verify_store
-from imgstore.writer import ImageIndexer
+from imgstore.sources.folder import FolderSource
+from imgstore.store import escape_name, unescape_name
+from imgstore.store.verify import verify_store
+from imgstore.store.writer import ImageIndexer
+from imgstore.vectors.export import export_vectors
 
 from conftest import encode, pattern, write
 
@@ -57,7 +58,7 @@ def photos(tmp_path: Path) -> Path:
 # -- one writer at a time ------------------------------------------------------------------------------------------
 HOLD = r"""
 import sys, time
-from imgstore.writer import ImageIndexer
+from imgstore.store.writer import ImageIndexer
 ix = ImageIndexer(sys.argv[1], size=(12, 8), labels=False, sha256=False)
 print("holding", flush=True)
 time.sleep(60)
@@ -195,8 +196,8 @@ def test_a_raw_byte_and_its_escape_text_stay_two_files(tmp_path: Path) -> None:
     s = imgstore.open(tmp_path / "o.h5")
     assert sorted(s.names) == sorted(["y\\xff.png", "y\\\\xff.png"])
     for name in s.names:
-        assert source_path(src, name).exists()
-    assert source_path(src, "y\\xff.png") != source_path(src, "y\\\\xff.png")
+        assert FolderSource(str(src)).path_of(name).exists()
+    assert FolderSource(str(src)).path_of("y\\xff.png") != FolderSource(str(src)).path_of("y\\\\xff.png")
     assert verify_store(tmp_path / "o.h5", sources=src).ok
     s.close()
     report = ingest(src, tmp_path / "o.h5", opts(append=True))
@@ -249,8 +250,8 @@ def test_check_refuses_a_store_without_checksums(tmp_path: Path) -> None:
 PROBE = r"""
 import json, sys
 from imgstore.errors import ImgStoreError
-from imgstore.info import store_info
-from imgstore.verify import verify_store
+from imgstore.store.info import store_info
+from imgstore.store.verify import verify_store
 out = {}
 try:
     out["verify"] = verify_store(sys.argv[1]).ok

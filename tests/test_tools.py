@@ -16,17 +16,10 @@ from typer.testing import CliRunner
 
 from imgstore.cli import app
 from imgstore.errors import OptionError, OutputExistsError, SourceError, StoreError
-from imgstore.tools import (
-    GAP,
-    PreviewLayout,
-    export_file_name,
-    extract_images,
-    make_preview,
-    parse_indices,
-    preview_layout,
-)
-from imgstore.verify import MAX_LISTED, verify_store
-from imgstore.writer import ImageIndexer
+from imgstore.extract import export_file_name, extract_images, parse_indices
+from imgstore.preview import GAP, PreviewLayout, make_preview, preview_layout
+from imgstore.store.verify import MAX_LISTED, verify_store
+from imgstore.store.writer import ImageIndexer
 
 from conftest import encode, pattern, write
 
@@ -379,8 +372,8 @@ def _merged(tmp_path: Path) -> Path:
 def test_real_merge_with_missing_shard(tmp_path: Path) -> None:
     """imgstore merge's virtual store verifies; without one shard file, verify names it once."""
     from imgstore.ingest import ingest
-    from imgstore.merge import merge_shards
     from imgstore.options import DecodeOptions, IngestOptions
+    from imgstore.store.merge import merge_shards
 
     src = tmp_path / "photos"
     for i in range(5):
@@ -501,7 +494,7 @@ def test_preview_count_beyond_store_shows_all(store: Path, tmp_path: Path) -> No
 
 def test_preview_long_names_are_shortened(tmp_path: Path) -> None:
     """A name wider than the tile keeps its end behind '...', and the caption stays inside its cell."""
-    from imgstore.tools import _fit, _font
+    from imgstore.preview import _fit, _font
 
     font = _font(12)
     line = _fit(font, "3 ", "a/very/long/folder/name/with/many/parts/IMG_1234.jpg", 100)

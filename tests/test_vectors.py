@@ -16,20 +16,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from imgstore import vectors as V
+from imgstore import outputs as outputs_mod
 from imgstore.errors import FormatError, OptionError, OutputExistsError, WriteError
+from imgstore.outputs import StagedOutputs
+from imgstore.progress import started
 from imgstore.vectors import (
     FORMATS,
-    StagedOutputs,
     VectorWriter,
     check_shape,
     format_by_name,
     format_for_path,
-    progress_callback,
     read_vectors,
     vector_file_shape,
     write_vectors,
 )
+from imgstore.vectors import writer as V
 
 # ---------------------------------------------------------------------- independent readers (from the spec)
 
@@ -484,7 +485,7 @@ def test_own_reader_detects_damage(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- progress
 
 
-def test_progress_callback_sets_total_on_tqdm_like() -> None:
+def test_progress_sets_total_on_tqdm_like() -> None:
     """A tqdm-like object gets its total and update calls; a plain callable gets increments."""
 
     class Bar:
@@ -495,16 +496,16 @@ def test_progress_callback_sets_total_on_tqdm_like() -> None:
             self.done += n
 
     bar = Bar()
-    tick = progress_callback(bar, 10)
+    tick = started(bar, 10)
     tick(3)
     tick(7)
     assert (bar.total, bar.done) == (10, 10)
     seen: list[int] = []
-    progress_callback(seen.append, 5)(5)
+    started(seen.append, 5)(5)
     assert seen == [5]
-    progress_callback(None)(1)
+    started(None, None)(1)
     with pytest.raises(OptionError):
-        progress_callback(42)
+        started(42, None)
 
 
 def test_contiguous_float32_goes_to_fbin_without_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -546,7 +547,7 @@ def test_write_error_surfaces_and_cleans_up(tmp_path: Path, monkeypatch: pytest.
     def fake_open(path, mode="r", *args, **kwargs):
         return Full(io.FileIO(path, mode))
 
-    monkeypatch.setattr(V, "open", fake_open, raising=False)
+    monkeypatch.setattr(outputs_mod, "open", fake_open, raising=False)
     with pytest.raises(WriteError, match=r"cannot write .*x\.fvecs: No space left on device \(nothing was kept\)"):
         with VectorWriter(tmp_path / "x.fvecs", None, 4, buffer_bytes=16 * 10) as w:
             for _ in range(10):

@@ -10,8 +10,8 @@ import pytest
 
 import imgstore
 from imgstore.errors import OptionError, OutputExistsError, StoreError
-from imgstore.reader import open_store
-from imgstore.writer import ImageIndexer, auto_buffer_size
+from imgstore.store.reader import open_store
+from imgstore.store.writer import ImageIndexer, auto_buffer_size
 
 
 def img(i: int, shape: tuple[int, int, int] = (6, 8, 3)) -> np.ndarray:

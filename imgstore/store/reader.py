@@ -16,10 +16,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.compression import load_filters
 from imgstore.errors import ChecksumError, StoreError, os_cause
 from imgstore.lock import read_holder
-from imgstore.store import (
+from imgstore.store.compression import load_filters
+from imgstore.store.format import (
     CHECKSUMS,
     IMAGES,
     LABELS,

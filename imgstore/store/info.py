@@ -10,7 +10,7 @@ import h5py
 
 from imgstore.errors import StoreError, os_cause
 from imgstore.lock import read_holder
-from imgstore.reader import open_store
+from imgstore.store.reader import open_store
 
 
 def human_bytes(n: float) -> str:

@@ -21,7 +21,9 @@ import h5py
 import numpy as np
 
 from imgstore.errors import SourceError, StoreError, os_cause
-from imgstore.store import (
+from imgstore.progress import ProgressLike, started
+from imgstore.sources.folder import FolderSource
+from imgstore.store.format import (
     CHECKSUMS,
     FORMAT_VERSION,
     IMAGES,
@@ -36,10 +38,8 @@ from imgstore.store import (
     has_journal,
     open_read,
     row_checksums,
-    source_path,
     texts,
 )
-from imgstore.vectors import Progress, progress_callback
 
 # Stored rows are read about this many bytes at a time, which bounds the memory verify needs.
 BATCH_BYTES = 16 * 2**20
@@ -86,7 +86,7 @@ def verify_store(
     path: str | os.PathLike[str],
     *,
     sources: str | os.PathLike[str] | None = None,
-    progress: Progress = None,
+    progress: ProgressLike = None,
 ) -> VerifyReport:
     """Check the store at ``path`` and return a :class:`VerifyReport`; it never raises for a damaged store.
 
@@ -145,7 +145,7 @@ def verify_store(
 class _Verifier:
     """One verification run over an open file; fills ``report``."""
 
-    def __init__(self, f: h5py.File, path: Path, src: Path | None, report: VerifyReport, progress: Progress) -> None:
+    def __init__(self, f: h5py.File, path: Path, src: Path | None, report: VerifyReport, progress: ProgressLike) -> None:
         self.f, self.path, self.src, self.report = f, path, src, report
         self.progress = progress
         self.tick: Callable[[int], None] = lambda n: None
@@ -204,7 +204,7 @@ class _Verifier:
             self.guard("the names", self.check_names, datasets.get(NAMES))
         self.guard("the skipped lists", self.check_skipped)
         total = (self.count if images is not None else 0) + (self.count if self.src is not None else 0)
-        self.tick = progress_callback(self.progress, total)
+        self.tick = started(self.progress, total)
         if images is not None:
             self.guard("the images", self.read_images, images, datasets)
         if self.src is not None and (NAMES in datasets or self.names_from_journal):
@@ -636,6 +636,7 @@ class _Verifier:
     def check_sources(self, names: h5py.Dataset | None, digests: h5py.Dataset | None) -> None:
         src = self.src
         assert src is not None
+        folder = FolderSource(os.fspath(src))
         if digests is None:
             self.note("the store records no SHA-256 digests: --sources checked only that each file exists")
         for a, b in _spans(self.count, TEXT_BATCH):
@@ -648,7 +649,7 @@ class _Verifier:
                 self.tick(1)
                 if self.is_dead_name_row(a + j):
                     continue  # its shard file is missing: already a problem
-                file = source_path(src, name, self.version)
+                file = folder.path_of(name, self.version)
                 if not file.is_file():
                     what = "is missing from" if not file.exists() else "is not a file in"
                     self.problem(f"{name} {what} {src}", "files missing from the source folder")

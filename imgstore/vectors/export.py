@@ -27,20 +27,13 @@ import numpy as np
 from PIL import Image
 
 from imgstore.errors import OptionError, StoreError, io_errors
-from imgstore.options import parse_size
-from imgstore.reader import open_store
+from imgstore.options import parse_enum, parse_size, resolve_path
+from imgstore.outputs import StagedOutputs
+from imgstore.progress import ProgressLike, started
 from imgstore.store import LABELS, LIBVER, NAMES, open_read
-from imgstore.vectors import (
-    FORMATS,
-    INT32_MAX,
-    Progress,
-    StagedOutputs,
-    VectorFormat,
-    VectorWriter,
-    check_shape,
-    format_for_path,
-    progress_callback,
-)
+from imgstore.store.reader import open_store
+from imgstore.vectors.formats import FORMATS, INT32_MAX, VectorFormat, check_shape, format_for_path
+from imgstore.vectors.writer import VectorWriter
 
 # Images are read, shrunk and converted about this many bytes at a time (the larger of the stored batch and the
 # float32 vectors made from it), which bounds the memory an export needs.
@@ -62,14 +55,6 @@ class Metric(str, enum.Enum):
 
     EUCLIDEAN = "euclidean"  # plain L2 distance, not squared
     ANGULAR = "angular"  # 1 - cosine similarity
-
-
-def _enum(cls: type[enum.Enum], value: object, what: str) -> enum.Enum:
-    try:
-        return cls(value if isinstance(value, cls) else str(value).strip().lower())
-    except ValueError:
-        choices = ", ".join(m.value for m in cls)
-        raise OptionError(f"invalid {what} {value!r}: choose one of {choices}") from None
 
 
 def _positive_int(value: object, what: str, hint: str) -> int:
@@ -154,7 +139,7 @@ def to_vectors(batch: np.ndarray, scale: Scale, fmt: VectorFormat) -> np.ndarray
 
 
 class _StoreRows:
-    """A store's committed rows read in bounded pieces: images through :func:`imgstore.reader.open_store`, names
+    """A store's committed rows read in bounded pieces: images through :func:`imgstore.store.reader.open_store`, names
     and labels per batch straight from their datasets (the reader's ``names`` would load every name at once)."""
 
     def __init__(self, path: Path) -> None:
@@ -231,10 +216,6 @@ def _write_names(out: TextIO, names: list[str]) -> None:
     out.writelines(n.replace("\r", "\\r").replace("\n", "\\n") + "\n" for n in names)
 
 
-def _resolve(path: str | os.PathLike[str]) -> Path:
-    return Path(os.path.expanduser(os.fspath(path)))
-
-
 # ------------------------------------------------------------------------------------------------ export_vectors
 
 
@@ -250,7 +231,7 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.fmt is not None:
             object.__setattr__(self, "fmt", format_for_path("", self.fmt))
-        object.__setattr__(self, "scale", _enum(Scale, self.scale, "scale"))
+        object.__setattr__(self, "scale", parse_enum(Scale, self.scale, "scale"))
 
     def check_format(self, fmt: VectorFormat) -> None:
         """Refuse combinations ``fmt`` cannot hold: unit scale in integer formats, pixels 0..255 in int8."""
@@ -286,7 +267,7 @@ def export_vectors(
     channels: int | None = None,
     scale: str | Scale = "raw",
     overwrite: bool = False,
-    progress: Progress = None,
+    progress: ProgressLike = None,
 ) -> ExportReport:
     """Write every image of the store as one flattened (H, W, C) vector of ``out``, in store order.
 
@@ -300,10 +281,10 @@ def export_vectors(
     opts = ExportOptions(
         fmt=fmt, shrink=Shrink(size, channels), scale=scale, overwrite=overwrite  # type: ignore[arg-type]
     )
-    out_path = _resolve(out)
+    out_path = resolve_path(out)
     vf = format_for_path(out_path, opts.fmt)
     opts.check_format(vf)
-    with io_errors(store_path, out_path, StoreError), _StoreRows(_resolve(store_path)) as store:
+    with io_errors(store_path, out_path, StoreError), _StoreRows(resolve_path(store_path)) as store:
         shape = opts.shrink.shape(store.shape)
         dim = int(np.prod(shape))
         check_shape(vf, store.count, dim)
@@ -312,7 +293,7 @@ def export_vectors(
         targets = [out_path, names_path] + ([labels_path] if labels_path else [])
         step = _batch_rows(store.shape, shape)
         with StagedOutputs(targets, overwrite=opts.overwrite) as staged, contextlib.ExitStack() as stack:
-            tick = progress_callback(progress, store.count)
+            tick = started(progress, store.count)
             # Entered in a stack so that an error aborts every writer (deleting its temporary file).
             w = stack.enter_context(VectorWriter(staged.temp(out_path), vf, dim, store.count, True, atomic=False))
             names_file = stack.enter_context(open(staged.temp(names_path), "x", encoding="utf-8", newline="\n"))
@@ -355,7 +336,7 @@ class ExactKnn:
     """
 
     def __init__(self, queries: np.ndarray, k: int, metric: Metric | str = Metric.EUCLIDEAN) -> None:
-        self.metric = _enum(Metric, metric, "metric")
+        self.metric = parse_enum(Metric, metric, "metric")
         self.k = _positive_int(k, "k", "give the number of neighbours, e.g. 100")
         self.queries = np.asarray(queries, dtype=np.float64)
         if self.queries.ndim != 2:
@@ -448,8 +429,8 @@ class AnnOptions:
     def __post_init__(self) -> None:
         _positive_int(self.queries, "number of queries", "give 1 or more, e.g. --queries 1000")
         _positive_int(self.k, "k", "give 1 or more neighbours, e.g. --k 100")
-        object.__setattr__(self, "metric", _enum(Metric, self.metric, "metric"))
-        object.__setattr__(self, "scale", _enum(Scale, self.scale, "scale"))
+        object.__setattr__(self, "metric", parse_enum(Metric, self.metric, "metric"))
+        object.__setattr__(self, "scale", parse_enum(Scale, self.scale, "scale"))
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
             raise OptionError(f"invalid seed {self.seed!r}: give a non-negative integer")
 
@@ -497,7 +478,7 @@ def export_ann(
     channels: int | None = None,
     scale: str | Scale = "raw",
     overwrite: bool = False,
-    progress: Progress = None,
+    progress: ProgressLike = None,
 ) -> AnnReport:
     """Turn a store into an ANN benchmark in ``outdir`` (created if missing).
 
@@ -513,11 +494,11 @@ def export_ann(
     gets image increments (queries count twice: read first, then skipped in the pass over the store).
     """
     opts = AnnOptions(queries, k, metric, seed, Shrink(size, channels), scale, overwrite)  # type: ignore[arg-type]
-    out_path = _resolve(outdir)
+    out_path = resolve_path(outdir)
     if out_path.exists() and not out_path.is_dir():
         raise OptionError(f"output {str(out_path)!r} is a file: with --ann, OUT is a folder for the benchmark files")
     fvecs = FORMATS["fvecs"]
-    with io_errors(store_path, out_path, StoreError), _StoreRows(_resolve(store_path)) as store:
+    with io_errors(store_path, out_path, StoreError), _StoreRows(resolve_path(store_path)) as store:
         opts.check_store(store.count)
         shape = opts.shrink.shape(store.shape)
         dim = int(np.prod(shape))
@@ -545,7 +526,7 @@ def export_ann(
             return to_vectors(opts.shrink.apply(images), opts.scale, fvecs).astype(np.float32, copy=False)
 
         with StagedOutputs(outputs.values(), overwrite=opts.overwrite) as staged:
-            tick = progress_callback(progress, store.count + n_query)
+            tick = started(progress, store.count + n_query)
             query = np.empty((n_query, dim), np.float32)
             for start in range(0, n_query, step):
                 query[start : start + step] = vectors(store.take(q_rows[start : start + step]))

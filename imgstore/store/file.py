@@ -1,30 +1,4 @@
-"""The store: its format, and the protocol that keeps it readable at every instant of every write.
-
-Store format, version 2 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
-
-- ``images``: uint8 ``(N, H, W, C)``, chunks ``(1, H, W, C)``, maxshape ``(None, H, W, C)``.
-- ``image_names``: variable-length UTF-8 ``(N,)``: row i's source path relative to the source root, ``/``
-  separators, escaped by :func:`escape_name` (a backslash is stored as ``\\\\``, a byte that is not UTF-8 as
-  ``\\xNN``), so different paths never share a name and :func:`unescape_name` gives back the exact bytes.
-- ``checksums``: uint32 ``(N,)``: CRC-32 (``zlib.crc32``) of the row's pixels, then its label as int64
-  little-endian (stores with labels), its SHA-256 digest (stores with digests) and its name in UTF-8
-  (:func:`row_checksum`), computed before the row is written. ``verify`` and ``imgstore.open(path, check=True)``
-  recompute it.
-- optional ``labels`` (int64 ``(N,)``) and ``sha256`` (uint8 ``(N, 32)``: the source file's digest).
-- ``skipped_names``, ``skipped_reasons``: variable-length UTF-8, one row per file that could not be ingested.
-- ``_journal/<column>.bytes`` (uint8) and ``_journal/<column>.ends`` (int64): the three text columns again as
-  plain numeric data (:class:`TextJournal`), because SWMR does not cover variable-length strings.
-- root attributes: ``imgstore_format`` = 2, ``imgstore_version``, ``count`` (rows committed: readers read only rows
-  below it), ``skipped_count`` (the same for the skipped lists), ``complete`` (true only after a clean finish),
-  ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
-  held when the ingest writing it began ([0, 0], or where an ``--append`` began: what its ``--resume`` retries),
-  plus what the caller adds (``resize_mode``, ``source``, ``class_names``, ``ingest_options``, ...).
-
-Version 1 stores (imgstore 0.1) lack ``checksums`` and escaped undecodable bytes only (a literal backslash was kept
-as it is). Everything here reads them; writing to one first copies it into version 2 (:func:`needs_upgrade`).
-
-Files are created with HDF5's 1.10 file format (``libver=("v110", "v110")``): the oldest that has SWMR writing,
-and one HDF5 1.10, 1.12 and 1.14 read (the newest format of HDF5 2.0 writes attribute datatypes they reject).
+"""The write protocol: how a store is created, reopened, committed and finished.
 
 The write protocol (:class:`StoreFile`), which makes these states the only ones a path can be in -- nothing, the
 previous store exactly as it was, or a store every reader opens holding every row committed so far:
@@ -49,10 +23,7 @@ import contextlib
 import datetime as _dt
 import errno
 import os
-import re
-import struct
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,368 +32,39 @@ import h5py
 import numpy as np
 
 from imgstore.errors import OutputExistsError, StoreError, WriteError, is_os_failure, os_cause
-from imgstore.h5 import (
-    SWMR_READ_ATTEMPTS,
-    claim_whole_file,
-    end_of_allocation,
-    file_access,
-    is_flagged,
-    is_lock_conflict,
+from imgstore.outputs import temp_path, temp_target
+from imgstore.store.format import (
+    CHECKSUMS,
+    FORMAT_VERSION,
+    IMAGES,
+    JOURNAL,
+    LABELS,
+    LIBVER,
+    NAMES,
+    ROW_DATASETS,
+    RUN_START,
+    SHA256,
+    SKIPPED_NAMES,
+    SKIPPED_REASONS,
+    SPACE_MARGIN,
+    STR,
+    TEXT_COLUMNS,
+    TextJournal,
+    format_version,
+    grow,
+    has_journal,
+    open_read,
+    open_write,
+    partial_path,
+    read_text_column,
+    row_checksums,
+    set_attr,
+    store_version,
+    upgrade_v1_name,
 )
-from imgstore.lock import temp_path, temp_target
-
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
-LIBVER = ("v110", "v110")  # the 1.10 file format: SWMR writing, and readable by HDF5 1.10 and newer
-
-IMAGES = "images"
-NAMES = "image_names"
-LABELS = "labels"
-SHA256 = "sha256"
-CHECKSUMS = "checksums"
-SKIPPED_NAMES = "skipped_names"
-SKIPPED_REASONS = "skipped_reasons"
-JOURNAL = "_journal"
-TEXT_COLUMNS = (NAMES, SKIPPED_NAMES, SKIPPED_REASONS)
-ROW_DATASETS = (IMAGES, NAMES, LABELS, SHA256, CHECKSUMS)  # one row per stored image
-PARTIAL_SUFFIX = ".partial"
-RUN_START = "run_start"  # root attribute: [rows, skipped records] held when the run writing the store began
-STR = h5py.string_dtype("utf-8")
-# Bytes kept free beyond a commit's rows for HDF5's metadata (new chunks of the per-row datasets and journal,
-# heap collections, index blocks): measured under 300 KiB per commit; a full disk stops the writer before this.
-SPACE_MARGIN = 1 << 20
-
-
-def store_version() -> str:
-    """The imgstore package version recorded in new stores."""
-    from imgstore import __version__
-
-    return __version__
-
-
-def partial_path(out: str | os.PathLike[str]) -> Path:
-    """Where ``--overwrite`` builds the store that will replace ``out``: ``NAME.partial`` beside it."""
-    p = Path(out)
-    return p.with_name(p.name + PARTIAL_SUFFIX)
-
-
-# ----------------------------------------------------------------------------------------------------- names
-
-
-def escape_name(name: str | bytes) -> str:
-    """A path (bytes, or str from ``os`` with undecodable bytes as surrogate escapes) as stored text.
-
-    UTF-8 text is kept as it is, except that a backslash becomes ``\\\\``; every byte that is not part of valid
-    UTF-8 becomes ``\\xNN``. So the mapping is injective, and :func:`unescape_name` inverts it exactly.
-    """
-    if isinstance(name, str):
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError:
-            raw = _os_bytes(name)
-        else:
-            if "\\" not in name:
-                return name  # the common case: nothing to escape
-            raw = name.encode("utf-8")
-    else:
-        raw = bytes(name)
-    out = []
-    for ch in raw.decode("utf-8", "surrogateescape"):
-        if ch == "\\":
-            out.append("\\\\")
-        elif "\udc80" <= ch <= "\udcff":
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _os_bytes(name: str) -> bytes:
-    try:
-        return name.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that did not come from os: keep its bytes, escaped later
-        return name.encode("utf-8", "surrogatepass")
-
-
-_ESCAPE = re.compile(r"\\(\\|x[0-9a-fA-F]{2})")
-
-
-def unescape_name(stored: str) -> bytes:
-    """The exact path bytes a stored name (format 2) came from; the inverse of :func:`escape_name`."""
-    out = bytearray()
-    pos = 0
-    for m in _ESCAPE.finditer(stored):
-        out += stored[pos : m.start()].encode("utf-8")
-        code = m.group(1)
-        out += b"\\" if code == "\\" else bytes([int(code[1:], 16)])
-        pos = m.end()
-    out += stored[pos:].encode("utf-8")
-    return bytes(out)
-
-
-def upgrade_v1_name(name: str) -> str:
-    """A format-1 name in format 2's escaping: its ``\\xNN`` were escaped bytes, other backslashes literal."""
-    if "\\" not in name:
-        return name
-    raw = bytearray()
-    pos = 0
-    for m in re.finditer(r"\\x([0-9a-fA-F]{2})", name):
-        raw += name[pos : m.start()].encode("utf-8")
-        raw.append(int(m.group(1), 16))
-        pos = m.end()
-    raw += name[pos:].encode("utf-8")
-    return escape_name(bytes(raw))
-
-
-def source_path(root: str | os.PathLike[str], name: str, format_version: int = FORMAT_VERSION) -> Path:
-    """The file under ``root`` that the stored ``name`` came from (``/``-separated, escaped as the format says)."""
-    if format_version >= 2 or "\\" not in name:
-        raw = unescape_name(name) if format_version >= 2 else name.encode("utf-8")
-        return Path(os.fsdecode(os.path.join(os.fsencode(Path(root)), *raw.split(b"/"))))
-    # Format 1 escaped undecodable bytes as \xNN but kept a literal backslash: try the literal name first.
-    direct = Path(root).joinpath(*name.split("/"))
-    if direct.exists():
-        return direct
-    return source_path(root, upgrade_v1_name(name), 2)
-
-
-def texts(values: Iterable[Any]) -> list[str]:
-    """Rows of a variable-length string dataset (bytes or str) as ``str``; invalid UTF-8 replaced."""
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
-
-
-# ------------------------------------------------------------------------------------------------- checksums
-
-
-def pixel_crc(image: np.ndarray) -> int:
-    """CRC-32 of an image's pixel bytes in C order (the first part of a row checksum)."""
-    return zlib.crc32(np.ascontiguousarray(image).data.cast("B"))
-
-
-def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | None) -> int:
-    """The ``checksums`` value of a row: the pixel CRC continued over label (int64 LE), digest and UTF-8 name."""
-    meta = (struct.pack("<q", label) if label is not None else b"") + (sha256 or b"") + name.encode("utf-8")
-    return zlib.crc32(meta, pixels_crc)
-
-
-def row_checksums(
-    images: np.ndarray, names: Sequence[str], labels: np.ndarray | None, digests: np.ndarray | None
-) -> np.ndarray:
-    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``."""
-    out = np.empty(len(names), np.uint32)
-    for j, name in enumerate(names):
-        label = None if labels is None else int(labels[j])
-        digest = None if digests is None else bytes(digests[j])
-        out[j] = row_checksum(pixel_crc(images[j]), name, label, digest)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------- journal
-
-
-def _grow(ds: h5py.Dataset, rows: int) -> None:
-    if ds.shape[0] != rows:
-        ds.resize(rows, axis=0)
-
-
-class TextJournal:
-    """A text column kept as numeric datasets: ``<name>.bytes`` (UTF-8, uint8) and ``<name>.ends`` (int64)."""
-
-    def __init__(self, group: h5py.Group, name: str) -> None:
-        self.name = name
-        self._bytes = group[f"{name}.bytes"]
-        self._ends = group[f"{name}.ends"]
-
-    @staticmethod
-    def create(group: h5py.Group, name: str) -> None:
-        """Create the two empty datasets of a journaled column."""
-        group.create_dataset(f"{name}.bytes", shape=(0,), maxshape=(None,), chunks=(65536,), dtype=np.uint8)
-        group.create_dataset(f"{name}.ends", shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
-
-    def rows(self) -> int:
-        """Rows written (committed or not)."""
-        return int(self._ends.shape[0])
-
-    def append(self, start: int, items: Sequence[str]) -> None:
-        """Write ``items`` as rows ``start, start + 1, ...`` (dropping any rows at or after ``start``)."""
-        end0 = int(self._ends[start - 1]) if start else 0
-        blobs = [t.encode("utf-8") for t in items]
-        ends = end0 + np.cumsum(np.fromiter((len(b) for b in blobs), dtype=np.int64, count=len(blobs)))
-        data = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-        _grow(self._bytes, end0 + data.size)
-        if data.size:
-            self._bytes[end0 : end0 + data.size] = data
-        _grow(self._ends, start + len(items))
-        if items:
-            self._ends[start:] = ends
-
-    def read(self, n: int, start: int = 0) -> list[str]:
-        """Rows ``start:n``; raises ValueError when the row ends are not increasing within the bytes."""
-        if n <= start:
-            return []
-        lo = int(self._ends[start - 1]) if start else 0
-        ends = self._ends[start:n].astype(np.int64)
-        if ends[0] < lo or (np.diff(ends) < 0).any() or int(ends[-1]) > self._bytes.shape[0]:
-            raise ValueError(f"the journal of {self.name} is damaged: its row ends are not increasing within its bytes")
-        blob = self._bytes[lo : int(ends[-1])].tobytes()
-        starts = np.concatenate(([lo], ends[:-1])) - lo
-        return [blob[s:e].decode("utf-8", "replace") for s, e in zip(starts.tolist(), (ends - lo).tolist())]
-
-    def trim(self, n: int) -> None:
-        """Drop rows from ``n`` on."""
-        end = int(self._ends[n - 1]) if n else 0
-        _grow(self._ends, n)
-        _grow(self._bytes, end)
-
-
-def has_journal(f: h5py.File, column: str) -> bool:
-    """True when ``f`` keeps a journal copy of the text column ``column``."""
-    group = f.get(JOURNAL)
-    return isinstance(group, h5py.Group) and f"{column}.ends" in group and f"{column}.bytes" in group
-
-
-def read_text_column(f: h5py.File, column: str, n: int, *, complete: bool) -> list[str]:
-    """Rows ``[:n]`` of a text column as readers see them: from the journal when the store is not complete (its
-    variable-length strings may be torn by a crash), from the string dataset otherwise."""
-    if not complete and has_journal(f, column):
-        return TextJournal(f[JOURNAL], column).read(n)
-    return texts(f[column][:n]) if column in f else []
-
-
-# ---------------------------------------------------------------------------------------------------- opening
-
-
-def format_version(f: h5py.File) -> int:
-    """The store format version of an open file (0 when it is not an imgstore store)."""
-    try:
-        return int(f.attrs.get("imgstore_format", 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def open_read(path: str | os.PathLike[str]) -> h5py.File:
-    """Open a store read-only, whatever its state: finished, being written, or left by a writer that died.
-
-    A plain open first, with HDF5's default file-locking setting, so that a plain ``h5py.File(path, "r")`` in the
-    same process coexists with it; a file a writer has open (or died with) opens in SWMR-read mode; a file another
-    process holds HDF5's lock on opens without locking. Raises ``OSError`` as h5py does.
-    """
-    p = os.fspath(path)
-    for locking in (None, False):
-        try:
-            f = _open_reader(p, locking)
-        except OSError as exc:
-            if locking is None and is_lock_conflict(exc):
-                continue
-            raise
-        claim_whole_file(f)  # reach objects a dead writer wrote past the recorded end of allocation
-        return f
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-_TRUNCATED = re.compile(r"truncated file: eof = (\d+),.*stored_eof = (\d+)")
-
-
-def _extend_truncated(path: str, exc: OSError) -> bool:
-    """Repair a file whose last write failed part-way (an I/O error): its superblock records an end past the
-    bytes that reached the disk. What lies there was never committed (SWMR writes a block before whatever points
-    to it), so zeros stand in. Returns True when the file was extended."""
-    m = _TRUNCATED.search(str(exc))
-    if m is None or int(m.group(2)) <= int(m.group(1)):
-        return False
-    os.truncate(path, int(m.group(2)))
-    return True
-
-
-def publish(partial: Path, out: Path) -> None:
-    """Put a complete store built aside in its final place: what an ``--overwrite`` killed between finishing
-    ``partial`` and renaming it left undone (its status flags are cleared first, as its close would have)."""
-    try:
-        open_write(partial).close()
-        os.replace(partial, out)
-    except OSError as exc:
-        raise WriteError(f"cannot rename {partial} to {out}: {os_cause(exc)} ({partial} is the finished store)") from None
-
-
-def repair_truncated(path: str | os.PathLike[str]) -> bool:
-    """Extend a store whose last write failed part-way (see :func:`_extend_truncated`), as ``--resume`` does before
-    anything reads it; hold its writer lock. Returns True when it was repaired."""
-    try:
-        open_read(path).close()
-    except OSError as exc:
-        return _extend_truncated(os.fspath(path), exc)
-    return False
-
-
-def _open_reader(path: str, locking: bool | None) -> h5py.File:
-    try:
-        return h5py.File(path, "r", locking=locking)
-    except OSError as exc:
-        if not is_flagged(exc):
-            raise
-    fapl = file_access(locking=locking, read_attempts=SWMR_READ_ATTEMPTS)
-    return h5py.File(h5py.h5f.open(path.encode(), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl))
-
-
-def open_write(path: str | os.PathLike[str]) -> h5py.File:
-    """Open an existing store in SWMR-write mode, clearing the status flags a dead writer left (``h5clear``).
-
-    Call it holding the store's writer lock: clearing the flags of a file another writer has open would hide that
-    writer. The file is opened with ``H5F_ACC_RDWR | H5F_ACC_SWMR_WRITE`` at once, so there is no moment at which
-    it is open for plain writing. HDF5's own lock is skipped when a reader holds it: the writer lock is what keeps
-    writers apart. Raises ``OSError`` as h5py does.
-    """
-    p = os.fspath(path)
-    for locking in (None, False):
-        fapl = file_access(clear_flags=True, locking=locking)
-        try:
-            fid = h5py.h5f.open(p.encode(), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
-        except OSError as exc:
-            if locking is None and is_lock_conflict(exc):
-                continue
-            if not _extend_truncated(p, exc):
-                raise
-            fid = h5py.h5f.open(p.encode(), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, fapl=fapl)
-        f = h5py.File(fid)
-        claim_whole_file(f)  # a dead writer may have written past the recorded end: allocate after it
-        return f
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def settable_in_place(f: h5py.File, name: str, value: Any) -> bool:
-    """True when root attribute ``name`` exists as a number (array) of ``value``'s shape, so writing ``value``
-    changes its bytes in place. Anything else deletes and re-creates the attribute, which rewrites the root's
-    attribute storage (a fractal heap and a B-tree that SWMR's write ordering does not cover): a kill in the middle
-    can leave a file whose attributes no reader can list. So a store in SWMR mode only ever writes attributes in
-    place; other changes go through a copy (:func:`upgrade`)."""
-    if name not in f.attrs:
-        return False
-    old = f.attrs.get_id(name)
-    new = np.asarray(value)
-    return bool(old.shape == new.shape and old.dtype.kind == new.dtype.kind and new.dtype.kind in "biuf")
-
-
-def attr_differs(f: h5py.File, name: str, value: Any) -> bool:
-    """True when root attribute ``name`` is missing or holds something else than ``value``."""
-    if name not in f.attrs:
-        return True
-    old, new = f.attrs[name], value
-    if isinstance(old, np.ndarray) and old.dtype.kind in "OSU":
-        old = texts(old)
-    elif isinstance(old, bytes):
-        old = old.decode("utf-8", "replace")
-    try:
-        return bool(np.asarray(old).tolist() != np.asarray(new).tolist())
-    except (TypeError, ValueError):
-        return True
-
-
-def set_attr(f: h5py.File, name: str, value: Any) -> None:
-    """Write a root attribute of a store in SWMR mode: in place only (see :func:`settable_in_place`)."""
-    if not settable_in_place(f, name, value):
-        raise ValueError(f"attribute {name!r} cannot be written in place in SWMR mode")
-    f.attrs.modify(name, value)
-
+from imgstore.store.h5 import (
+    end_of_allocation,
+)
 
 # ------------------------------------------------------------------------------------------------ the layout
 
@@ -666,7 +308,7 @@ class StoreFile:
         nbytes = int(images[:k].nbytes) + sum(len(name) for name in names) * 2 + k * 64
         with self._os_errors("write rows to", nbytes):
             ds = self._datasets[IMAGES]
-            _grow(ds, n + k)
+            grow(ds, n + k)
             if self.schema.compression is None:
                 # One chunk per image, unfiltered: hand HDF5 the bytes of each chunk directly. Measured on 341
                 # images of 256x256x3: 19 ms instead of 179 ms for images[n:n+k] = buf[:k], whose hyperslab
@@ -766,7 +408,7 @@ class StoreFile:
     # -- internals --------------------------------------------------------------------------------------------
     def _put(self, key: str, start: int, values: Any) -> None:
         ds = self._datasets[key]
-        _grow(ds, start + len(values))
+        grow(ds, start + len(values))
         if len(values):
             ds[start:] = values
 
@@ -832,9 +474,9 @@ class StoreFile:
         f = self.file
         for key in ROW_DATASETS:
             if key in f:
-                _grow(self._datasets[key], self.count)
+                grow(self._datasets[key], self.count)
         for key in (SKIPPED_NAMES, SKIPPED_REASONS):
-            _grow(self._datasets[key], self.skipped_count)
+            grow(self._datasets[key], self.skipped_count)
         counts = {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count}
         for key, n in counts.items():
             journal = self._journals[key]
@@ -848,7 +490,7 @@ class StoreFile:
                 # A kill during a write may have left the variable-length heap unreadable: write the strings again
                 # from the journal. SWMR cannot replace the dataset, and overwriting a torn row would make HDF5
                 # follow its torn heap pointer to free it: empty the dataset (dropping its chunks), then refill it.
-                _grow(self._datasets[key], 0)
+                grow(self._datasets[key], 0)
                 for start in range(0, n, 65536):
                     stop = min(n, start + 65536)
                     self._put(key, start, journal.read(stop, start))

@@ -10,7 +10,7 @@ joined here. Two ways to join:
   its shards can be moved or copied together. HDF5 reads the rows of a missing source file as zeros without an
   error; :func:`missing_sources` lists the shard files a virtual store cannot find.
 - copy (``copy=True``, ``--copy``): the rows are streamed shard by shard, in bounded batches, through
-  :class:`~imgstore.writer.ImageIndexer` into one self-contained plain store.
+  :class:`~imgstore.store.writer.ImageIndexer` into one self-contained plain store.
 
 Either way OUT satisfies the store format (``count`` = the sum of the shards' counts, ``complete``, ``size``, ...),
 with ``merged_from`` (the shard file names relative to OUT's folder) added and the ``shard`` attributes dropped.
@@ -34,11 +34,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import OptionError, StoreError, WriteError, os_cause
-from imgstore.lock import WriterLock, remove_stale_temps, temp_path
-from imgstore.options import check_output, resolve_path, shard_range
-from imgstore.reader import read_root_attrs
-from imgstore.store import (
+from imgstore.errors import OptionError, StoreError, os_cause
+from imgstore.lock import WriterLock
+from imgstore.options import resolve_path, shard_range
+from imgstore.outputs import StagedOutputs, check_target, remove_stale_temps
+from imgstore.progress import ProgressLike
+from imgstore.progress import started as start_progress
+from imgstore.store.file import compression_of
+from imgstore.store.format import (
     CHECKSUMS,
     IMAGES,
     LABELS,
@@ -48,14 +51,13 @@ from imgstore.store import (
     SKIPPED_NAMES,
     SKIPPED_REASONS,
     STR,
-    compression_of,
     open_read,
     pixel_crc,
     read_text_column,
     row_checksum,
 )
-from imgstore.vectors import Progress, progress_callback
-from imgstore.writer import ImageIndexer
+from imgstore.store.reader import read_root_attrs
+from imgstore.store.writer import ImageIndexer
 
 # Root attributes that describe one shard only; a merged store does not carry them.
 SHARD_ATTRS = ("shard", "shard_range", "shard_total")
@@ -292,7 +294,7 @@ def merge_shards(
     *,
     copy: bool = False,
     overwrite: bool = False,
-    progress: Progress = None,
+    progress: ProgressLike = None,
 ) -> MergeReport:
     """Join shard stores into the store ``out``: virtual datasets over the shards, or (``copy``) one plain file.
 
@@ -306,27 +308,22 @@ def merge_shards(
         raise OptionError("give at least one shard to merge")
     out_path = resolve_path(out)
     paths = [resolve_path(p) for p in shards]
+    for p in paths:
+        if p.exists() and out_path.exists() and os.path.samefile(p, out_path):
+            raise OptionError(f"{out_path} is one of the shards: give a new file name for the merged store")
+    # One writer of OUT at a time; the copy is a store built by the write protocol, the virtual file a staged one.
     with WriterLock(out_path):
-        check_output(out_path, overwrite)
-        for p in paths:
-            if p.exists() and out_path.exists() and os.path.samefile(p, out_path):
-                raise OptionError(f"{out_path} is one of the shards: give a new file name for the merged store")
+        check_target(out_path, overwrite)
         remove_stale_temps(out_path)
         ordered = check_shards([_read_shard(p) for p in paths])
         out_dir = out_path.parent if str(out_path.parent) else Path(".")
         attrs = _merged_attrs(ordered, out_dir)
-        tick = progress_callback(progress, sum(s.count for s in ordered))
+        tick = start_progress(progress, sum(s.count for s in ordered))
         if copy:
-            _write_copy(out_path, ordered, attrs, tick)
+            _write_copy(out_path, ordered, attrs, tick)  # a store, built by the write protocol
         else:
-            tmp = temp_path(out_path)
-            try:
-                _write_virtual(tmp, out_dir, ordered, attrs, tick)
-                os.replace(tmp, out_path)
-            except OSError as exc:
-                raise WriteError(f"cannot write {out_path}: {os_cause(exc)} (nothing was written)") from None
-            finally:
-                tmp.unlink(missing_ok=True)
+            with StagedOutputs([out_path], overwrite) as staged:
+                _write_virtual(staged.temp(out_path), out_dir, ordered, attrs, tick)
     skipped: list[tuple[str, str]] = []
     for s in ordered:
         skipped.extend(_read_skipped(s))

@@ -23,15 +23,11 @@ import h5py
 import numpy as np
 
 from imgstore.errors import FormatError, OptionError, SourceError, io_errors
-from imgstore.vectors import (
-    FORMATS,
-    INT32_MAX,
-    Progress,
-    StagedOutputs,
-    VectorFormat,
-    VectorWriter,
-    progress_callback,
-)
+from imgstore.options import parse_enum
+from imgstore.outputs import StagedOutputs
+from imgstore.progress import ProgressLike, started
+from imgstore.vectors.formats import FORMATS, INT32_MAX, VectorFormat
+from imgstore.vectors.writer import VectorWriter
 
 # Rows per read default to about this many bytes of float64 (the widest type we convert through).
 DEFAULT_CHUNK_BYTES = 32 * 2**20
@@ -81,11 +77,7 @@ class ConvertOptions:
     chunk_rows: int | None = None  # rows per read and write; None = about 32 MiB of float64
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "fmt", OutputFamily(str(getattr(self.fmt, "value", self.fmt)).lower()))
-        except ValueError:
-            choices = ", ".join(m.value for m in OutputFamily)
-            raise OptionError(f"invalid format {self.fmt!r} for convert: choose one of {choices}") from None
+        object.__setattr__(self, "fmt", parse_enum(OutputFamily, self.fmt, "format for convert"))
         if self.chunk_rows is not None and (
             not isinstance(self.chunk_rows, int) or isinstance(self.chunk_rows, bool) or self.chunk_rows < 1
         ):
@@ -222,7 +214,7 @@ def convert_ann(
     normalize: bool = False,
     overwrite: bool = False,
     chunk_rows: int | None = None,
-    progress: Progress = None,
+    progress: ProgressLike = None,
 ) -> ConvertReport:
     """Convert the ann-benchmarks file ``src`` into four vector files in ``outdir`` (created if missing).
 
@@ -249,7 +241,7 @@ def convert_ann(
         return _convert(h5, src_path, out_path, opts, progress)
 
 
-def _convert(h5: h5py.File, src_path: Path, out_path: Path, opts: ConvertOptions, progress: Progress) -> ConvertReport:
+def _convert(h5: h5py.File, src_path: Path, out_path: Path, opts: ConvertOptions, progress: ProgressLike) -> ConvertReport:
     """The conversion itself, on the open input file."""
     layout = inspect_ann(h5, repr(str(src_path)))
     if opts.normalize and layout.distance is not None and layout.distance not in ANGULAR_DISTANCES:
@@ -262,7 +254,7 @@ def _convert(h5: h5py.File, src_path: Path, out_path: Path, opts: ConvertOptions
     zero = 0
     written = 0
     with StagedOutputs(targets.values(), overwrite=opts.overwrite) as staged:
-        tick = progress_callback(progress, layout.n_base + 3 * layout.n_query)
+        tick = started(progress, layout.n_base + 3 * layout.n_query)
         for name, (_role, ids) in ROLES.items():
             ds = h5[name]
             rows_total, width = ds.shape

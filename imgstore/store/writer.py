@@ -22,19 +22,22 @@ import numpy as np
 
 from imgstore import signals
 from imgstore.errors import OptionError, OutputExistsError, StoreBusyError, StoreError, WriteError, os_cause
-from imgstore.lock import WriterLock, remove_stale_temps
-from imgstore.store import (
+from imgstore.lock import WriterLock
+from imgstore.outputs import remove_stale_temps
+from imgstore.store.file import (
     Schema,
     StoreFile,
+    needs_upgrade,
+    upgrade,
+)
+from imgstore.store.format import (
     attr_differs,
     escape_name,
-    needs_upgrade,
     open_read,
     pixel_crc,
     row_checksum,
     settable_in_place,
     store_version,
-    upgrade,
 )
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write

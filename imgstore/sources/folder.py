@@ -1,4 +1,4 @@
-"""Find the candidate image files under a source folder, in a deterministic order.
+"""The folder source: the candidate image files under a folder, walked in a deterministic order.
 
 Candidates are regular files whose extension (case-insensitive) is in the requested list. Hidden files and
 folders (name starting with ``.``) are passed over. Symlinked folders are followed once each, so a link loop
@@ -10,27 +10,48 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from imgstore.errors import SourceError
-from imgstore.store import escape_name
+from imgstore.errors import BadImageError, SourceError
+from imgstore.sources import Candidate, Discovery
+from imgstore.store.format import FORMAT_VERSION, escape_name, unescape_name, upgrade_v1_name
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One file to ingest: ``path`` to open it, ``name`` as stored (relative, ``/``-separated, UTF-8 safe)."""
+class FolderSource:
+    """The image files under the folder ``root``, recursively (see the module docstring for what is a candidate)."""
 
-    path: str
-    name: str
+    root: str
 
+    @property
+    def label(self) -> str:
+        """The folder as given, escaped, for the store's ``source`` attribute."""
+        return source_label(self.root)
 
-@dataclass
-class Discovery:
-    """The result of walking a source folder: candidates sorted by relative path, and what had to be skipped."""
+    def scan(self, extensions: tuple[str, ...]) -> Discovery:
+        """Walk the folder: :func:`discover`."""
+        return discover(self.root, extensions)
 
-    files: list[Candidate] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    def read(self, key: str) -> bytes:
+        """The whole file at ``key`` (its path); an OS error becomes a one-line :class:`BadImageError`."""
+        try:
+            with open(key, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise BadImageError(f"unreadable: {exc.strerror or exc}") from None
+
+    def path_of(self, name: str, format_version: int = FORMAT_VERSION) -> Path:
+        """The file a stored ``name`` came from (``/``-separated, escaped as the store's format version says)."""
+        root = self.root
+        if format_version >= 2 or "\\" not in name:
+            raw = unescape_name(name) if format_version >= 2 else name.encode("utf-8")
+            return Path(os.fsdecode(os.path.join(os.fsencode(Path(root)), *raw.split(b"/"))))
+        # Format 1 escaped undecodable bytes as \xNN but kept a literal backslash: try the literal name first.
+        direct = Path(root).joinpath(*name.split("/"))
+        if direct.exists():
+            return direct
+        return self.path_of(upgrade_v1_name(name), 2)
 
 
 def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Discovery:

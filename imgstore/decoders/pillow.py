@@ -1,0 +1,217 @@
+"""The Pillow decoder: every format Pillow and its plugins read, EXIF-oriented, converted and resized.
+
+Without ``exact=True``, JPEG DCT scaling (``Image.draft``) and ``reducing_gap`` make large sources several times
+cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize``. Decoders
+that produce an array (imageio, an OpenCV backend) render it through the same steps with :func:`render_array`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from imgstore.decoders.geometry import place, resize_plan
+from imgstore.decoders.pixels import check_pixels, one_line, to_uint8
+from imgstore.errors import BadImageError, NotRecognised
+from imgstore.options import FILTERS, DecodeOptions
+
+# EXIF orientation value -> the transpose that makes the image upright (as PIL.ImageOps.exif_transpose).
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_EXIF_ORIENTATION = 0x0112
+
+# Without exact=True, JPEGs are DCT-scaled to at least DRAFT_GAP x the size the resize needs: 1.0 engages draft as
+# soon as the source is 2x the target (libjpeg scales by 1/2, 1/4, 1/8), and the antialiased resize that follows
+# still does the final step. Other formats use Pillow's reducing_gap, whose docs call 3.0 indistinguishable from
+# fair resampling.
+DRAFT_GAP = 1.0
+REDUCING_GAP = 3.0
+
+_HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
+
+# The formats Pillow reads that people keep photos in. Pillow registers more (HDF5, FITS, GRIB stubs that cannot
+# decode, EPS that needs Ghostscript), which would turn ``.h5`` stores inside SRC into candidates: keep a list.
+EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".pcx", ".sgi", ".jp2", ".j2k", ".jpx", ".avif", ".qoi",
+    ".psd",
+)  # fmt: skip
+
+
+class PillowDecoder:
+    """Pillow, with every plugin registered in the process (pillow-heif, pillow-avif, ... once imported)."""
+
+    name = "pillow"
+    extensions = EXTENSIONS
+
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
+        try:
+            im = _pillow_open(data)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise NotRecognised(_unreadable_reason(exc)) from None
+        check_pixels(im.width, im.height, opts)
+        render(im, opts, out)
+
+
+def render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
+    """Orient, convert and resize an opened Pillow image into ``out``; a failure is this file's BadImageError."""
+    try:
+        _render(im, opts, out)
+    except BadImageError:
+        raise
+    except MemoryError:
+        raise BadImageError("out of memory while decoding") from None
+    except Exception as exc:  # any decoder failure is this file's problem, never the run's
+        raise BadImageError(_corrupt_reason(im.format, exc)) from None
+
+
+def render_array(arr: np.ndarray, opts: DecodeOptions, out: np.ndarray) -> None:
+    """:func:`render` for pixels another library decoded: any dtype, ``(H, W)``, ``(H, W, C)`` or more frames."""
+    try:
+        im = _array_to_image(arr)
+    except BadImageError:
+        raise
+    except Exception as exc:
+        raise BadImageError(_corrupt_reason(None, exc)) from None
+    render(im, opts, out)
+
+
+@contextlib.contextmanager
+def _no_pillow_bomb_check() -> Iterator[None]:
+    # imgstore applies its own, configurable limit right after open (see _open); Pillow's fixed one would refuse
+    # what a user allowed with --max-pixels.
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _pillow_open(data: bytes) -> Image.Image:
+    with _no_pillow_bomb_check():
+        return Image.open(io.BytesIO(data))
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1..8); a missing or broken EXIF block counts as 1 (upright)."""
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if int(value) in _ORIENT else 1
+    except Exception:
+        return 1
+
+
+def _render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
+    orientation = _orientation(im)
+    turned = orientation >= 5  # 5..8 swap width and height
+    upright = (im.height, im.width) if turned else im.size
+    plan = resize_plan(upright, opts.size, opts.resize_mode)
+
+    if not opts.exact and im.format == "JPEG":
+        # Ask libjpeg for the smallest DCT scale that still gives the resize DRAFT_GAP x the pixels it needs.
+        bw, bh = plan.box[2] - plan.box[0], plan.box[3] - plan.box[1]
+        sx, sy = plan.size[0] / bw, plan.size[1] / bh
+        if turned:
+            sx, sy = sy, sx
+        request = (math.ceil(im.width * sx * DRAFT_GAP), math.ceil(im.height * sy * DRAFT_GAP))
+        if im.width >= 2 * request[0] and im.height >= 2 * request[1]:
+            scale_w, scale_h = im.width, im.height
+            im.draft(None, request)
+            im.load()
+            if im.size != (scale_w, scale_h):
+                # The box was planned in full-size pixels: re-plan on the smaller decoded image.
+                upright = (im.height, im.width) if turned else im.size
+                plan = resize_plan(upright, opts.size, opts.resize_mode)
+
+    im.load()
+    if orientation != 1:
+        im = im.transpose(_ORIENT[orientation])
+    im = _to_mode(im, opts)
+    resized = im.resize(
+        plan.size,
+        FILTERS[opts.filter],
+        box=plan.box,
+        reducing_gap=None if opts.exact else REDUCING_GAP,
+    )
+    place(np.asarray(resized), plan, out, opts.pad_color)
+
+
+def _to_mode(im: Image.Image, opts: DecodeOptions) -> Image.Image:
+    """Convert any Pillow mode to RGB (channels=3) or L (channels=1)."""
+    target = "RGB" if opts.channels == 3 else "L"
+    if im.mode == target:
+        return im  # the common case: no conversion, no copy
+    if im.mode in _HIGH_BIT_MODES:
+        im = Image.fromarray(to_uint8(np.asarray(im)), "L")
+    elif im.mode == "CMYK":
+        im = _cmyk_to_rgb(im)
+    elif im.mode == "P" or (im.mode in ("L", "RGB", "1") and "transparency" in im.info):
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+    elif im.mode in ("La", "RGBa", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in _ALPHA_MODES:
+        # Composite on the background: transparent pixels become the background colour, never black.
+        rgba = im.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, opts.background)
+        flat.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        im = flat
+    return im if im.mode == target else im.convert(target)
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    """CMYK -> RGB through the embedded ICC profile when there is one (print CMYK is far from naive)."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            rgb = ImageCms.profileToProfile(
+                im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), outputMode="RGB"
+            )
+            if rgb is not None:
+                return rgb
+        except Exception:  # a broken profile is not worth losing the image over
+            pass
+    return im.convert("RGB")
+
+
+def _unreadable_reason(exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (no decoder recognises the data)"
+    return one_line(f"cannot open: {exc}")
+
+
+def _array_to_image(arr: np.ndarray) -> Image.Image:
+    """A Pillow image (L, LA, RGB or RGBA; 8 bit) from an imageio array of any dtype."""
+    while arr.ndim > 3 or (arr.ndim == 3 and arr.shape[-1] > 4):  # frames or volumes: keep the first
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.dtype != np.uint8:
+        arr = to_uint8(arr)
+    if arr.ndim == 2:
+        return Image.fromarray(arr, "L")
+    mode = {2: "LA", 3: "RGB", 4: "RGBA"}.get(arr.shape[-1])
+    if mode is None or arr.ndim != 3:
+        raise BadImageError(f"unsupported pixel layout {arr.shape}")
+    return Image.fromarray(np.ascontiguousarray(arr), mode)
+
+
+def _corrupt_reason(fmt: str | None, exc: BaseException) -> str:
+    kind = fmt or "image"
+    text = str(exc)
+    if "truncated" in text or isinstance(exc, EOFError):
+        return f"truncated {kind}"
+    return one_line(f"corrupt {kind}: {text or type(exc).__name__}")

@@ -1,0 +1,122 @@
+"""``imgstore extract``: stored images back as PNG files named after their stored names (:func:`extract_images`);
+:func:`parse_indices` reads the ``0,5,10-20`` form the command line takes.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from imgstore.errors import OptionError, OutputExistsError
+from imgstore.outputs import StagedOutputs
+from imgstore.progress import ProgressLike, started
+from imgstore.store.reader import open_store
+
+_RANGE = re.compile(r"(-?\d+)\s*-\s*(-?\d+)")
+_UNSAFE = re.compile(r"[^\w.\-]+")
+MAX_NAME_BYTES = 200  # of the sanitised name part; file systems allow 255
+
+
+def _resolve_index(i: int, n: int) -> int:
+    if n == 0:
+        raise OptionError(f"index {i} is out of range: the store holds no images")
+    if not -n <= i < n:
+        raise OptionError(f"index {i} is out of range for a store of {n} images (use 0 to {n - 1}, or -{n} to -1)")
+    return i % n
+
+
+def parse_indices(text: str, n: int) -> list[int]:
+    """Row indices from text like ``"0,5,10-20"`` for a store of ``n`` images, in the order given, without repeats.
+
+    Items are separated by commas; ``a-b`` is the inclusive range a..b; negative numbers count from the end
+    (``-1`` is the last row, ``-3--1`` the last three). Out-of-range or malformed items raise OptionError.
+    """
+    if not text.strip():
+        raise OptionError("no indices given: use e.g. 0,5,10-20")
+    out: dict[int, None] = {}
+    for item in text.split(","):
+        token = item.strip()
+        if re.fullmatch(r"-?\d+", token):
+            out[_resolve_index(int(token), n)] = None
+            continue
+        m = _RANGE.fullmatch(token)
+        if m is None:
+            raise OptionError(
+                f"invalid index {token!r} in {text!r}: use numbers and ranges like 0,5,10-20 (negative counts from the end)"
+            )
+        a, b = _resolve_index(int(m.group(1)), n), _resolve_index(int(m.group(2)), n)
+        if a > b:
+            raise OptionError(f"invalid range {token!r}: it goes backwards (rows {a} to {b})")
+        out.update(dict.fromkeys(range(a, b + 1)))
+    return list(out)
+
+
+def export_file_name(index: int, name: str, width: int = 6) -> str:
+    """A safe, recognisable PNG file name for row ``index`` named ``name``.
+
+    ``cat/1.jpg`` at row 7 -> ``000007_cat__1.png``: ``/`` becomes ``__``, the extension becomes ``.png``, and
+    characters other than letters, digits, ``_``, ``.`` and ``-`` become ``_``. The zero-padded index keeps the
+    files in store order and makes every name unique.
+    """
+    stem, _ = posixpath.splitext(name)
+    safe = _UNSAFE.sub("_", stem.replace("/", "__")).strip(".") or "image"
+    safe = safe.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
+    return f"{index:0{width}d}_{safe}.png"
+
+
+def extract_images(
+    path: str | os.PathLike[str],
+    outdir: str | os.PathLike[str],
+    *,
+    indices: Sequence[int] | str | None = None,
+    overwrite: bool = False,
+    progress: ProgressLike = None,
+) -> list[Path]:
+    """Write rows of the store at ``path`` as PNG files in ``outdir`` (created if needed); return their paths.
+
+    ``indices``: ints (negative count from the end), a string for :func:`parse_indices` (``"0,5,10-20"``), or None
+    for every row. Files are named by :func:`export_file_name`; one-channel stores give grayscale PNGs. Existing
+    files are refused, before anything is written, unless ``overwrite``. ``progress`` gets image increments.
+    """
+    import imageio.v3 as iio
+
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder: give a folder for the PNG files")
+    with open_store(path) as store:
+        n = len(store)
+        if indices is None:
+            rows = list(range(n))
+        elif isinstance(indices, str):
+            rows = parse_indices(indices, n)
+        else:
+            picked: dict[int, None] = {}
+            for i in indices:
+                if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+                    raise OptionError(f"invalid index {i!r}: indices are integers")
+                picked[_resolve_index(int(i), n)] = None
+            rows = list(picked)
+        names = store.names
+        width = max(6, len(str(max(n - 1, 0))))
+        targets = [out / export_file_name(i, names[i], width) for i in rows]
+        if not overwrite:
+            existing = [t.name for t in targets if t.exists()]
+            if existing:
+                shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
+                raise OutputExistsError(
+                    f"{len(existing)} file(s) exist in {out} ({shown}): pass overwrite=True (--overwrite) to replace them"
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        tick = started(progress, len(rows))
+        for i, target in zip(rows, targets):
+            arr = store[i]
+            # Existing files were checked above; a killed extract never leaves half a PNG under a row's name.
+            with StagedOutputs([target], overwrite=True) as staged:
+                iio.imwrite(staged.temp(target), arr[:, :, 0] if arr.shape[2] == 1 else arr, extension=".png")
+            tick(1)
+    return targets

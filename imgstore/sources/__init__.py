@@ -1,0 +1,90 @@
+"""Sources: where the photos of an ingest come from, behind one protocol and a registry.
+
+A :class:`Source` lists its candidates (:meth:`~Source.scan`: sorted, each with the name it is stored under, plus
+what it had to skip and why) and reads one candidate's bytes (:meth:`~Source.read`). It is picklable: the decoder
+workers and Dask tasks get the source itself and read their candidates through it, so nothing downstream assumes
+a candidate is a local file. :func:`open_source` turns what a user typed (SRC) into a source: registered factories
+are asked in turn, newest first, and the folder walker (:mod:`imgstore.sources.folder`) takes what none claims. An
+archive or a list file is one module and one :func:`register_source` call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, Union, runtime_checkable
+
+from imgstore.errors import OptionError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One image to ingest: ``key`` for the source's :meth:`Source.read` (a folder's: the file path), ``name`` as
+    stored (relative, ``/``-separated, escaped by :func:`imgstore.store.escape_name`)."""
+
+    key: str
+    name: str
+
+
+@dataclass
+class Discovery:
+    """What a source holds: candidates sorted by stored name, and what had to be skipped: ``(name, reason)``."""
+
+    files: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A collection of image files."""
+
+    @property
+    def label(self) -> str:
+        """What the store records as its ``source`` attribute (the path as given, escaped)."""
+        ...
+
+    def scan(self, extensions: tuple[str, ...]) -> Discovery:
+        """The candidates whose name ends in one of ``extensions`` (lower-case, with the dot), sorted by name.
+
+        Raise :class:`~imgstore.errors.SourceError` when the source cannot be listed at all; an entry that cannot
+        be used goes to ``skipped`` with its reason.
+        """
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The bytes of the candidate ``key``; raise :class:`~imgstore.errors.BadImageError` (reason
+        ``unreadable: ...``) when they cannot be read. Runs in decoder worker processes."""
+        ...
+
+
+SourceFactory = Callable[[str], Union[Source, None]]
+_FACTORIES: list[tuple[str, SourceFactory]] = []
+
+
+def register_source(name: str, factory: SourceFactory) -> None:
+    """Let ``factory(spec)`` claim a SRC (return a :class:`Source`) or pass (return None). Factories are asked
+    newest first, before the folder walker; one registered again under the same ``name`` is replaced."""
+    if not callable(factory):
+        raise OptionError(f"invalid source factory {factory!r}: give a callable taking SRC and returning a Source")
+    unregister_source(name)
+    _FACTORIES.insert(0, (name, factory))
+
+
+def unregister_source(name: str) -> None:
+    """Forget the factory registered as ``name`` (nothing when there is none)."""
+    _FACTORIES[:] = [(n, f) for n, f in _FACTORIES if n != name]
+
+
+def open_source(src: str | os.PathLike[str] | Source) -> Source:
+    """The :class:`Source` for SRC: a source passed as is, else the first registered factory's, else a folder."""
+    if isinstance(src, Source):
+        return src
+    spec = os.fspath(src)
+    for _name, factory in _FACTORIES:
+        source = factory(spec)
+        if source is not None:
+            return source
+    from imgstore.sources.folder import FolderSource
+
+    return FolderSource(spec)
