@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from imgstore.errors import ImgStoreError, MissingExtraError, OptionError
+from imgstore.errors import ClusterError, MissingExtraError, OptionError
 from imgstore.ingest import IngestReport, ingest, recorded_options
 from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, resolve_path
@@ -176,14 +176,14 @@ def dask_client(address: Any) -> Iterator[Any]:
     try:
         client = distributed.Client(where, timeout="30s")
     except (OSError, TimeoutError) as exc:
-        raise ImgStoreError(
+        raise ClusterError(
             f"cannot reach the Dask scheduler at {where}: {exc}; start one with `dask scheduler` and check the address"
         ) from None
     with client:
         try:
             client.wait_for_workers(1, timeout=WORKER_WAIT)
         except (TimeoutError, OSError):
-            raise ImgStoreError(
+            raise ClusterError(
                 f"no Dask worker joined the scheduler at {where} within {WORKER_WAIT:.0f} s: "
                 f"start workers with `dask worker {where}`"
             ) from None
@@ -223,7 +223,7 @@ def ingest_dask(
     ``progress`` is started with the number of candidate files and advanced by the files of each finished shard.
 
     The shard files go to ``OUT.parts/`` next to ``out``. A shard that still fails after its retries raises
-    :class:`~imgstore.errors.ImgStoreError` naming it, after the other shards finished; their files are kept.
+    :class:`~imgstore.errors.ClusterError` naming it, after the other shards finished; their files are kept.
     With ``options.resume`` the finished shard files of an interrupted run with the same options are kept and only
     the others are ingested (a complete ``out`` means there is nothing to do). ``out`` is written only by the final
     merge, under a temporary name renamed when whole; the run holds ``out``'s writer lock throughout.
@@ -276,10 +276,10 @@ def ingest_dask(
             results.update(done)
             dask_workers = len(client.nthreads())
         if failures:
-            raise ImgStoreError(_failure_message(failures, n, retries, paths, results, out_path))
+            raise ClusterError(_failure_message(failures, n, retries, paths, results, out_path))
         unseen = [p for p in paths if not p.is_file()]
         if unseen:
-            raise ImgStoreError(
+            raise ClusterError(
                 f"the workers wrote {len(unseen)} shard file(s) that this machine does not see, e.g. {unseen[0]}: the "
                 f"folder of {out_path} must be shared storage that every worker and this machine see at the same path"
             )

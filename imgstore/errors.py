@@ -72,6 +72,14 @@ class WorkerError(ImgStoreError):
     """Decoder worker processes cannot run at all (they die before decoding a single file)."""
 
 
+class EmptyStoreError(StoreError, IndexError):
+    """An image was asked of a store that holds none (an IndexError too, as for any empty sequence)."""
+
+
+class ClusterError(ImgStoreError):
+    """A Dask run cannot go on: the scheduler is unreachable, no worker joins, or a shard failed every attempt."""
+
+
 class MissingExtraError(ImgStoreError, ImportError):
     """An optional dependency is not installed; the message names the ``pip install 'imgstore[extra]'`` to run."""
 

@@ -87,7 +87,7 @@ def extract_images(
 
     out = Path(outdir)
     if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a folder: give a folder for the PNG files")
+        raise OptionError(f"{out} exists and is not a folder: give a folder for the PNG files")
     with open_store(path) as store:
         n = len(store)
         if indices is None:

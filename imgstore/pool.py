@@ -276,111 +276,172 @@ class DecodePool:
     def imap(
         self, keys: Sequence[str], on_idle: Callable[[], None] | None = None, idle: float = 0.25
     ) -> Iterator[Decoded]:
-        """Decode the candidates ``keys`` of the pool's source and yield their outcomes in order; a view yielded is valid until the next one.
+        """Decode the candidates ``keys`` of the pool's source and yield their outcomes in order; a view yielded is
+        valid until the next one.
 
         ``on_idle`` is called about every ``idle`` seconds while the next result is not ready (the writer commits
         what it holds meanwhile, so a file that takes long to decode does not hold back what came before it).
         """
-        n = len(keys)
-        free_slots = collections.deque(range(self.n_slots))
-        slot_of: dict[int, int] = {}
-        done: dict[int, Outcome] = {}
-        retry: collections.deque[int] = collections.deque()  # sent to a worker that died before starting them
-        next_task = 0
-        next_out = 0
+        return _Run(self, keys, on_idle, idle).results()
 
-        def dispatch() -> None:
-            nonlocal next_task
-            for w in self._workers:
-                while len(w.pending) < TASKS_PER_WORKER and (retry or (free_slots and next_task < n)):
-                    if retry:
-                        seq = retry.popleft()
-                    else:
-                        seq = next_task
-                        next_task += 1
-                        slot_of[seq] = free_slots.popleft()
-                    try:
-                        w.send(seq, slot_of[seq], keys[seq])
-                    except OSError:  # the worker died; its sentinel will say so, the task goes elsewhere
-                        w.pending.pop()
-                        retry.appendleft(seq)
-                        break
 
-        def collect(w: _Worker) -> None:
-            try:
-                while w.conn.poll():
-                    seq, reason, digest, crc = w.conn.recv()
-                    w.pending.remove(seq)
-                    w.head_since = time.monotonic()
-                    done[seq] = (reason, digest, crc)
-                    self._successes += 1
-            except (EOFError, OSError):
-                pass  # the worker died; its sentinel says so
+class Schedule:
+    """The bookkeeping of one run, without processes: which task goes next, which ring slot holds it, and which
+    results can be handed out in input order.
 
-        selector = selectors.DefaultSelector()  # one for the whole run: cheaper than connection.wait()'s per call
+    A task ``seq`` takes a free slot when it is first sent and keeps it until the consumer has taken its result,
+    so at most ``n_slots`` images are in flight. Tasks of a worker that died before starting them are retried
+    first, in their order.
+    """
 
-        def watch(w: _Worker) -> None:
-            selector.register(w.conn, selectors.EVENT_READ, (w, "conn"))
-            selector.register(w.proc.sentinel, selectors.EVENT_READ, (w, "exit"))
+    def __init__(self, n: int, n_slots: int) -> None:
+        self.n = n
+        self.free_slots = collections.deque(range(n_slots))
+        self.slot_of: dict[int, int] = {}
+        self.done: dict[int, Outcome] = {}
+        self.retry: collections.deque[int] = collections.deque()
+        self.next_task = 0  # the first task never sent
+        self.next_out = 0  # the next result to hand out
 
-        def replace(w: _Worker, head_reason: str) -> None:
-            # The head task caused the failure; tasks queued behind it never started and go to other workers.
-            selector.unregister(w.conn)
-            selector.unregister(w.proc.sentinel)
-            w.kill()
-            self._crashes += 1
-            if not self._successes and self._crashes >= MAX_CRASHES_BEFORE_FIRST_SUCCESS:
-                raise WorkerError(
-                    f"decoder worker processes keep dying before decoding any file ({head_reason}); "
-                    "run with --workers 0 to decode in this process and see the error"
-                )
-            if w.pending:
-                done[w.pending.popleft()] = (head_reason, None, None)
-                retry.extend(sorted(w.pending))
-            fresh = self._spawn()
-            self._workers[self._workers.index(w)] = fresh
-            watch(fresh)
+    @property
+    def finished(self) -> bool:
+        """Every result was handed out."""
+        return self.next_out >= self.n
 
-        for w in self._workers:
-            watch(w)
+    def has_work(self) -> bool:
+        """A task can be sent now: one to retry, or a new one with a free slot."""
+        return bool(self.retry or (self.free_slots and self.next_task < self.n))
+
+    def take(self) -> tuple[int, int]:
+        """The next task to send and its slot (call only when :meth:`has_work`)."""
+        if self.retry:
+            seq = self.retry.popleft()
+        else:
+            seq = self.next_task
+            self.next_task += 1
+            self.slot_of[seq] = self.free_slots.popleft()
+        return seq, self.slot_of[seq]
+
+    def give_back(self, seqs: Sequence[int]) -> None:
+        """Tasks that were sent but never started (their worker died): they go out again first, in order."""
+        self.retry.extendleft(sorted(seqs, reverse=True))
+
+    def finish(self, seq: int, outcome: Outcome) -> None:
+        """Task ``seq`` came back (or failed) with ``outcome``."""
+        self.done[seq] = outcome
+
+    def ready(self) -> tuple[int, int, Outcome] | None:
+        """The next result in input order, ``(seq, slot, outcome)``, when it has come back; None otherwise."""
+        if self.next_out not in self.done:
+            return None
+        seq = self.next_out
+        return seq, self.slot_of[seq], self.done.pop(seq)
+
+    def handed_out(self) -> None:
+        """The consumer took the last :meth:`ready` result (and asked for the next): its slot is free again."""
+        self.free_slots.append(self.slot_of.pop(self.next_out))
+        self.next_out += 1
+
+
+class _Run:
+    """One :meth:`DecodePool.imap` call: sends tasks to the pool's workers, watches them, replaces those that hang
+    or die, and hands the results out in order (the bookkeeping is :class:`Schedule`)."""
+
+    def __init__(
+        self, pool: DecodePool, keys: Sequence[str], on_idle: Callable[[], None] | None, idle: float
+    ) -> None:
+        self.pool, self.keys, self.on_idle, self.idle = pool, keys, on_idle, idle
+        self.schedule = Schedule(len(keys), pool.n_slots)
+        self.selector = selectors.DefaultSelector()  # one for the whole run: cheaper than connection.wait()'s
+
+    def results(self) -> Iterator[Decoded]:
+        for w in self.pool._workers:
+            self._watch(w)
+        schedule = self.schedule
         last_out = time.monotonic()  # when a result was last handed out
         try:
-            while next_out < n:
-                while next_out in done:
-                    reason, digest, crc = done.pop(next_out)
-                    slot = slot_of.pop(next_out)
-                    yield Decoded(next_out, None if reason else self._ring[slot], reason, digest, crc)
+            while not schedule.finished:
+                while (item := schedule.ready()) is not None:
+                    seq, slot, (reason, digest, crc) = item
+                    yield Decoded(seq, None if reason else self.pool._ring[slot], reason, digest, crc)
+                    schedule.handed_out()  # the consumer asked for the next item, so it is done with this slot
                     last_out = time.monotonic()
-                    # The consumer asked for the next item, so it is done with this slot.
-                    free_slots.append(slot)
-                    next_out += 1
-                if next_out >= n:
+                if schedule.finished:
                     break
-                dispatch()
-                now = time.monotonic()
-                wait_for = min((w.head_since + self.timeout - now for w in self._workers if w.pending),
-                               default=self.timeout)  # fmt: skip
-                if on_idle is not None:
-                    wait_for = min(wait_for, idle)
-                exited = []
-                ready = selector.select(timeout=max(0.0, wait_for))
-                if on_idle is not None and time.monotonic() - last_out >= idle:
-                    on_idle()
+                self._dispatch()
+                self._wait()
+                if self.on_idle is not None and time.monotonic() - last_out >= self.idle:
+                    self.on_idle()
                     last_out = time.monotonic()
-                for key, _ in ready:
-                    w, kind = key.data
-                    if kind == "conn":
-                        collect(w)
-                    else:
-                        exited.append(w)
-                for w in exited:
-                    if w in self._workers:
-                        w.proc.join(timeout=1)
-                        collect(w)  # answers it sent before dying still count
-                        replace(w, _exit_reason(w.proc))
-                now = time.monotonic()
-                for w in list(self._workers):
-                    if w.pending and now - w.head_since > self.timeout:
-                        replace(w, f"timed out after {self.timeout:g} s")
         finally:
-            selector.close()
+            self.selector.close()
+
+    def _dispatch(self) -> None:
+        for w in self.pool._workers:
+            while len(w.pending) < TASKS_PER_WORKER and self.schedule.has_work():
+                seq, slot = self.schedule.take()
+                try:
+                    w.send(seq, slot, self.keys[seq])
+                except OSError:  # the worker died; its sentinel will say so, the task goes elsewhere
+                    w.pending.pop()
+                    self.schedule.give_back([seq])
+                    break
+
+    def _wait(self) -> None:
+        """Wait for answers (at most until the oldest task times out, or ``idle``); handle deaths and hangs."""
+        pool = self.pool
+        now = time.monotonic()
+        wait_for = min((w.head_since + pool.timeout - now for w in pool._workers if w.pending), default=pool.timeout)
+        if self.on_idle is not None:
+            wait_for = min(wait_for, self.idle)
+        exited = []
+        for key, _ in self.selector.select(timeout=max(0.0, wait_for)):
+            w, kind = key.data
+            if kind == "conn":
+                self._collect(w)
+            else:
+                exited.append(w)
+        for w in exited:
+            if w in pool._workers:
+                w.proc.join(timeout=1)
+                self._collect(w)  # answers it sent before dying still count
+                self._replace(w, _exit_reason(w.proc))
+        now = time.monotonic()
+        for w in list(pool._workers):
+            if w.pending and now - w.head_since > pool.timeout:
+                self._replace(w, f"timed out after {pool.timeout:g} s")
+
+    def _collect(self, w: _Worker) -> None:
+        try:
+            while w.conn.poll():
+                seq, reason, digest, crc = w.conn.recv()
+                w.pending.remove(seq)
+                w.head_since = time.monotonic()
+                self.schedule.finish(seq, (reason, digest, crc))
+                self.pool._successes += 1
+        except (EOFError, OSError):
+            pass  # the worker died; its sentinel says so
+
+    def _watch(self, w: _Worker) -> None:
+        self.selector.register(w.conn, selectors.EVENT_READ, (w, "conn"))
+        self.selector.register(w.proc.sentinel, selectors.EVENT_READ, (w, "exit"))
+
+    def _replace(self, w: _Worker, head_reason: str) -> None:
+        """Kill ``w`` and start another; its head task caused the failure, the tasks queued behind it never
+        started and go out again."""
+        pool = self.pool
+        self.selector.unregister(w.conn)
+        self.selector.unregister(w.proc.sentinel)
+        w.kill()
+        pool._crashes += 1
+        if not pool._successes and pool._crashes >= MAX_CRASHES_BEFORE_FIRST_SUCCESS:
+            raise WorkerError(
+                f"decoder worker processes keep dying before decoding any file ({head_reason}); "
+                "run with --workers 0 to decode in this process and see the error"
+            )
+        if w.pending:
+            self.schedule.finish(w.pending.popleft(), (head_reason, None, None))
+            self.schedule.give_back(list(w.pending))
+        fresh = pool._spawn()
+        pool._workers[pool._workers.index(w)] = fresh
+        self._watch(fresh)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from imgstore.errors import ImgStoreError
+from imgstore.errors import MissingExtraError
 
 try:
     import torch
     from torch.utils.data import Dataset
 except ImportError:  # pragma: no cover - exercised only where torch is missing
-    raise ImgStoreError("store.torch_dataset() needs PyTorch: pip install torch") from None
+    raise MissingExtraError("store.torch_dataset() needs PyTorch: pip install torch") from None
 
 
 class StoreDataset(Dataset):

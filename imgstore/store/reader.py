@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import ChecksumError, StoreError, os_cause
+from imgstore.errors import ChecksumError, EmptyStoreError, StoreError, os_cause
 from imgstore.lock import read_holder
 from imgstore.store.compression import load_filters
 from imgstore.store.format import (
@@ -172,7 +172,7 @@ class ImageStore:
         if self._ds is None or self._pid != os.getpid():
             f = self._h5()
             if IMAGES not in f:
-                raise IndexError("the store holds no images")
+                raise EmptyStoreError(f"{self.path} holds no images")
             self._ds = f[IMAGES]
         return self._ds
 

@@ -21,9 +21,9 @@ import h5py
 import numpy as np
 
 from imgstore import signals
-from imgstore.errors import OptionError, OutputExistsError, StoreBusyError, StoreError, WriteError, os_cause
+from imgstore.errors import OptionError, StoreBusyError, StoreError, WriteError, os_cause
 from imgstore.lock import WriterLock
-from imgstore.outputs import remove_stale_temps
+from imgstore.outputs import check_target, remove_stale_temps
 from imgstore.store.file import (
     Schema,
     StoreFile,
@@ -143,10 +143,7 @@ class ImageIndexer:
             self._lock.release()
             raise
         try:
-            if self.path.is_dir():
-                raise OutputExistsError(f"{self.path} is a folder: give a file name for the store, e.g. out.h5")
-            if self.path.exists() and not overwrite:
-                raise OutputExistsError(f"{self.path} exists: pass overwrite=True (--overwrite) to replace it")
+            check_target(self.path, overwrite)
             remove_stale_temps(self.path)
             # An existing store is replaced only once the new one is complete (built as OUT.partial, which
             # --resume continues); ``staged`` builds even a new one under a temporary name.

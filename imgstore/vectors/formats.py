@@ -73,7 +73,8 @@ class VectorFormat:
         return records
 
     def parse_header(self, head: bytes, size: int, where: str) -> tuple[int, int]:
-        """``(n, d)`` of a file of ``size`` bytes starting with ``head`` (its first 8 bytes); FormatError if damaged."""
+        """``(n, d)`` of a file of ``size`` bytes starting with ``head`` (its first ``max(8, header_size)`` bytes, fewer
+        when the file is shorter); FormatError naming ``where`` if damaged."""
         raise NotImplementedError
 
     def check_records(self, records: np.ndarray, dim: int, first: int, where: str) -> None:

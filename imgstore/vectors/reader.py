@@ -26,7 +26,7 @@ def vector_file_shape(path: str | os.PathLike[str], fmt: str | VectorFormat | No
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:
-            head = f.read(8)
+            head = f.read(max(8, vf.header_size))
     except OSError as exc:
         raise SourceError(f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
     return vf.parse_header(head, size, repr(str(p)))
