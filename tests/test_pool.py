@@ -48,8 +48,7 @@ def test_no_more_tasks_in_flight_than_slots() -> None:
     assert s.ready() is not None
     s.handed_out()
     assert s.has_work()
-    seq, slot = s.take()
-    assert seq == 3 and not s.has_work()
+    assert s.take()[0] == 3 and not s.has_work()
 
 
 @pytest.mark.parametrize("seed", range(20))
