@@ -1,11 +1,13 @@
 """imgstore: a folder of photos -> a training-ready HDF5 store -> flat vectors for nearest-neighbour search.
 
-Modules, in the order data flows through them: ``discover`` (find candidate files) -> ``decode`` (one file to an
-(H, W, C) uint8 array) run by ``pool`` (worker processes, results in order) -> ``writer.ImageIndexer`` (the one
-buffered writer, on ``store``: the format and the write protocol, with ``lock``) joined by ``ingest``; then
-``reader`` (``imgstore.open``), ``info``, ``verify``, ``export`` and ``convert`` on the finished store.
-``options`` and ``config`` validate settings once; ``signals`` makes SIGTERM/SIGHUP behave like Ctrl-C; ``cli`` is a
-thin Typer layer.
+Data flows one way: a source (``sources``: a folder, or what a registered source claims) lists candidates ->
+worker processes (``pool``) decode them with the registered decoders (``decoders``) -> one writer
+(``store.writer.ImageIndexer``, on the format and write protocol of ``store``) appends rows, joined by ``ingest``;
+then readers and tools on the finished store: ``store.reader`` (``imgstore.open``), ``store.info``,
+``store.verify``, ``store.merge``, ``preview``, ``extract``, and ``vectors`` (formats registry, ``export``,
+``convert``). ``options`` and ``config`` validate settings once; ``outputs`` stages every file a command writes;
+``progress`` is the one progress protocol; ``signals`` makes SIGTERM/SIGHUP behave like Ctrl-C; ``cli`` is a thin
+Typer layer. The README's Architecture section says where a new source, decoder or vector format goes.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -13,30 +15,38 @@ from typing import TYPE_CHECKING, Any
 from imgstore.errors import (
     BadImageError,
     ChecksumError,
+    ClusterError,
     ConfigError,
+    EmptyStoreError,
     FormatError,
     ImgStoreError,
+    MissingExtraError,
+    NotRecognised,
     OptionError,
     OutputExistsError,
     SourceError,
     StoreBusyError,
     StoreError,
+    WorkerError,
     WriteError,
 )
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from imgstore.decoders import Decoder, register_decoder
     from imgstore.extract import extract_images
     from imgstore.ingest import IngestReport
     from imgstore.options import DecodeOptions, IngestOptions, ResizeMode
     from imgstore.preview import make_preview
+    from imgstore.progress import Progress
+    from imgstore.sources import Source, register_source
     from imgstore.store.merge import merge_shards
     from imgstore.store.reader import ImageStore, open_store
     from imgstore.store.reader import open_store as open
     from imgstore.store.verify import verify_store
     from imgstore.store.writer import ImageIndexer
-    from imgstore.vectors import VectorWriter, read_vectors
+    from imgstore.vectors import VectorFormat, VectorWriter, read_vectors, register_format
     from imgstore.vectors.convert import convert_ann
     from imgstore.vectors.export import export_ann, export_vectors
 
@@ -60,6 +70,13 @@ _LAZY = {
     "read_vectors": "imgstore.vectors",
     "verify_store": "imgstore.store.verify",
     "ImageIndexer": "imgstore.store.writer",
+    "Decoder": "imgstore.decoders",
+    "register_decoder": "imgstore.decoders",
+    "Source": "imgstore.sources",
+    "register_source": "imgstore.sources",
+    "VectorFormat": "imgstore.vectors",
+    "register_format": "imgstore.vectors",
+    "Progress": "imgstore.progress",
 }
 
 
@@ -81,21 +98,30 @@ def __dir__() -> list[str]:
 __all__ = [
     "BadImageError",
     "ChecksumError",
+    "ClusterError",
     "ConfigError",
     "DecodeOptions",
+    "Decoder",
+    "EmptyStoreError",
     "FormatError",
     "ImageIndexer",
     "ImageStore",
     "ImgStoreError",
     "IngestOptions",
     "IngestReport",
+    "MissingExtraError",
+    "NotRecognised",
     "OptionError",
     "OutputExistsError",
+    "Progress",
     "ResizeMode",
+    "Source",
     "SourceError",
     "StoreBusyError",
     "StoreError",
+    "VectorFormat",
     "VectorWriter",
+    "WorkerError",
     "WriteError",
     "__version__",
     "convert_ann",
@@ -107,5 +133,8 @@ __all__ = [
     "open",
     "open_store",
     "read_vectors",
+    "register_decoder",
+    "register_format",
+    "register_source",
     "verify_store",
 ]

@@ -135,13 +135,7 @@ class ImageIndexer:
         self._labels_on, self._hashes_on = labels, sha256
         self._compression, self._compression_opts = compression, compression_opts
         self._attrs = dict(attrs or {})
-        self._lock = WriterLock(self.path).acquire()
-        try:
-            self._claim = _claim(self.path)
-            self._finalizer = weakref.finalize(self, _forget, self._claim, self._lock)
-        except BaseException:
-            self._lock.release()
-            raise
+        self._take(self.path)
         try:
             check_target(self.path, overwrite)
             remove_stale_temps(self.path)
@@ -176,6 +170,16 @@ class ImageIndexer:
         self._claim = ""
         self._finalizer = None
 
+    def _take(self, target: Path) -> None:
+        """Become ``target``'s one writer: its writer lock (other processes) and its claim (this process)."""
+        self._lock = WriterLock(target).acquire()
+        try:
+            self._claim = _claim(target)
+            self._finalizer = weakref.finalize(self, _forget, self._claim, self._lock)
+        except BaseException:
+            self._lock.release()
+            raise
+
     @classmethod
     def reopen(
         cls,
@@ -195,16 +199,10 @@ class ImageIndexer:
         longer ``class_names``), is first copied into the current one with them (the copy replaces it when whole).
         ``publish_to``: the store is a partial file built aside; rename it there when finished.
         """
-        self = cls.__new__(cls)
+        self = cls.__new__(cls)  # an alternative constructor: the state is set up as __init__ does, then reopened
         self._init_state(Path(path), buffer_size, flush_every, clock)
         target = Path(publish_to) if publish_to is not None else self.path
-        self._lock = WriterLock(target).acquire()
-        try:
-            self._claim = _claim(target)
-            self._finalizer = weakref.finalize(self, _forget, self._claim, self._lock)
-        except BaseException:
-            self._lock.release()
-            raise
+        self._take(target)
         try:
             remove_stale_temps(target)
             try:
