@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, Union
 
 from PIL import Image, ImageColor
 
@@ -145,30 +145,48 @@ def parse_enum(cls: type[E], value: object, what: str) -> E:
         raise OptionError(f"invalid {what} {value!r}: choose one of {choices}") from None
 
 
-@dataclass(frozen=True)
+SizeLike = Union[int, str, tuple[int, int], list[int]]  # 224, "320x240", (320, 240)
+ColorLike = Union[str, tuple[int, int, int], list[int]]  # "white", "#rrggbb", "R,G,B", (R, G, B)
+
+
+@dataclass(frozen=True, init=False)
 class DecodeOptions:
-    """How each file becomes an ``(H, W, C)`` uint8 array. Picklable: sent once to every worker."""
+    """How each file becomes an ``(H, W, C)`` uint8 array. Picklable: sent once to every worker.
 
-    size: tuple[int, int] = (256, 256)  # (width, height) in pixels
-    channels: int = 3  # 3 = RGB, 1 = luminance (ITU-R 601-2, as Pillow's convert("L"))
-    resize_mode: ResizeMode = ResizeMode.CROP
-    filter: str = "bicubic"  # a key of FILTERS
-    pad_color: tuple[int, int, int] = (0, 0, 0)  # letterbox colour for resize_mode=pad
-    background: tuple[int, int, int] = (255, 255, 255)  # what transparent pixels are composited on
-    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused as decompression bombs
-    exact: bool = False  # True: no JPEG draft (DCT scaling) and no reducing_gap shortcuts
+    The constructor takes what a user types (``size=224`` or ``"320x240"``, ``resize_mode="pad"``,
+    ``pad_color="white"``) and validates it once; the attributes hold the parsed values.
+    """
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "size", parse_size(self.size))
-        if self.channels not in (1, 3):
-            raise OptionError(f"invalid channels {self.channels!r}: use 3 (RGB) or 1 (grayscale)")
-        object.__setattr__(self, "resize_mode", parse_enum(ResizeMode, self.resize_mode, "resize mode"))
-        if self.filter not in FILTERS:
-            raise OptionError(f"invalid filter {self.filter!r}: choose one of {', '.join(FILTERS)}")
-        object.__setattr__(self, "pad_color", parse_color(self.pad_color))
-        object.__setattr__(self, "background", parse_color(self.background))
-        if not isinstance(self.max_pixels, int) or self.max_pixels < 1:
-            raise OptionError(f"invalid max pixels {self.max_pixels!r}: give a positive number of pixels")
+    size: tuple[int, int]  # (width, height) in pixels
+    channels: int  # 3 = RGB, 1 = luminance (ITU-R 601-2, as Pillow's convert("L"))
+    resize_mode: ResizeMode
+    filter: str  # a key of FILTERS
+    pad_color: tuple[int, int, int]  # letterbox colour for resize_mode=pad
+    background: tuple[int, int, int]  # what transparent pixels are composited on
+    max_pixels: int  # larger images are refused as decompression bombs
+    exact: bool  # True: no JPEG draft (DCT scaling) and no reducing_gap shortcuts
+
+    def __init__(
+        self,
+        size: SizeLike = (256, 256),
+        channels: int = 3,
+        resize_mode: ResizeMode | str = ResizeMode.CROP,
+        filter: str = "bicubic",
+        pad_color: ColorLike = (0, 0, 0),
+        background: ColorLike = (255, 255, 255),
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        exact: bool = False,
+    ) -> None:
+        if channels not in (1, 3):
+            raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
+        if filter not in FILTERS:
+            raise OptionError(f"invalid filter {filter!r}: choose one of {', '.join(FILTERS)}")
+        if not isinstance(max_pixels, int) or max_pixels < 1:
+            raise OptionError(f"invalid max pixels {max_pixels!r}: give a positive number of pixels")
+        _set(self, size=parse_size(size), channels=channels,
+             resize_mode=parse_enum(ResizeMode, resize_mode, "resize mode"), filter=filter,
+             pad_color=parse_color(pad_color), background=parse_color(background), max_pixels=max_pixels,
+             exact=bool(exact))  # fmt: skip
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -176,46 +194,70 @@ class DecodeOptions:
         return (self.size[1], self.size[0], self.channels)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class IngestOptions:
-    """Everything ``imgstore ingest`` needs besides SRC and OUT."""
+    """Everything ``imgstore ingest`` needs besides SRC and OUT; the constructor validates what it is given."""
 
-    decode: DecodeOptions = field(default_factory=DecodeOptions)
-    extensions: tuple[str, ...] = field(default_factory=default_extensions)
-    workers: int = field(default_factory=default_workers)  # 0 = decode in this process (no isolation)
-    timeout: float = DEFAULT_TIMEOUT  # seconds one file may take in a worker
-    buffer_size: int = 0  # images per HDF5 write; 0 = about 64 MiB worth
-    overwrite: bool = False
-    strict: bool = False  # the CLI exits non-zero when any file was skipped
-    shard: tuple[int, int] | None = None  # (K, N): ingest only the K-th (1-based) of N contiguous ranges
-    labels: str | None = None  # "folder" (class subfolders) or a path to a file_name,label CSV
-    append: bool = False  # add the files OUT does not hold yet, after its rows
-    resume: bool = False  # continue an interrupted ingest into OUT
-    dedupe: bool = False  # skip files whose bytes (SHA-256) are already stored
-    compression: str = "none"  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
-    flush_every: float = 2.0  # seconds: the longest a decoded image waits in memory before it is committed
+    decode: DecodeOptions
+    extensions: tuple[str, ...]  # lower-case, with the dot; default: what the registered decoders read
+    workers: int  # decoder processes; 0 = decode in this process (no isolation)
+    timeout: float  # seconds one file may take in a worker
+    buffer_size: int  # images per HDF5 write; 0 = about 64 MiB worth
+    overwrite: bool
+    strict: bool  # the CLI exits non-zero when any file was skipped
+    shard: tuple[int, int] | None  # (K, N): ingest only the K-th (1-based) of N contiguous ranges
+    labels: str | None  # "folder" (class subfolders) or a path to a file_name,label CSV
+    append: bool  # add the files OUT does not hold yet, after its rows
+    resume: bool  # continue an interrupted ingest into OUT
+    dedupe: bool  # skip files whose bytes (SHA-256) are already stored
+    compression: str  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
+    flush_every: float  # seconds: the longest a decoded image waits in memory before it is committed
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        decode: DecodeOptions | None = None,
+        extensions: str | list[str] | tuple[str, ...] | None = None,
+        workers: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        buffer_size: int = 0,
+        overwrite: bool = False,
+        strict: bool = False,
+        shard: str | tuple[int, int] | list[int] | None = None,
+        labels: str | os.PathLike[str] | None = None,
+        append: bool = False,
+        resume: bool = False,
+        dedupe: bool = False,
+        compression: str | None = "none",
+        flush_every: float = 2.0,
+    ) -> None:
         from imgstore.labels import parse_labels_option
         from imgstore.store.compression import parse_compression
 
-        object.__setattr__(self, "extensions", parse_extensions(self.extensions))
-        object.__setattr__(self, "labels", parse_labels_option(self.labels))
-        object.__setattr__(self, "compression", parse_compression(self.compression))
-        if self.append and self.resume:
+        workers = default_workers() if workers is None else workers
+        if append and resume:
             raise OptionError("--append and --resume exclude each other: resume an interrupted run, or append new files")
-        if (self.append or self.resume) and self.overwrite:
+        if (append or resume) and overwrite:
             raise OptionError("--overwrite replaces OUT; it cannot be combined with --append or --resume")
-        if self.shard is not None:
-            object.__setattr__(self, "shard", parse_shard(self.shard))
-        if not isinstance(self.workers, int) or self.workers < 0:
-            raise OptionError(f"invalid workers {self.workers!r}: give 1 or more (0 decodes in-process)")
-        if not self.timeout > 0:
-            raise OptionError(f"invalid timeout {self.timeout!r}: give a positive number of seconds")
-        if not isinstance(self.buffer_size, int) or self.buffer_size < 0:
-            raise OptionError(f"invalid buffer size {self.buffer_size!r}: give a number of images, or 0 for auto")
-        if isinstance(self.flush_every, bool) or not isinstance(self.flush_every, (int, float)) or not self.flush_every >= 0:
-            raise OptionError(f"invalid flush interval {self.flush_every!r}: give seconds, e.g. 2 (0 commits every image)")
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+            raise OptionError(f"invalid workers {workers!r}: give 1 or more (0 decodes in-process)")
+        if not timeout > 0:
+            raise OptionError(f"invalid timeout {timeout!r}: give a positive number of seconds")
+        if not isinstance(buffer_size, int) or buffer_size < 0:
+            raise OptionError(f"invalid buffer size {buffer_size!r}: give a number of images, or 0 for auto")
+        if isinstance(flush_every, bool) or not isinstance(flush_every, (int, float)) or not flush_every >= 0:
+            raise OptionError(f"invalid flush interval {flush_every!r}: give seconds, e.g. 2 (0 commits every image)")
+        _set(self, decode=decode or DecodeOptions(),
+             extensions=default_extensions() if extensions is None else parse_extensions(extensions),
+             workers=workers, timeout=timeout, buffer_size=buffer_size, overwrite=bool(overwrite),
+             strict=bool(strict), shard=None if shard is None else parse_shard(shard),
+             labels=parse_labels_option(labels), append=bool(append), resume=bool(resume), dedupe=bool(dedupe),
+             compression=parse_compression(compression), flush_every=flush_every)  # fmt: skip
+
+
+def _set(obj: object, **values: object) -> None:
+    """Set the fields of a frozen dataclass from its own ``__init__``."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
 
 
 def resolve_path(value: str | os.PathLike[str]) -> Path:

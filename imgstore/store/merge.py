@@ -283,7 +283,8 @@ def _relative(path: Path, folder: Path) -> str:
 def _shape(shards: list[_Shard]) -> tuple[int, int, int]:
     for s in shards:
         if s.has(IMAGES):
-            return s.rows[IMAGES][1:]  # type: ignore[return-value]
+            h, w, c = (int(v) for v in s.rows[IMAGES][1:])
+            return (h, w, c)
     size = shards[0].attrs.get("size") or [0, 0]
     return (int(size[1]), int(size[0]), int(shards[0].attrs.get("channels", 3)))
 

@@ -98,7 +98,8 @@ class ImageStore:
                         f"{self.path} is damaged: count says {self._count} images but only {ds.shape[0]} rows exist "
                         "(run imgstore verify on it)"
                     )
-                self.shape: tuple[int, int, int] = tuple(int(v) for v in ds.shape[1:])  # type: ignore[assignment]
+                h, w, c = (int(v) for v in ds.shape[1:])
+                self.shape: tuple[int, int, int] = (h, w, c)
             else:
                 size = self.attrs.get("size") or [0, 0]
                 self.shape = (int(size[1]), int(size[0]), int(self.attrs.get("channels", 3)))

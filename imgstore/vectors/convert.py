@@ -225,7 +225,8 @@ def convert_ann(
     read at a time (default: about 32 MiB of float64). ``progress`` receives row increments.
     """
     opts = ConvertOptions(
-        fmt=fmt, normalize=normalize, overwrite=overwrite, chunk_rows=chunk_rows  # type: ignore[arg-type]
+        fmt=parse_enum(OutputFamily, fmt, "format for convert"), normalize=normalize, overwrite=overwrite,
+        chunk_rows=chunk_rows,
     )
     src_path = Path(os.path.expanduser(os.fspath(src)))
     out_path = Path(os.path.expanduser(os.fspath(outdir)))

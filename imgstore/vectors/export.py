@@ -32,7 +32,7 @@ from imgstore.outputs import StagedOutputs
 from imgstore.progress import ProgressLike, started
 from imgstore.store import LABELS, LIBVER, NAMES, open_read
 from imgstore.store.reader import open_store
-from imgstore.vectors.formats import FORMATS, INT32_MAX, VectorFormat, check_shape, format_for_path
+from imgstore.vectors.formats import FORMATS, INT32_MAX, VectorFormat, check_shape, format_by_name, format_for_path
 from imgstore.vectors.writer import VectorWriter
 
 # Images are read, shrunk and converted about this many bytes at a time (the larger of the stored batch and the
@@ -64,6 +64,11 @@ def _positive_int(value: object, what: str, hint: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ shrinking
+
+
+def _shrink(size: int | str | tuple[int, int] | None, channels: int | None) -> Shrink:
+    """The :class:`Shrink` for the ``size`` (N, ``"WxH"`` or (W, H) pixels) and ``channels`` a caller gave."""
+    return Shrink(None if size is None else parse_size(size), channels)
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ class _StoreRows:
             f"{path} is incomplete (its ingest did not finish): exported the {self.count} images it holds, rows "
             f"0-{self.count - 1}; imgstore ingest --resume completes it"
         )
-        self.shape: tuple[int, int, int] = tuple(int(s) for s in self.store.shape)  # type: ignore[assignment]
+        h, w, c = (int(s) for s in self.store.shape)
+        self.shape: tuple[int, int, int] = (h, w, c)
         self.stem = path.stem
         self._file = open_read(path)
         names = self._file.get(NAMES)
@@ -279,7 +285,10 @@ def export_vectors(
     ``progress`` receives image increments.
     """
     opts = ExportOptions(
-        fmt=fmt, shrink=Shrink(size, channels), scale=scale, overwrite=overwrite  # type: ignore[arg-type]
+        fmt=None if fmt is None else format_by_name(fmt),
+        shrink=_shrink(size, channels),
+        scale=parse_enum(Scale, scale, "scale"),
+        overwrite=overwrite,
     )
     out_path = resolve_path(out)
     vf = format_for_path(out_path, opts.fmt)
@@ -306,8 +315,9 @@ def export_vectors(
                 stop = min(start + step, store.count)
                 w.write(to_vectors(opts.shrink.apply(store.read(start, stop)), opts.scale, vf))
                 _write_names(names_file, store.names(slice(start, stop)))
-                if labels_w is not None:
-                    labels_w.write(store.labels(slice(start, stop)).reshape(-1, 1))  # type: ignore[union-attr]
+                labels = store.labels(slice(start, stop))
+                if labels_w is not None and labels is not None:
+                    labels_w.write(labels.reshape(-1, 1))
                 tick(stop - start)
     return ExportReport(
         out=out_path,
@@ -493,7 +503,8 @@ def export_ann(
     for both metrics. ``size``/``channels``/``scale`` shape the vectors as in :func:`export_vectors`. ``progress``
     gets image increments (queries count twice: read first, then skipped in the pass over the store).
     """
-    opts = AnnOptions(queries, k, metric, seed, Shrink(size, channels), scale, overwrite)  # type: ignore[arg-type]
+    opts = AnnOptions(queries, k, parse_enum(Metric, metric, "metric"), seed, _shrink(size, channels),
+                      parse_enum(Scale, scale, "scale"), overwrite)  # fmt: skip
     out_path = resolve_path(outdir)
     if out_path.exists() and not out_path.is_dir():
         raise OptionError(f"output {str(out_path)!r} is a file: with --ann, OUT is a folder for the benchmark files")
@@ -551,9 +562,9 @@ def export_ann(
                         base_w.write(block)
                         knn.add(block)
                         _write_names(names_file, [n for n, y in zip(store.names(slice(start, stop)), keep) if y])
-                        if train_labels is not None:
-                            labels = store.labels(slice(start, stop))
-                            train_labels[row : row + len(block)] = labels[keep]  # type: ignore[index]
+                        labels = store.labels(slice(start, stop))
+                        if train_labels is not None and labels is not None:
+                            train_labels[row : row + len(block)] = labels[keep]
                         row += len(block)
                         tick(stop - start)
                 ids, dist = knn.result()
