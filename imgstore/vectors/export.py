@@ -508,87 +508,111 @@ def export_ann(
     out_path = resolve_path(outdir)
     if out_path.exists() and not out_path.is_dir():
         raise OptionError(f"output {str(out_path)!r} is a file: with --ann, OUT is a folder for the benchmark files")
-    fvecs = FORMATS["fvecs"]
     with io_errors(store_path, out_path, StoreError), _StoreRows(resolve_path(store_path)) as store:
-        opts.check_store(store.count)
-        shape = opts.shrink.shape(store.shape)
-        dim = int(np.prod(shape))
-        check_shape(fvecs, store.count, dim)
-        name = f"{store.stem}-{dim}-{opts.metric.value}"
-        outputs = {
-            "hdf5": out_path / f"{name}.hdf5",
-            "base": out_path / f"{name}_base.fvecs",
-            "query": out_path / f"{name}_query.fvecs",
-            "groundtruth": out_path / f"{name}_groundtruth.ivecs",
-            "distances": out_path / f"{name}_distances.fvecs",
-            "base_names": out_path / f"{name}_base.names.txt",
-            "query_names": out_path / f"{name}_query.names.txt",
-        }
+        plan = _AnnPlan.make(store, opts, out_path)
         out_path.mkdir(parents=True, exist_ok=True)
-        n_query = opts.queries
-        n_base = store.count - n_query
-        q_rows = hold_out(store.count, n_query, opts.seed)
-        is_query = np.zeros(store.count, bool)
-        is_query[q_rows] = True
-        step = _batch_rows(store.shape, shape)
-
-        def vectors(images: np.ndarray) -> np.ndarray:
-            # The float32 values exactly as written, so the ground truth is that of the files.
-            return to_vectors(opts.shrink.apply(images), opts.scale, fvecs).astype(np.float32, copy=False)
-
-        with StagedOutputs(outputs.values(), overwrite=opts.overwrite) as staged:
-            tick = started(progress, store.count + n_query)
-            query = np.empty((n_query, dim), np.float32)
-            for start in range(0, n_query, step):
-                query[start : start + step] = vectors(store.take(q_rows[start : start + step]))
-                tick(len(q_rows[start : start + step]))
-            knn = ExactKnn(query, opts.k, opts.metric)
-            # The 1.10 file format: readable by every h5py of the last years (HDF5 2.0's newest is not).
-            with h5py.File(staged.temp(outputs["hdf5"]), "w", libver=("earliest", LIBVER[1])) as h5:
-                _ann_attrs(h5, opts, dim, shape, store.stem, n_query)
-                if store.has_labels and store.store.class_names:
-                    h5.attrs["class_names"] = list(store.store.class_names)  # label i names class i
-                train = h5.create_dataset("train", (n_base, dim), np.float32)
-                train_labels = h5.create_dataset("train_labels", (n_base,), np.int64) if store.has_labels else None
-                with VectorWriter(staged.temp(outputs["base"]), fvecs, dim, n_base, True, atomic=False) as base_w, open(
-                    staged.temp(outputs["base_names"]), "x", encoding="utf-8", newline="\n"
-                ) as names_file:
-                    row = 0
-                    for start in range(0, store.count, step):
-                        stop = min(start + step, store.count)
-                        keep = ~is_query[start:stop]
-                        block = vectors(store.read(start, stop)[keep])
-                        train[row : row + len(block)] = block
-                        base_w.write(block)
-                        knn.add(block)
-                        _write_names(names_file, [n for n, y in zip(store.names(slice(start, stop)), keep) if y])
-                        labels = store.labels(slice(start, stop))
-                        if train_labels is not None and labels is not None:
-                            train_labels[row : row + len(block)] = labels[keep]
-                        row += len(block)
-                        tick(stop - start)
-                ids, dist = knn.result()
-                h5.create_dataset("test", data=query)
-                h5.create_dataset("neighbors", data=ids.astype(np.int32))
-                h5.create_dataset("distances", data=dist.astype(np.float32))
-                if store.has_labels:
-                    h5.create_dataset("test_labels", data=np.asarray(store.labels(q_rows), np.int64))
-            _write_all(staged.temp(outputs["query"]), "fvecs", query)
-            _write_all(staged.temp(outputs["groundtruth"]), "ivecs", ids)
-            _write_all(staged.temp(outputs["distances"]), "fvecs", dist.astype(np.float32))
-            with open(staged.temp(outputs["query_names"]), "x", encoding="utf-8", newline="\n") as f:
-                _write_names(f, store.names(q_rows))
+        with StagedOutputs(plan.outputs.values(), overwrite=opts.overwrite) as staged:
+            tick = started(progress, store.count + plan.n_query)
+            query = np.empty((plan.n_query, plan.dim), np.float32)
+            for start in range(0, plan.n_query, plan.step):
+                rows = plan.q_rows[start : start + plan.step]
+                query[start : start + len(rows)] = plan.vectors(store.take(rows))
+                tick(len(rows))
+            ids, dist = _write_base(store, plan, query, staged, tick)
+            _write_all(staged.temp(plan.outputs["query"]), "fvecs", query)
+            _write_all(staged.temp(plan.outputs["groundtruth"]), "ivecs", ids)
+            _write_all(staged.temp(plan.outputs["distances"]), "fvecs", dist.astype(np.float32))
+            with open(staged.temp(plan.outputs["query_names"]), "x", encoding="utf-8", newline="\n") as f:
+                _write_names(f, store.names(plan.q_rows))
     return AnnReport(
-        name=name,
-        outputs=outputs,
-        n_base=n_base,
-        n_query=n_query,
-        dim=dim,
+        name=plan.name,
+        outputs=plan.outputs,
+        n_base=store.count - plan.n_query,
+        n_query=plan.n_query,
+        dim=plan.dim,
         k=opts.k,
         metric=opts.metric.value,
         seed=opts.seed,
         warning=store.warning,
     )
+
+
+@dataclass(frozen=True)
+class _AnnPlan:
+    """What an ANN export writes, worked out before anything is: names, shapes, the held-out query rows."""
+
+    opts: AnnOptions
+    name: str  # STORE-DIM-METRIC
+    outputs: dict[str, Path]
+    shape: tuple[int, int, int]  # (H, W, C) of an exported image
+    dim: int
+    q_rows: np.ndarray  # the store rows held out as queries, sorted
+    is_query: np.ndarray  # bool per store row
+    step: int  # store rows per batch
+
+    @classmethod
+    def make(cls, store: _StoreRows, opts: AnnOptions, out: Path) -> _AnnPlan:
+        opts.check_store(store.count)
+        shape = opts.shrink.shape(store.shape)
+        dim = int(np.prod(shape))
+        check_shape(FORMATS["fvecs"], store.count, dim)
+        name = f"{store.stem}-{dim}-{opts.metric.value}"
+        files = {"hdf5": ".hdf5", "base": "_base.fvecs", "query": "_query.fvecs", "groundtruth": "_groundtruth.ivecs",
+                 "distances": "_distances.fvecs", "base_names": "_base.names.txt", "query_names": "_query.names.txt"}  # fmt: skip
+        q_rows = hold_out(store.count, opts.queries, opts.seed)
+        is_query = np.zeros(store.count, bool)
+        is_query[q_rows] = True
+        outputs = {key: out / f"{name}{suffix}" for key, suffix in files.items()}
+        return cls(opts, name, outputs, shape, dim, q_rows, is_query, _batch_rows(store.shape, shape))
+
+    @property
+    def n_query(self) -> int:
+        return len(self.q_rows)
+
+    def vectors(self, images: np.ndarray) -> np.ndarray:
+        """The float32 vectors of ``images`` exactly as written, so the ground truth is that of the files."""
+        return to_vectors(self.opts.shrink.apply(images), self.opts.scale, FORMATS["fvecs"]).astype(np.float32, copy=False)
+
+
+def _write_base(
+    store: _StoreRows, plan: _AnnPlan, query: np.ndarray, staged: StagedOutputs, tick: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the store: the base vectors into the HDF5 file and ``_base.fvecs`` (with their names and
+    labels), each block fed to the exact kNN of ``query``; returns the ground truth ``(ids, distances)``."""
+    opts, n_base = plan.opts, store.count - plan.n_query
+    knn = ExactKnn(query, opts.k, opts.metric)
+    # The 1.10 file format: readable by every h5py of the last years (HDF5 2.0's newest is not).
+    with h5py.File(staged.temp(plan.outputs["hdf5"]), "w", libver=("earliest", LIBVER[1])) as h5:
+        _ann_attrs(h5, opts, plan.dim, plan.shape, store.stem, plan.n_query)
+        if store.has_labels and store.store.class_names:
+            h5.attrs["class_names"] = list(store.store.class_names)  # label i names class i
+        train = h5.create_dataset("train", (n_base, plan.dim), np.float32)
+        train_labels = h5.create_dataset("train_labels", (n_base,), np.int64) if store.has_labels else None
+        base_path, names_path = staged.temp(plan.outputs["base"]), staged.temp(plan.outputs["base_names"])
+        with VectorWriter(base_path, FORMATS["fvecs"], plan.dim, n_base, True, atomic=False) as base_w, open(
+            names_path, "x", encoding="utf-8", newline="\n"
+        ) as names_file:
+            row = 0
+            for start in range(0, store.count, plan.step):
+                stop = min(start + plan.step, store.count)
+                keep = ~plan.is_query[start:stop]
+                block = plan.vectors(store.read(start, stop)[keep])
+                train[row : row + len(block)] = block
+                base_w.write(block)
+                knn.add(block)
+                _write_names(names_file, [n for n, y in zip(store.names(slice(start, stop)), keep) if y])
+                labels = store.labels(slice(start, stop))
+                if train_labels is not None and labels is not None:
+                    train_labels[row : row + len(block)] = labels[keep]
+                row += len(block)
+                tick(stop - start)
+        ids, dist = knn.result()
+        h5.create_dataset("test", data=query)
+        h5.create_dataset("neighbors", data=ids.astype(np.int32))
+        h5.create_dataset("distances", data=dist.astype(np.float32))
+        if store.has_labels:
+            h5.create_dataset("test_labels", data=np.asarray(store.labels(plan.q_rows), np.int64))
+    return ids, dist
 
 
 def _write_all(path: Path, fmt: str, data: np.ndarray) -> None:
