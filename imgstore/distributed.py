@@ -1,7 +1,8 @@
 """Sharded ingest on a Dask cluster: ``imgstore ingest SRC OUT --dask ADDRESS``.
 
 imgstore runs on an existing distributed engine instead of a scheduler of its own. :func:`ingest_dask` walks SRC
-once to count the candidate files, splits them into N contiguous shards, and submits one Dask task per shard. A
+once (every task gets that walk's candidate list, scattered to the workers), splits the candidates into N
+contiguous shards, and submits one Dask task per shard. A
 task is the normal single-machine ingest (:func:`imgstore.ingest.ingest` with ``shard=(K, N)``) writing its own
 HDF5 file in ``OUT.parts/`` (HDF5 files cannot be written by several processes at once, so every shard has its
 own). Progress is reported as shards finish, Dask retries a failed task ``retries`` times, and the finished shards
@@ -41,7 +42,7 @@ from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, resolve_path
 from imgstore.outputs import check_target, temp_path
 from imgstore.progress import Progress, ProgressLike, as_progress
-from imgstore.sources import Source, open_source
+from imgstore.sources import ScannedSource, Source, open_source
 from imgstore.store import open_read
 from imgstore.store.merge import merge_shards
 
@@ -255,7 +256,8 @@ def ingest_dask(
         if opts.resume and out_path.is_file() and _complete(out_path):
             return DaskIngestReport(path=resolve_path(out), count=0, nothing_to_do=True, total=_count(out_path))
         check_target(out_path, opts.overwrite or opts.resume)
-        total = len(source.scan(opts.extensions).files)
+        found = source.scan(opts.extensions)  # the one walk of SRC: every shard task gets its result
+        total = len(found.files)
         bar.start(total)
         with dask_client(address) as client:
             threads = sum(client.nthreads().values())
@@ -269,8 +271,9 @@ def ingest_dask(
             done = _finished_shards(paths, opts, total) if opts.resume else {}
             if done:
                 bar.advance(sum(r.candidates for r in done.values()))
+            scanned = client.scatter(ScannedSource(source, found, opts.extensions), broadcast=True, hash=False)
             results, failures = _run_shards(
-                client, distributed, source, paths, opts, label,
+                client, distributed, scanned, paths, opts, label,
                 1 if task_workers is None else task_workers, retries, bar, skip=set(done),
             )  # fmt: skip
             results.update(done)
@@ -347,7 +350,7 @@ def _finished_shards(paths: list[Path], opts: IngestOptions, total: int) -> dict
 def _run_shards(
     client: Any,
     distributed: Any,
-    source: Source,
+    source: Any,
     paths: list[Path],
     opts: IngestOptions,
     label: str,
@@ -356,8 +359,8 @@ def _run_shards(
     progress: Progress,
     skip: set[int] | None = None,
 ) -> tuple[dict[int, ShardResult], dict[int, BaseException]]:
-    """Submit every shard (but those in ``skip``), collect them as they finish; failures are collected, not
-    raised, so the others finish."""
+    """Submit every shard (but those in ``skip``) reading ``source`` (a Source, or the future of one scattered to
+    the workers), collect them as they finish; failures are collected, not raised, so the others finish."""
     n = len(paths)
     run = uuid.uuid4().hex[:8]
     futures = {

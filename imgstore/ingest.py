@@ -23,9 +23,8 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 
 from imgstore.errors import OptionError, StoreError, os_cause
@@ -46,7 +45,11 @@ from imgstore.store import (
     upgrade_v1_name,
 )
 from imgstore.store.compression import dataset_args, load_filters
+from imgstore.store.reader import read_root_attrs
 from imgstore.store.writer import ImageIndexer
+
+if TYPE_CHECKING:
+    from imgstore.store.reader import ImageStore
 
 # Options recorded in a store (attribute ``ingest_options``, JSON) and what append and resume check.
 RECORDED = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
@@ -104,19 +107,25 @@ def stored_options(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     try:
         with open_read(p) as f:
-            raw = f.attrs.get("ingest_options")
-            values = json.loads(raw) if raw else {}
-            if not values and "size" in f.attrs:  # stores made by ImageIndexer directly
-                values = {"size": [int(v) for v in f.attrs["size"]], "channels": int(f.attrs.get("channels", 3))}
-                if "resize_mode" in f.attrs:
-                    values["resize_mode"] = str(f.attrs["resize_mode"])
-            return values
+            return options_of(read_root_attrs(f), p)
     except FileNotFoundError:
         raise StoreError(f"{p} does not exist: there is nothing to append to or resume") from None
     except (OSError, RuntimeError, KeyError) as exc:
         raise StoreError(f"{p} cannot be opened as a store: {os_cause(exc)} (imgstore verify {p} says more)") from None
+
+
+def options_of(attrs: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The recorded options in a store's root attributes ``attrs`` (``path`` names the store in errors)."""
+    try:
+        raw = attrs.get("ingest_options")
+        values = json.loads(raw) if raw else {}
+        if not values and "size" in attrs:  # stores made by ImageIndexer directly
+            values = {"size": [int(v) for v in attrs["size"]], "channels": int(attrs.get("channels", 3))}
+            if "resize_mode" in attrs:
+                values["resize_mode"] = str(attrs["resize_mode"])
+        return dict(values)
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"{p} has a damaged ingest_options attribute ({exc}): run imgstore verify on it") from None
+        raise StoreError(f"{path} has a damaged ingest_options attribute ({exc}): run imgstore verify on it") from None
 
 
 def continued_store(out: str | os.PathLike[str], *, resume: bool) -> Path | None:
@@ -149,6 +158,7 @@ class Target:
     mode: Mode
     path: Path  # the file written (OUT, or OUT.partial)
     publish_to: Path | None = None  # rename ``path`` here when finished (a partial file), or None
+    state: _StoreState | None = None  # what a continued store already holds (read when it was checked)
 
 
 def _scheme(labels: str | None) -> str:
@@ -170,11 +180,11 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
                 f"{partial} holds an interrupted --overwrite of {out}: finish it with --resume, or delete it, "
                 "before appending"
             )
-        complete = _check_continuation(found, opts)
+        complete, state = _inspect(found, opts)
         if complete and opts.resume:
             # A complete partial file: the --overwrite was killed between finishing it and its rename.
             return Target(Mode.DONE, found, out if found == partial else None)
-        return Target(Mode.CONTINUE, found, out if found == partial else None)
+        return Target(Mode.CONTINUE, found, out if found == partial else None, state)
     if partial.exists() and not opts.overwrite:
         raise StoreError(
             f"{partial} holds an interrupted --overwrite of {out}: finish it with --resume, or start again with "
@@ -184,21 +194,29 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
     return Target(Mode.REPLACE if out.exists() else Mode.NEW, out)
 
 
-def _check_continuation(path: Path, opts: IngestOptions) -> bool:
-    """Check that the store ``path`` can be appended to / resumed with ``opts``; return whether it is complete."""
+def _inspect(path: Path, opts: IngestOptions) -> tuple[bool, _StoreState]:
+    """Open the store to continue once: check it can be appended to / resumed with ``opts`` (one error naming every
+    option that differs) and read what it already holds. Returns whether it is complete, and that state."""
+    from imgstore.store.reader import open_store
+
     verb = "resume" if opts.resume else "append to"
-    stored = stored_options(path)
+    unreadable = (OSError, RuntimeError, KeyError, ValueError)
     try:
-        with open_read(path) as f:
-            if "imgstore_format" not in f.attrs:
-                raise StoreError(f"{path} is not an imgstore store: there is nothing to {verb}")
-            complete = bool(f.attrs.get("complete", False))
-            if any(d.is_virtual for d in f.values() if isinstance(d, h5py.Dataset)):
-                raise StoreError(
-                    f"{path} is a merged (virtual) store: merge with --copy to get a store you can {verb}"
-                )
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
+        store = open_store(path)
+    except unreadable as exc:
         raise StoreError(f"{path} cannot be opened as a store: {os_cause(exc)} (imgstore verify {path} says more)") from None
+    with store:
+        if store.virtual:
+            raise StoreError(f"{path} is a merged (virtual) store: merge with --copy to get a store you can {verb}")
+        _check_options(path, options_of(store.attrs, path), opts, verb)
+        try:
+            return store.complete, _state_of(store)
+        except unreadable as exc:
+            raise StoreError(f"{path} cannot be read: {os_cause(exc)} (imgstore verify {path} says more)") from None
+
+
+def _check_options(path: Path, stored: dict[str, Any], opts: IngestOptions, verb: str) -> None:
+    """Refuse ``opts`` where they differ from the options the store was made with."""
     mine = recorded_options(opts)
     mine["labels_scheme"] = _scheme(opts.labels)
     theirs = dict(stored)
@@ -211,7 +229,6 @@ def _check_continuation(path: Path, opts: IngestOptions) -> bool:
     ]
     if differ:
         raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + " (drop those options to use the store's)")
-    return complete
 
 
 def _show(value: Any) -> str:
@@ -272,7 +289,8 @@ def _run(
     run_attrs = {**_run_attrs(source, opts, labels), **_take_shard(found, opts), **(attrs or {})}
     state = _StoreState()
     if continuing:
-        state = _read_state(target.path)
+        assert target.state is not None
+        state = target.state
         if opts.append:  # a new run begins here: what --resume of it must not take as handled comes before
             run_attrs[RUN_START] = list(state.counts)
         if labels is not None and labels.class_names is not None and state.class_names is not None:
@@ -367,19 +385,17 @@ class _StoreState:
     counts: tuple[int, int] = (0, 0)  # (rows, skipped records) committed
 
 
-def _read_state(path: Path) -> _StoreState:
-    from imgstore.store.reader import open_store
-
-    with open_store(path) as store:
-        load_filters(store.attrs.get("compression"))
-        names, skipped = store.names, [name for name, _ in store.skipped]
-        if store.format_version < 2:  # the writer upgrades it; compare names as they will be stored
-            names, skipped = [upgrade_v1_name(n) for n in names], [upgrade_v1_name(n) for n in skipped]
-        start = int(np.asarray(store.attrs.get(RUN_START, [0, 0])).ravel()[-1])
-        state = _StoreState(set(names), set(skipped), set(skipped[start:]), class_names=store.class_names,
-                            counts=(len(names), len(skipped)))  # fmt: skip
-        for name, digest in zip(names, store.sha256 or []):
-            state.digests.setdefault(bytes.fromhex(digest), name)
+def _state_of(store: ImageStore) -> _StoreState:
+    """What an open store already holds, as a continued run compares it."""
+    load_filters(store.attrs.get("compression"))
+    names, skipped = store.names, [name for name, _ in store.skipped]
+    if store.format_version < 2:  # the writer upgrades it; compare names as they will be stored
+        names, skipped = [upgrade_v1_name(n) for n in names], [upgrade_v1_name(n) for n in skipped]
+    start = int(np.asarray(store.attrs.get(RUN_START, [0, 0])).ravel()[-1])
+    state = _StoreState(set(names), set(skipped), set(skipped[start:]), class_names=store.class_names,
+                        counts=(len(names), len(skipped)))  # fmt: skip
+    for name, digest in zip(names, store.sha256 or []):
+        state.digests.setdefault(bytes.fromhex(digest), name)
     return state
 
 

@@ -25,6 +25,7 @@ from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.options import default_extensions as option_extensions
 from imgstore.sources import Candidate, Discovery, Source, open_source, register_source, unregister_source
+from imgstore.sources.folder import FolderSource
 from imgstore.store import escape_name
 from imgstore.vectors import FORMATS, VectorFormat, read_vectors, register_format, vector_file_shape
 from imgstore.vectors.export import export_vectors
@@ -263,3 +264,45 @@ def test_registered_vector_format_is_written_by_export_and_read_by_numpy(tmp_pat
                                       "--size", "4", "--channels", "1", "-q"])  # fmt: skip
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(np.load(io.BytesIO((tmp_path / "w.dat").read_bytes())), loaded)
+
+
+# -- a source under Dask: walked once, whatever the number of shards -----------------------------------------------
+
+SCANS = "scans.txt"
+
+
+@dataclass(frozen=True)
+class CountingSource:
+    """A folder source that appends a line to ``log`` at every scan (in whatever process scans)."""
+
+    root: str
+    log: str
+
+    @property
+    def label(self) -> str:
+        return escape_name(self.root)
+
+    def scan(self, extensions: tuple[str, ...]) -> Discovery:
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write("scan\n")
+        return FolderSource(self.root).scan(extensions)
+
+    def read(self, key: str) -> bytes:
+        return FolderSource(self.root).read(key)
+
+
+def test_dask_walks_the_source_once(tmp_path: Path) -> None:
+    """--dask scans SRC once and hands every shard task that walk; the result equals a single-machine ingest."""
+    distributed = pytest.importorskip("distributed")
+    from imgstore.distributed import ingest_dask
+
+    folder = photos(tmp_path / "photos")
+    log = tmp_path / SCANS
+    source = CountingSource(str(folder), str(log))
+    ingest(folder, tmp_path / "single.h5", opts())
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                  dashboard_address="127.0.0.1:0") as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        report = ingest_dask(source, tmp_path / "o.h5", opts(), client, shards=4)
+    assert report.count == 9 and len(report.shards) == 4
+    assert log.read_text().splitlines() == ["scan"]
+    same_rows(tmp_path / "o.h5", tmp_path / "single.h5")

@@ -58,6 +58,28 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ScannedSource:
+    """``source`` with its scan for ``extensions`` done once, in ``found``: the shard tasks of a Dask run read
+    through it instead of walking SRC again each. Reads go to ``source``."""
+
+    source: Source
+    found: Discovery
+    extensions: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    def scan(self, extensions: tuple[str, ...]) -> Discovery:
+        if tuple(extensions) != self.extensions:
+            return self.source.scan(extensions)
+        return Discovery(list(self.found.files), list(self.found.skipped))  # a copy: callers cut it to a shard
+
+    def read(self, key: str) -> bytes:
+        return self.source.read(key)
+
+
 SourceFactory = Callable[[str], Union[Source, None]]
 _FACTORIES: list[tuple[str, SourceFactory]] = []
 

@@ -169,6 +169,11 @@ class ImageStore:
         """True when the ingest that wrote the store finished cleanly."""
         return bool(self.attrs.get("complete", False))
 
+    @property
+    def virtual(self) -> bool:
+        """True for a merged store whose datasets read the shard files (``imgstore merge`` without ``--copy``)."""
+        return any(d.is_virtual for d in self._h5().values() if isinstance(d, h5py.Dataset))
+
     def _images(self) -> h5py.Dataset:
         if self._ds is None or self._pid != os.getpid():
             f = self._h5()
