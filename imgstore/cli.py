@@ -4,25 +4,86 @@ Each command collects its options, builds the library's option objects and calls
 (:class:`~imgstore.errors.ImgStoreError`), and operating-system errors the library did not word itself, become
 ``Error: <message>`` on stderr and exit code 1, never a traceback. Every command runs under
 :func:`~imgstore.signals.graceful_signals`: SIGTERM and SIGHUP stop it the way Ctrl-C does, exit code 128 + signal.
+
+Help: every command is a :class:`Command`, so help texts print as written and flags show no ``<bool>`` type. Every
+option shows its default. Ingest's options default to None, "not given", so that a ``--config`` file (or, with
+``--append`` / ``--resume``, the store) can fill them; their help shows the library's defaults
+(:data:`INGEST_DEFAULTS`, read from :class:`~imgstore.options.IngestOptions`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from imgstore.errors import ImgStoreError, os_cause
+from imgstore.errors import ImgStoreError, OptionError, os_cause
+from imgstore.options import FILTERS, DecodeOptions, IngestOptions, default_extensions, default_workers
 from imgstore.progress import progress_bar
 from imgstore.signals import exit_code, graceful_signals
+from imgstore.vectors.formats import format_names
+
+if TYPE_CHECKING:
+    from imgstore.ingest import IngestReport
+
+
+class Command(TyperCommand):
+    """A Typer command whose help shows what is written: help texts are plain text, not Rich markup (which would
+    swallow the ``[compression]`` of ``pip install 'imgstore[compression]'``), and a flag shows no ``<bool>`` type
+    and ``off`` (or ``on``) as its default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _no_markup(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))  # with the -h option, which Typer adds on first use
+
+
+class Group(TyperGroup):
+    """The command group, its help shown as a :class:`Command`'s is."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _no_markup(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+def _no_markup(command: TyperCommand | TyperGroup) -> None:
+    """Escape every ``[`` of ``command``'s help texts where Typer renders them as Rich markup, so that they print as
+    written instead of opening a markup tag."""
+    if getattr(command, "rich_markup_mode", None) != "rich":
+        return
+    command.help = command.help and command.help.replace("[", "\\[")
+    for param in command.params:
+        if isinstance(param, (TyperArgument, TyperOption)) and param.help:
+            param.help = param.help.replace("[", "\\[")
+
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """``params``, each flag set to show no ``<bool>`` type and, unless told otherwise, ``off`` (or ``on``) as its
+    default (Typer shows none for a flag that is off)."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+            if param.expose_value and isinstance(param.default, bool) and not isinstance(param.show_default, str):
+                param.show_default = "on" if param.default else "off"
+    return params
+
 
 app = typer.Typer(
+    cls=Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     add_completion=False,
@@ -65,67 +126,89 @@ def cli_errors(interrupted: Callable[[], str] | None = None) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-# Options shared by ingest's command line and config file; None means "not given" so a config file can fill it.
-@app.command()
+# -- ingest ---------------------------------------------------------------------------------------------------------
+
+
+def _spelled(value: Any) -> str:
+    """A default as one types it: (256, 256) -> ``256``, (0, 0, 0) -> ``black``, (".jpg", ".png") -> ``jpg, png``,
+    60.0 -> ``60``, False -> ``off``, None -> ``none``."""
+    if isinstance(value, bool) or value is None:
+        return "none" if value is None else "on" if value else "off"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):  # extensions
+        return ", ".join(v.lstrip(".") for v in value)
+    if isinstance(value, tuple) and len(value) == 2:  # a size, (width, height)
+        return str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
+    if isinstance(value, tuple) and len(value) == 3:  # an RGB colour: its name when it has one
+        from PIL import ImageColor
+
+        names = (name for name in ImageColor.colormap if ImageColor.getrgb(name) == value)
+        return next(names, ",".join(str(v) for v in value))
+    return str(value)
+
+
+def _ingest_defaults() -> dict[str, str]:
+    """Every parameter of :class:`IngestOptions` and :class:`DecodeOptions` with its default, spelled for the help."""
+    decode = DecodeOptions()
+    values: dict[str, Any] = {name: getattr(decode, name) for name in inspect.signature(DecodeOptions).parameters}
+    values.update((name, p.default) for name, p in inspect.signature(IngestOptions).parameters.items())
+    values.update(extensions=default_extensions(), workers=default_workers())  # what IngestOptions makes of None
+    del values["decode"]
+    return {name: _spelled(value) for name, value in values.items()}
+
+
+INGEST_DEFAULTS = _ingest_defaults()
+
+# Help panels of ingest's options; the rest (--config, --compression, --quiet) are under "Options".
+GEOMETRY, DECODING, SAFETY, LABELS, SCALE_OUT = "Geometry", "Decoding", "Safety", "Labels", "Scale-out"
+
+
+def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: str | None = None) -> Any:
+    """An option of ingest in help panel ``panel``: None when not given, its help showing ``shown`` or else the
+    library's default for ``name`` (a parameter of IngestOptions or DecodeOptions)."""
+    return typer.Option(*decls, help=help, rich_help_panel=panel, show_default=shown or INGEST_DEFAULTS[name])
+
+
+@app.command(cls=Command)
 def ingest(
-    src: Annotated[Path, typer.Argument(help="Folder of photos, walked recursively (hidden files skipped).")],
-    out: Annotated[Path, typer.Argument(help="The HDF5 store to write, e.g. out.h5.")],
-    size: Annotated[Optional[str], typer.Option(help="Target size: 256 (square) or WIDTHxHEIGHT, e.g. 320x240. [default: 256]")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="3 = RGB, 1 = luminance. [default: 3]")] = None,
-    resize_mode: Annotated[Optional[str], typer.Option(help="crop (keep aspect, centre-crop), stretch, or pad (letterbox). [default: crop]")] = None,
-    filter: Annotated[Optional[str], typer.Option(help="Resampling filter: nearest, box, bilinear, hamming, bicubic, lanczos. [default: bicubic]")] = None,
-    pad_color: Annotated[Optional[str], typer.Option(help="Letterbox colour for --resize-mode pad: name, #rrggbb or R,G,B. [default: black]")] = None,
-    background: Annotated[Optional[str], typer.Option(help="Colour transparent pixels are composited on. [default: white]")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Refuse images larger than this many pixels (decompression bombs). [default: 178956970]")] = None,
-    extensions: Annotated[Optional[str], typer.Option(help="Comma-separated file extensions to ingest, e.g. jpg,png. [default: the formats Pillow reads]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Decoder processes; 0 decodes in this process. [default: all usable CPUs]")] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Seconds one file may take before it is skipped as hung. [default: 60]")] = None,
-    buffer_size: Annotated[Optional[int], typer.Option(help="Images held in memory between writes; 0 = about 64 MiB worth. [default: 0]")] = None,
-    exact: Annotated[Optional[bool], typer.Option("--exact/--no-exact", help="Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts. [default: off]")] = None,
-    overwrite: Annotated[Optional[bool], typer.Option("--overwrite", help="Replace OUT if it exists.")] = None,
-    strict: Annotated[Optional[bool], typer.Option("--strict", help="Exit with code 1 if any file was skipped.")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (join shards with imgstore merge).")] = None,
-    labels: Annotated[Optional[str], typer.Option(help="'folder': the first-level subfolder is the class; or FILE.csv with file_name,label rows.")] = None,
-    append: Annotated[Optional[bool], typer.Option("--append", help="Add the files OUT does not hold yet, after its rows (options default to the store's).")] = None,
-    resume: Annotated[Optional[bool], typer.Option("--resume", help="Continue an interrupted ingest into OUT; the result equals an uninterrupted run.")] = None,
-    dedupe: Annotated[Optional[bool], typer.Option("--dedupe", help="Skip files whose bytes (SHA-256) are already stored, as duplicates.")] = None,
-    flush_every: Annotated[Optional[float], typer.Option(help="Seconds: the longest decoded images wait in memory before they are committed (what a kill can lose). [default: 2]")] = None,
-    compression: Annotated[Optional[str], typer.Option(help="none, gzip, lzf; zstd or blosc with imgstore[compression]. [default: none]")] = None,
-    dask: Annotated[Optional[str], typer.Option("--dask", help="Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs imgstore[dask].")] = None,
-    shards: Annotated[Optional[int], typer.Option(help="With --dask: number of shards. [default: 4 per Dask worker thread, at most one per file]")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with these options; command-line options win.")] = None,
+    ctx: typer.Context,
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The HDF5 store to write, e.g. out.h5.")],
+    size: Annotated[Optional[str], _ingest_option("size", GEOMETRY, "Target size: N (square) or WIDTHxHEIGHT, e.g. 320x240.")] = None,
+    channels: Annotated[Optional[int], _ingest_option("channels", GEOMETRY, "3 = RGB, 1 = luminance.")] = None,
+    resize_mode: Annotated[Optional[str], _ingest_option("resize_mode", GEOMETRY, "crop (keep aspect, centre-crop), stretch, or pad (letterbox).")] = None,
+    filter: Annotated[Optional[str], _ingest_option("filter", GEOMETRY, f"Resampling filter: {', '.join(FILTERS)}.")] = None,
+    pad_color: Annotated[Optional[str], _ingest_option("pad_color", GEOMETRY, "Letterbox colour for --resize-mode pad: name, #rrggbb or R,G,B.")] = None,
+    background: Annotated[Optional[str], _ingest_option("background", GEOMETRY, "Colour transparent pixels are composited on.")] = None,
+    max_pixels: Annotated[Optional[int], _ingest_option("max_pixels", DECODING, "Refuse images larger than this many pixels (decompression bombs).")] = None,
+    extensions: Annotated[Optional[str], _ingest_option("extensions", DECODING, "Comma-separated file extensions to ingest, e.g. jpg,png.")] = None,
+    exact: Annotated[Optional[bool], _ingest_option("exact", DECODING, "Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts.", "--exact/--no-exact")] = None,
+    workers: Annotated[Optional[int], _ingest_option("workers", DECODING, "Decoder processes, by default one per CPU this process may use; 0 decodes in this process. With --dask: per task, default 1.")] = None,
+    timeout: Annotated[Optional[float], _ingest_option("timeout", DECODING, "Seconds one file may take before it is skipped as hung.")] = None,
+    buffer_size: Annotated[Optional[int], _ingest_option("buffer_size", DECODING, "Images held in memory between writes; 0 = about 64 MiB worth.")] = None,
+    overwrite: Annotated[Optional[bool], _ingest_option("overwrite", SAFETY, "Replace OUT if it exists.", "--overwrite")] = None,
+    append: Annotated[Optional[bool], _ingest_option("append", SAFETY, "Add the files OUT does not hold yet, after its rows (options default to the store's).", "--append")] = None,
+    resume: Annotated[Optional[bool], _ingest_option("resume", SAFETY, "Continue an interrupted ingest into OUT; the result equals an uninterrupted run.", "--resume")] = None,
+    flush_every: Annotated[Optional[float], _ingest_option("flush_every", SAFETY, "Seconds: the longest decoded images wait in memory before they are committed (what a kill can lose).")] = None,
+    strict: Annotated[Optional[bool], _ingest_option("strict", SAFETY, "Exit with code 1 if any file was skipped.", "--strict")] = None,
+    labels: Annotated[Optional[str], _ingest_option("labels", LABELS, "'folder': the first-level subfolder is the class; or FILE.csv with file_name,label rows.")] = None,
+    dedupe: Annotated[Optional[bool], _ingest_option("dedupe", LABELS, "Skip files whose bytes (SHA-256) are already stored, as duplicates.", "--dedupe")] = None,
+    shard: Annotated[Optional[str], _ingest_option("shard", SCALE_OUT, "K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (join shards with imgstore merge).")] = None,
+    dask: Annotated[Optional[str], _ingest_option("dask", SCALE_OUT, "Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs pip install 'imgstore[dask]'.", "--dask", shown="none")] = None,
+    shards: Annotated[Optional[int], _ingest_option("shards", SCALE_OUT, "With --dask: number of shards.", shown="4 per Dask worker thread, at most one per file")] = None,
+    compression: Annotated[Optional[str], _ingest_option("compression", None, "none, gzip, lzf; zstd or blosc need pip install 'imgstore[compression]'.")] = None,
+    config: Annotated[Optional[Path], _ingest_option("config", None, "TOML file with these options; command-line options win.", shown="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Decode, resize and store every image under SRC in the HDF5 store OUT."""
-    from imgstore.config import build_ingest_options, load_config
-    from imgstore.errors import OptionError
-    from imgstore.ingest import IngestReport, continued_store, stored_options
-    from imgstore.ingest import ingest as run_ingest
-
     with cli_errors(lambda: _interrupted_note(out, dask is not None)):
-        file_values = load_config(config) if config is not None else {}
-        cli_values = {
-            "size": size, "channels": channels, "resize_mode": resize_mode, "filter": filter,
-            "pad_color": pad_color, "background": background, "max_pixels": max_pixels, "extensions": extensions,
-            "workers": workers, "timeout": timeout, "exact": exact, "overwrite": overwrite, "strict": strict,
-            "shard": shard, "buffer_size": buffer_size, "labels": labels, "append": append, "resume": resume,
-            "dedupe": dedupe, "compression": compression, "flush_every": flush_every,
-        }  # fmt: skip
-        continued = continued_store(out, resume=bool(resume)) if (append or resume) and not dask else None
-        if continued is not None:
-            # Continue with the options the store was made with, unless told otherwise (and then checked).
-            file_values = {**stored_options(continued), **file_values}
-        options = build_ingest_options(file_values, cli_values, source=str(config or ""))
         if shards is not None and dask is None:
             raise OptionError("--shards applies only with --dask")
-        with progress_bar("ingest", "img", silent=quiet) as bar:
-            report: IngestReport
-            if dask is not None:
-                from imgstore.distributed import ingest_dask
-
-                report = ingest_dask(src, out, options, dask, shards=shards, task_workers=workers, progress=bar)
-            else:
-                report = run_ingest(src, out, options, progress=bar)
+        options = _ingest_options(out, ctx.params, config, continuing=dask is None)
+        report = _run_ingest(src, out, options, dask=dask, shards=shards, task_workers=workers, quiet=quiet)
     typer.echo(report.summary)
     note = getattr(report, "note", None)
     if note:
@@ -135,9 +218,41 @@ def ingest(
         raise typer.Exit(1)
 
 
-@app.command()
+def _ingest_options(out: Path, given: Mapping[str, Any], config: Path | None, *, continuing: bool) -> IngestOptions:
+    """Ingest's options, each from the first place that has it: the command line (``given``, where None means not
+    given), the ``config`` file, with --append or --resume (when ``continuing`` here) the options OUT was made with,
+    the library's defaults."""
+    from imgstore.config import CONFIG_KEYS, build_ingest_options, load_config
+    from imgstore.ingest import continued_store, stored_options
+
+    cli_values = {key: given[key] for key in CONFIG_KEYS}
+    file_values = load_config(config) if config is not None else {}
+    if continuing and (cli_values["append"] or cli_values["resume"]):
+        continued = continued_store(out, resume=bool(cli_values["resume"]))
+        if continued is not None:  # continue with the options the store was made with, unless told otherwise
+            file_values = {**stored_options(continued), **file_values}
+    return build_ingest_options(file_values, cli_values, source=str(config or ""))
+
+
+def _run_ingest(
+    src: Path, out: Path, options: IngestOptions, *, dask: str | None, shards: int | None, task_workers: int | None,
+    quiet: bool,
+) -> IngestReport:
+    """Ingest SRC into OUT in this process, or with ``dask`` as shard tasks on a Dask cluster; a progress bar unless
+    ``quiet``."""
+    from imgstore.ingest import ingest as ingest_here
+
+    with progress_bar("ingest", "img", silent=quiet) as bar:
+        if dask is None:
+            return ingest_here(src, out, options, progress=bar)
+        from imgstore.distributed import ingest_dask
+
+        return ingest_dask(src, out, options, dask, shards=shards, task_workers=task_workers, progress=bar)
+
+
+@app.command(cls=Command)
 def info(
-    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     skipped: Annotated[bool, typer.Option("--skipped", help="List the skipped files with their reasons.")] = False,
 ) -> None:
@@ -149,10 +264,10 @@ def info(
     typer.echo(json.dumps(data, indent=2, default=str) if as_json else format_info(data))
 
 
-@app.command()
+@app.command(cls=Command)
 def merge(
-    out: Annotated[Path, typer.Argument(help="The merged store to write, e.g. photos.h5.")],
-    shards: Annotated[list[Path], typer.Argument(help="Every shard of one run, made by imgstore ingest --shard K/N (any order).")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The merged store to write, e.g. photos.h5.")],
+    shards: Annotated[list[Path], typer.Argument(metavar="SHARD", help="Every shard of one run, made by imgstore ingest --shard K/N (any order).")],
     copy: Annotated[bool, typer.Option("--copy", help="Copy the images into one self-contained store instead of virtual datasets over the shard files.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -166,10 +281,10 @@ def merge(
     typer.echo(report.summary)
 
 
-@app.command()
+@app.command(cls=Command)
 def verify(
-    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest (or merge).")],
-    sources: Annotated[Optional[Path], typer.Option(help="The folder the store was ingested from: check every file is there with the stored SHA-256.")] = None,
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest (or merge).")],
+    sources: Annotated[Optional[Path], typer.Option(help="The folder the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""
@@ -204,15 +319,15 @@ def _ranges(rows: list[int]) -> str:
     return ", ".join(parts)
 
 
-@app.command()
+@app.command(cls=Command)
 def preview(
-    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
-    out: Annotated[Path, typer.Argument(help="The contact sheet to write, e.g. grid.png.")],
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The contact sheet to write, e.g. grid.png.")],
     count: Annotated[int, typer.Option(help="Images on the sheet.")] = 64,
     random: Annotated[bool, typer.Option("--random", help="A seeded random sample instead of the first images.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of --random.")] = 0,
-    columns: Annotated[Optional[int], typer.Option(help="Tiles per row. [default: about square]")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels. [default: 128]")] = None,
+    columns: Annotated[Optional[int], typer.Option(help="Tiles per row.", show_default="about square")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels.", show_default="128")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Draw a contact sheet of stored images with their index, name and label."""
@@ -224,11 +339,11 @@ def preview(
     typer.echo(f"wrote {path}")
 
 
-@app.command()
+@app.command(cls=Command)
 def extract(
-    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
-    outdir: Annotated[Path, typer.Argument(help="Folder for the PNG files (created if needed).")],
-    indices: Annotated[Optional[str], typer.Option(help="Rows to write, e.g. 0,5,10-20 (negative counts from the end). [default: all]")] = None,
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
+    outdir: Annotated[Path, typer.Argument(metavar="OUTDIR", help="Folder for the PNG files (created if needed).")],
+    indices: Annotated[Optional[str], typer.Option(help="Rows to write, e.g. 0,5,10-20 (negative counts from the end).", show_default="all")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PNG files that exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -271,49 +386,48 @@ def main() -> None:
 # -- export / convert: vectors out ---------------------------------------------------------------------------
 
 
+# Help panels of export's options.
+VECTORS, ANN = "Vectors", "ANN benchmark (--ann)"
+
+
 def _mb(nbytes: int) -> str:
     return f"{nbytes / 1e6:,.1f} MB"
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
-    store: Annotated[Path, typer.Argument(help="A store made by imgstore ingest.")],
-    out: Annotated[Path, typer.Argument(help="Vector file to write (.fvecs, .bvecs, .fbin, .u8bin, .ivecs, .ibin); with --ann, a folder.")],
-    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Vector format, instead of OUT's extension: fvecs, bvecs, ivecs, fbin, u8bin, ibin.")] = None,
-    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic). [default: stored size]")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 = grayscale, 3 = RGB. [default: stored channels]")] = None,
-    scale: Annotated[str, typer.Option(help="Float formats: raw (pixel values 0-255) or unit (pixel / 255, in [0, 1]).")] = "raw",
-    ann: Annotated[bool, typer.Option("--ann", help="Write an ANN benchmark into the folder OUT: ann-benchmarks HDF5 and TEXMEX files with exact ground truth.")] = False,
-    queries: Annotated[Optional[int], typer.Option(help="With --ann: images held out as queries. [default: 1000]")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="With --ann: nearest neighbours per query in the ground truth. [default: 100]")] = None,
-    metric: Annotated[Optional[str], typer.Option(help="With --ann: euclidean (L2) or angular (1 - cosine). [default: euclidean]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="With --ann: seed of the random query hold-out. [default: 0]")] = None,
+    store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Vector file to write, its extension naming the format (see --format); with --ann, a folder.")],
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help=f"Vector format instead of OUT's extension: {format_names()}. Not with --ann.", show_default="OUT's extension", rich_help_panel=VECTORS)] = None,
+    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic).", show_default="stored size", rich_help_panel=VECTORS)] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 = grayscale, 3 = RGB.", show_default="stored channels", rich_help_panel=VECTORS)] = None,
+    scale: Annotated[str, typer.Option(help="Float formats: raw (pixel values 0-255) or unit (pixel / 255, in [0, 1]).", rich_help_panel=VECTORS)] = "raw",
+    ann: Annotated[bool, typer.Option("--ann", help="Write an ANN benchmark into the folder OUT: ann-benchmarks HDF5 and TEXMEX files with exact ground truth.", rich_help_panel=ANN)] = False,
+    queries: Annotated[Optional[int], typer.Option(help="Images held out as queries.", show_default="1000", rich_help_panel=ANN)] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Nearest neighbours per query in the ground truth.", show_default="100", rich_help_panel=ANN)] = None,
+    metric: Annotated[Optional[str], typer.Option(help="euclidean (L2) or angular (1 - cosine).", show_default="euclidean", rich_help_panel=ANN)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the random query hold-out.", show_default="0", rich_help_panel=ANN)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write the stored images as flat vectors for ANN libraries, or (--ann) a ready-made ANN benchmark."""
     import time
 
-    from imgstore.errors import OptionError
     from imgstore.vectors.export import export_ann, export_vectors
 
     with cli_errors():
-        ann_only = {"--queries": queries, "--k": k, "--metric": metric, "--seed": seed}
-        if not ann:
-            given = [name for name, value in ann_only.items() if value is not None]
-            if given:
-                verb = "apply" if len(given) > 1 else "applies"
-                raise OptionError(f"{', '.join(given)} {verb} only with --ann: add --ann or drop them")
-        elif fmt is not None:
+        ann_only = {"queries": queries, "k": k, "metric": metric, "seed": seed}
+        given: dict[str, Any] = {name: value for name, value in ann_only.items() if value is not None}
+        if not ann and given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise OptionError(f"{', '.join('--' + name for name in given)} {verb} only with --ann: add --ann or drop them")
+        if ann and fmt is not None:
             raise OptionError("--format does not apply to --ann, which writes .hdf5 and .fvecs/.ivecs files")
         started = time.perf_counter()
         with progress_bar("export", "img", silent=quiet) as bar:
-            if ann:
-                report = export_ann(
-                    store, out, queries=1000 if queries is None else queries, k=100 if k is None else k,
-                    metric=metric or "euclidean", seed=0 if seed is None else seed, size=size, channels=channels,
-                    scale=scale, overwrite=overwrite, progress=bar,
-                )  # fmt: skip
+            if ann:  # the --ann options not given take export_ann's defaults
+                report = export_ann(store, out, **given, size=size, channels=channels, scale=scale,
+                                    overwrite=overwrite, progress=bar)  # fmt: skip
             else:
                 vec = export_vectors(
                     store, out, fmt=fmt, size=size, channels=channels, scale=scale, overwrite=overwrite, progress=bar
@@ -336,13 +450,13 @@ def export(
         )
 
 
-@app.command()
+@app.command(cls=Command)
 def convert(
-    src: Annotated[Path, typer.Argument(help="An ann-benchmarks .hdf5 file (train, test, neighbors, distances).")],
-    outdir: Annotated[Path, typer.Argument(help="Folder for NAME_base, NAME_query, NAME_groundtruth, NAME_distances.")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="An ann-benchmarks .hdf5 file (train, test, neighbors, distances).")],
+    outdir: Annotated[Path, typer.Argument(metavar="OUTDIR", help="Folder for NAME_base, NAME_query, NAME_groundtruth, NAME_distances.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="fvecs (TEXMEX .fvecs/.ivecs) or bin (big-ann-benchmarks .fbin/.ibin).")] = "fvecs",
     normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalise base and query vectors (angular data sets).")] = False,
-    chunk_rows: Annotated[Optional[int], typer.Option(help="Rows per read. [default: about 32 MiB]")] = None,
+    chunk_rows: Annotated[Optional[int], typer.Option(help="Rows per read.", show_default="about 32 MiB")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

@@ -1,14 +1,20 @@
-"""The ingest and info commands through Typer's CliRunner: exit codes, error texts, config files."""
+"""The ingest and info commands through Typer's CliRunner: exit codes, error texts, config files; and every
+command's help and README entry."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
+import typer.main
+from typer.core import TyperOption
 from typer.testing import CliRunner
 
 from imgstore.cli import app
+from imgstore.options import DecodeOptions, IngestOptions, default_extensions, default_workers
 from imgstore.store.reader import open_store
 
 from conftest import encode, pattern, write
@@ -157,3 +163,156 @@ def test_every_command_has_help(runner: CliRunner) -> None:
     for name in group.commands:  # type: ignore[attr-defined]
         result = run(runner, name, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout, name
+
+
+# -- help and README, for every command registered on the app ----------------------------------------------------
+
+COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def options_of(name: str) -> list[TyperOption]:
+    """The options of command ``name`` (without -h)."""
+    return [p for p in COMMANDS[name].params if isinstance(p, TyperOption)]
+
+
+def long_names(option: TyperOption) -> list[str]:
+    """``--exact``, ``--no-exact``: the long names of ``option``."""
+    return [o for o in (*option.opts, *option.secondary_opts) if o.startswith("--")]
+
+
+def help_screen(runner: CliRunner, *names: str) -> str:
+    """``imgstore [NAME] -h`` as printed (the runner fixes the width at 120 columns), without colour codes."""
+    result = run(runner, *names, "-h")
+    assert result.exit_code == 0, result.output
+    return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+
+
+def description(name: str) -> str:
+    """The first paragraph of command ``name``'s docstring, on one line."""
+    return flat(inspect.getdoc(COMMANDS[name].callback).split("\n\n")[0])  # type: ignore[union-attr]
+
+
+def flat(text: str) -> str:
+    """``text`` without panel borders, its whitespace (line wraps included) collapsed to single spaces."""
+    return " ".join(text.replace("│", " ").split())
+
+
+def option_rows(screen: str) -> dict[str, str]:
+    """Each option's row of a help screen by its first long name, wrapped lines joined: names, type, help, default."""
+    rows: dict[str, str] = {}
+    current = None
+    for line in screen.splitlines():
+        start = re.match(r"│ (--[\w-]+)", line)
+        if start:
+            current = start.group(1)
+            rows[current] = ""
+        elif not line.startswith("│ "):
+            current = None  # a panel border, or text outside the panels
+        if current is not None:
+            rows[current] += " " + line
+    return {name: flat(text) for name, text in rows.items()}
+
+
+def synopsis(name: str) -> str:
+    """The lines of README's "## Command line" synopsis that show ``imgstore NAME`` (with their continuation lines)."""
+    section = README.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines: list[str] = []
+    keep = False
+    for line in block.splitlines():
+        if not line.startswith(" "):
+            keep = line.startswith(f"imgstore {name} ")
+        if keep:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_shows_description_and_every_option_as_written(runner: CliRunner, name: str) -> None:
+    """``imgstore CMD -h`` exits 0 with the command's description and every option, its help text as written."""
+    screen = help_screen(runner, name)
+    assert description(name) in flat(screen)
+    rows = option_rows(screen)
+    for option in options_of(name):
+        row = rows.get(long_names(option)[0], "")
+        assert all(n in row for n in long_names(option)), (name, option.name, row)
+        written = flat((option.help or "").replace("\\[", "["))  # Command escapes "[" for Rich; it prints "["
+        assert written in row, (name, option.name, row)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_shows_every_default_and_no_bool_type(runner: CliRunner, name: str) -> None:
+    """Every option's row shows its default; flags (-h too) show no <bool>/BOOLEAN type."""
+    rows = option_rows(help_screen(runner, name))
+    for option in options_of(name):
+        assert "[default: " in rows[long_names(option)[0]], (name, option.name)
+    assert rows["--help"] == "--help -h Show this message and exit."
+    assert not any(word in row for row in rows.values() for word in ("<bool>", "BOOLEAN")), rows
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_readme_documents_the_command_and_every_option(name: str) -> None:
+    """README's "## Command line" synopsis shows ``imgstore CMD`` with every long option name of the command."""
+    text = synopsis(name)
+    assert text, f"README's Command line section has no `imgstore {name} ...` line"
+    for option in options_of(name):
+        for long in long_names(option):
+            assert re.search(rf"(?<![\w-]){re.escape(long)}(?![\w-])", text), f"imgstore {name} {long} not in README"
+
+
+def test_app_help_lists_every_command(runner: CliRunner) -> None:
+    """``imgstore -h`` lists every command with its description; its -h shows no <bool> type."""
+    screen = flat(help_screen(runner))
+    for name in COMMANDS:
+        assert f"{name} {description(name)}" in screen, name
+    assert "--help -h Show this message and exit." in screen
+
+
+def test_install_hints_keep_their_brackets(runner: CliRunner) -> None:
+    """Rich markup does not eat the extra of an install hint: ``pip install 'imgstore[compression]'`` is printed."""
+    rows = option_rows(help_screen(runner, "ingest"))
+    assert "zstd or blosc need pip install 'imgstore[compression]'." in rows["--compression"]
+    assert "Needs pip install 'imgstore[dask]'." in rows["--dask"]
+
+
+def test_ingest_help_shows_the_library_defaults(runner: CliRunner) -> None:
+    """Ingest's options are None when not given (a --config file may set them); the help shows the library's
+    defaults, as one would type them."""
+    rows = option_rows(help_screen(runner, "ingest"))
+    decode = DecodeOptions()
+    ingest = {name: p.default for name, p in inspect.signature(IngestOptions).parameters.items()}
+    assert decode.size == (256, 256) and decode.pad_color == (0, 0, 0) and decode.background == (255, 255, 255)
+    expected = {
+        "--size": "256", "--channels": str(decode.channels), "--resize-mode": decode.resize_mode.value,
+        "--filter": decode.filter, "--pad-color": "black", "--background": "white",
+        "--max-pixels": str(decode.max_pixels), "--exact": "off",
+        "--extensions": ", ".join(e.lstrip(".") for e in default_extensions()),
+        "--workers": str(default_workers()), "--timeout": f"{ingest['timeout']:g}",
+        "--buffer-size": str(ingest["buffer_size"]), "--flush-every": f"{ingest['flush_every']:g}",
+        "--compression": ingest["compression"], "--overwrite": "off", "--strict": "off", "--labels": "none",
+    }  # fmt: skip
+    for option, value in expected.items():
+        assert rows[option].endswith(f"[default: ({value})]"), (option, rows[option])
+
+
+def test_other_commands_show_the_library_defaults(runner: CliRunner) -> None:
+    """Defaults the CLI spells out itself are the library's."""
+    from imgstore.distributed import SHARDS_PER_THREAD
+    from imgstore.preview import DEFAULT_TILE, make_preview
+    from imgstore.vectors.convert import DEFAULT_CHUNK_BYTES
+    from imgstore.vectors.export import export_ann
+
+    export = option_rows(help_screen(runner, "export"))
+    for name, p in inspect.signature(export_ann).parameters.items():
+        if name in ("queries", "k", "metric", "seed"):
+            assert export[f"--{name}"].endswith(f"[default: ({p.default})]"), export[f"--{name}"]
+    preview = option_rows(help_screen(runner, "preview"))
+    make = inspect.signature(make_preview).parameters
+    assert preview["--tile"].endswith(f"[default: ({DEFAULT_TILE})]")
+    assert preview["--count"].endswith(f"[default: {make['count'].default}]")
+    assert preview["--seed"].endswith(f"[default: {make['seed'].default}]")
+    convert = option_rows(help_screen(runner, "convert"))
+    assert convert["--chunk-rows"].endswith(f"[default: (about {DEFAULT_CHUNK_BYTES // 2**20} MiB)]")
+    ingest = option_rows(help_screen(runner, "ingest"))
+    assert f"[default: ({SHARDS_PER_THREAD} per Dask worker thread, at most one per file)]" in ingest["--shards"]
