@@ -19,7 +19,7 @@ import inspect
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -204,10 +204,12 @@ def ingest(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Decode, resize and store every image under SRC in the HDF5 store OUT."""
+    from imgstore.config import ingest_options_for
+
     with cli_errors(lambda: _interrupted_note(out, dask is not None)):
         if shards is not None and dask is None:
             raise OptionError("--shards applies only with --dask")
-        options = _ingest_options(out, ctx.params, config, continuing=dask is None)
+        options = ingest_options_for(out, ctx.params, config, from_store=dask is None)
         report = _run_ingest(src, out, options, dask=dask, shards=shards, task_workers=workers, quiet=quiet)
     typer.echo(report.summary)
     note = getattr(report, "note", None)
@@ -216,22 +218,6 @@ def ingest(
     if options.strict and report.skipped:
         typer.echo(f"Error: {len(report.skipped)} file(s) were skipped and --strict was given", err=True)
         raise typer.Exit(1)
-
-
-def _ingest_options(out: Path, given: Mapping[str, Any], config: Path | None, *, continuing: bool) -> IngestOptions:
-    """Ingest's options, each from the first place that has it: the command line (``given``, where None means not
-    given), the ``config`` file, with --append or --resume (when ``continuing`` here) the options OUT was made with,
-    the library's defaults."""
-    from imgstore.config import CONFIG_KEYS, build_ingest_options, load_config
-    from imgstore.ingest import continued_store, stored_options
-
-    cli_values = {key: given[key] for key in CONFIG_KEYS}
-    file_values = load_config(config) if config is not None else {}
-    if continuing and (cli_values["append"] or cli_values["resume"]):
-        continued = continued_store(out, resume=bool(cli_values["resume"]))
-        if continued is not None:  # continue with the options the store was made with, unless told otherwise
-            file_values = {**stored_options(continued), **file_values}
-    return build_ingest_options(file_values, cli_values, source=str(config or ""))
 
 
 def _run_ingest(

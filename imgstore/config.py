@@ -70,3 +70,24 @@ def build_ingest_options(
         raise
     except TypeError as exc:  # a TOML value of the wrong type, e.g. workers = "four"
         raise ConfigError(f"invalid option value: {exc}") from None
+
+
+def ingest_options_for(
+    out: str | os.PathLike[str],
+    given: Mapping[str, Any],
+    config: str | os.PathLike[str] | None = None,
+    *,
+    from_store: bool = True,
+) -> IngestOptions:
+    """Ingest's options for OUT, each from the first place that has it: ``given`` (the command line; None means
+    not given), the ``config`` file, with ``append`` or ``resume`` given (and ``from_store``) the options OUT was
+    made with, then the library's defaults."""
+    from imgstore.ingest import continued_store, stored_options
+
+    cli_values = {key: given.get(key) for key in CONFIG_KEYS}
+    file_values = load_config(config) if config is not None else {}
+    if from_store and (cli_values["append"] or cli_values["resume"]):
+        continued = continued_store(out, resume=bool(cli_values["resume"]))
+        if continued is not None:  # continue with the options the store was made with, unless told otherwise
+            file_values = {**stored_options(continued), **file_values}
+    return build_ingest_options(file_values, cli_values, source=str(config or ""))
