@@ -26,6 +26,7 @@ from imgstore.store.format import (
     TEXT_COLUMNS,
     TextJournal,
     attr_differs,
+    attr_value,
     escape_name,
     format_version,
     has_journal,
@@ -49,7 +50,7 @@ from imgstore.store.format import (
 __all__ = [
     "CHECKSUMS", "FORMAT_VERSION", "IMAGES", "JOURNAL", "LABELS", "LIBVER", "NAMES", "PARTIAL_SUFFIX",
     "READABLE_FORMATS", "ROW_DATASETS", "RUN_START", "SHA256", "SKIPPED_NAMES", "SKIPPED_REASONS", "STR",
-    "TEXT_COLUMNS", "Schema", "StoreFile", "TextJournal", "attr_differs", "compression_of", "escape_name",
+    "TEXT_COLUMNS", "Schema", "StoreFile", "TextJournal", "attr_differs", "attr_value", "compression_of", "escape_name",
     "format_version", "has_journal", "needs_upgrade", "open_read", "open_write", "partial_path", "pixel_crc",
     "publish", "read_text_column", "repair_truncated", "row_checksum", "row_checksums", "schema_of", "set_attr",
     "settable_in_place", "store_version", "texts", "unescape_name", "upgrade", "upgrade_v1_name",

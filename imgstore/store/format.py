@@ -159,6 +159,18 @@ def texts(values: Iterable[Any]) -> list[str]:
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
 
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute value as plain Python: text as ``str`` (invalid UTF-8 replaced), a string array as a list
+    of ``str``, other arrays as lists, numpy scalars as Python numbers."""
+    if isinstance(value, np.ndarray):
+        return texts(value) if value.dtype.kind in "SOU" else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
 # ------------------------------------------------------------------------------------------------- checksums
 
 
@@ -374,11 +386,7 @@ def attr_differs(f: h5py.File, name: str, value: Any) -> bool:
     """True when root attribute ``name`` is missing or holds something else than ``value``."""
     if name not in f.attrs:
         return True
-    old, new = f.attrs[name], value
-    if isinstance(old, np.ndarray) and old.dtype.kind in "OSU":
-        old = texts(old)
-    elif isinstance(old, bytes):
-        old = old.decode("utf-8", "replace")
+    old, new = attr_value(f.attrs[name]), value
     try:
         return bool(np.asarray(old).tolist() != np.asarray(new).tolist())
     except (TypeError, ValueError):

@@ -28,27 +28,18 @@ from imgstore.store.format import (
     SHA256,
     SKIPPED_NAMES,
     SKIPPED_REASONS,
+    attr_value,
     format_version,
     open_read,
     pixel_crc,
     read_text_column,
     row_checksum,
-    texts,
 )
 
 
 def read_root_attrs(f: h5py.File) -> dict[str, Any]:
-    """The root attributes of an open store as plain Python values."""
-    out: dict[str, Any] = {}
-    for key, value in f.attrs.items():
-        if isinstance(value, np.ndarray):
-            value = texts(value) if value.dtype.kind in "SOU" else value.tolist()
-        elif isinstance(value, np.generic):
-            value = value.item()
-        elif isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        out[key] = value
-    return out
+    """The root attributes of an open store as plain Python values (:func:`~imgstore.store.format.attr_value`)."""
+    return {key: attr_value(value) for key, value in f.attrs.items()}
 
 
 class ImageStore:

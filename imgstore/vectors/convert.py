@@ -26,6 +26,7 @@ from imgstore.errors import FormatError, OptionError, SourceError, io_errors
 from imgstore.options import parse_enum
 from imgstore.outputs import StagedOutputs
 from imgstore.progress import ProgressLike, started
+from imgstore.store.format import attr_value
 from imgstore.vectors.formats import FORMATS, INT32_MAX, VectorFormat
 from imgstore.vectors.writer import VectorWriter
 
@@ -117,9 +118,7 @@ def _attr_str(attrs: Any, name: str) -> str | None:
         return None
     if isinstance(value, np.ndarray) and value.size == 1:
         value = value.item()
-    if isinstance(value, (bytes, np.bytes_)):
-        value = value.decode("utf-8", "replace")
-    return str(value).strip().lower()
+    return str(attr_value(value)).strip().lower()
 
 
 def inspect_ann(f: h5py.File, name: str = "input") -> AnnLayout:
