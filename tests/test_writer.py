@@ -1,7 +1,10 @@
-"""ImageIndexer: buffering edges, the store format, flush-on-error, and its guard rails."""
+"""ImageIndexer: buffering edges, the store format, flush-on-error, its guard rails, and what reopen refuses."""
 
 from __future__ import annotations
 
+import multiprocessing
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -9,7 +12,8 @@ import numpy as np
 import pytest
 
 import imgstore
-from imgstore.errors import OptionError, OutputExistsError, StoreError
+from imgstore.errors import OptionError, OutputExistsError, StoreBusyError, StoreError
+from imgstore.lock import WriterLock, lock_path
 from imgstore.store.reader import open_store
 from imgstore.store.writer import ImageIndexer, auto_buffer_size
 
@@ -184,3 +188,151 @@ def test_auto_buffer_size() -> None:
     assert auto_buffer_size((256, 256, 3)) == 64 * 1024 * 1024 // (256 * 256 * 3)
     assert auto_buffer_size((8000, 8000, 3)) == 1
     assert auto_buffer_size((1, 1, 1)) == 4096
+
+
+# -- reopen: what it refuses, with what message ---------------------------------------------------------------------
+def small_store(path: Path, n: int = 5) -> Path:
+    """A complete store of ``n`` images written by ImageIndexer."""
+    with ImageIndexer(path, size=(8, 6)) as ix:
+        for i in range(n):
+            ix.add(f"{i}.png", img(i))
+    return path
+
+
+def refused(path: Path, error: type[Exception], message: str, *, exact: bool = True) -> None:
+    """ImageIndexer.reopen(path) raises ``error`` with exactly ``message`` (a regex when not ``exact``), leaves the
+    file as it was and gives its writer lock back."""
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(error) as caught:
+        ImageIndexer.reopen(path)
+    if exact:
+        assert str(caught.value) == message
+    else:
+        assert re.fullmatch(message, str(caught.value)), str(caught.value)
+    assert (path.read_bytes() if path.is_file() else None) == before
+    assert not lock_path(path).exists()
+
+
+def test_reopen_of_nothing(tmp_path: Path) -> None:
+    """A missing store, or one in a folder that does not exist, is named with what to do."""
+    refused(tmp_path / "none.h5", StoreError, f"{tmp_path / 'none.h5'} does not exist: there is nothing to append to or resume")
+    gone = tmp_path / "no" / "s.h5"
+    with pytest.raises(OptionError) as caught:
+        ImageIndexer.reopen(gone)
+    assert str(caught.value) == f"the folder of {gone} does not exist: create {gone.parent} first"
+
+
+def test_reopen_of_what_is_not_a_store(tmp_path: Path) -> None:
+    """A folder, a file that is not HDF5 and an HDF5 file that is not a store are refused, each saying why."""
+    folder = tmp_path / "folder.h5"
+    folder.mkdir()
+    q = re.escape(str(folder))
+    refused(folder, StoreError, rf"{q} cannot be opened as a store: Is a directory \(imgstore verify {q} says more\)", exact=False)
+    text = tmp_path / "text.h5"
+    text.write_text("not HDF5")
+    q = re.escape(str(text))
+    refused(text, StoreError, rf"{q} cannot be opened as a store: .*file signature not found.* \(imgstore verify {q} says more\)",
+            exact=False)  # fmt: skip
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = 1
+    refused(foreign, StoreError, f"{foreign} is not an imgstore store: it cannot be appended to")
+
+
+def test_reopen_of_a_store_without_images_or_size(tmp_path: Path) -> None:
+    """A store closed before its image size was known (only skipped files) cannot be continued without a size."""
+    path = tmp_path / "s.h5"
+    ix = ImageIndexer(path)
+    ix.skip("a.jpg", "truncated JPEG")
+    ix.close()
+    assert open_store(path).skipped == [("a.jpg", "truncated JPEG")]
+    refused(path, StoreError, f"{path} holds no images and records no image size: give the size to write to it")
+
+
+def test_reopen_of_a_store_open_for_reading_here(tmp_path: Path) -> None:
+    """HDF5 will not open for writing a file this process reads: the message says to close the reader first."""
+    path = small_store(tmp_path / "s.h5")
+    reader = imgstore.open(path)
+    reader[0]
+    refused(path, StoreError, f"{path} is open for reading in this process (imgstore.open or h5py.File): close it first")
+    reader.close()
+    with ImageIndexer.reopen(path) as ix:
+        ix.add("more.png", img(7))
+    assert open_store(path).names[-1] == "more.png"
+
+
+def test_reopen_of_a_store_rewritten_without_swmr_support(tmp_path: Path) -> None:
+    """A store copied into HDF5's oldest file format (superblock 0, as some tools rewrite files) cannot be written
+    in SWMR mode: refused with HDF5's reason, the file untouched."""
+    src = small_store(tmp_path / "s.h5")
+    old = tmp_path / "old.h5"
+    with h5py.File(src, "r") as a, h5py.File(old, "w", libver="earliest") as b:
+        for key in a:
+            a.copy(a[key], b, name=key)
+        b.attrs.update(dict(a.attrs))
+    assert len(open_store(old)) == 5  # readers still read it
+    q = re.escape(str(old))
+    refused(old, StoreError, rf"cannot open {q} for writing: .*superblock version for SWMR is less than 3.*", exact=False)
+
+
+def test_reopen_of_a_store_whose_journal_is_short(tmp_path: Path) -> None:
+    """A journal with fewer rows than are committed is damage: named, with the command that says more."""
+    path = small_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as f:
+        f["_journal/image_names.ends"].resize((3,))
+    with pytest.raises(StoreError) as caught:
+        ImageIndexer.reopen(path)
+    assert str(caught.value) == (
+        f"{path} is damaged: the journal of image_names holds 3 rows but 5 are committed (run imgstore verify on it)"
+    )
+    assert not lock_path(path).exists()
+    with imgstore.open(path) as store:  # refused before its first change: still complete, with its 5 names
+        assert store.complete and len(store.names) == 5
+
+
+def _hold_lock(path: str, held: multiprocessing.Queue, release: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+    WriterLock(path).acquire()
+    held.put("held")
+    release.wait(60)
+
+
+@pytest.fixture
+def locked_by_another_process(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A store whose writer lock another process holds: (path, that process's pid)."""
+    path = small_store(tmp_path / "s.h5")
+    ctx = multiprocessing.get_context("fork")
+    held, release = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=_hold_lock, args=(str(path), held, release))
+    child.start()
+    try:
+        assert held.get(timeout=30) == "held"
+        yield path, child.pid  # type: ignore[misc]
+    finally:
+        release.set()
+        child.join(30)
+
+
+def test_reopen_of_a_store_another_process_writes(locked_by_another_process: tuple[Path, int]) -> None:
+    """A store another process is writing is refused at once, naming that process; the file is untouched."""
+    path, pid = locked_by_another_process
+    before = path.read_bytes()
+    with pytest.raises(StoreBusyError) as caught:
+        ImageIndexer.reopen(path)
+    assert re.fullmatch(
+        rf"{re.escape(str(path))} is being written by another imgstore process \(pid {pid}, .*\): "
+        "wait for it to finish or stop it",
+        str(caught.value),
+    ), str(caught.value)
+    assert path.read_bytes() == before
+
+
+def test_reopen_of_a_store_of_a_newer_format_version(tmp_path: Path) -> None:
+    """A store written by a newer imgstore (format 3) is refused rather than written in a layout this one does
+    not know; readers refuse it already."""
+    path = small_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["imgstore_format"] = 3
+    with pytest.raises(StoreError, match="format 3"):
+        imgstore.open(path)
+    with pytest.raises(StoreError, match="format 3"):
+        ImageIndexer.reopen(path).close()

@@ -280,6 +280,7 @@ class StoreFile:
             _close_quietly(f)
             raise
         try:
+            store._check_journals()  # before the first change: a refused store stays exactly as it was
             # Rewriting the text columns takes about twice their journal's bytes.
             rebuild = 0 if was_complete else sum(int(f[JOURNAL][f"{k}.bytes"].shape[0]) for k in TEXT_COLUMNS)
             with store._os_errors("continue", 2 * rebuild):
@@ -469,6 +470,19 @@ class StoreFile:
             "(free space or fix the cause, then run again with --resume)"
         )
 
+    def _text_counts(self) -> dict[str, int]:
+        return {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count}
+
+    def _check_journals(self) -> None:
+        """Refuse a store whose journals hold fewer rows than are committed (damage the journal cannot repair)."""
+        for key, n in self._text_counts().items():
+            rows = self._journals[key].rows()
+            if rows < n:
+                raise StoreError(
+                    f"{self.path} is damaged: the journal of {key} holds {rows} rows but {n} are committed "
+                    "(run imgstore verify on it)"
+                )
+
     def _trim(self, rebuild_strings: bool) -> None:
         """Cut every per-row dataset back to the committed counts; rewrite the strings from the journal."""
         f = self.file
@@ -477,14 +491,9 @@ class StoreFile:
                 grow(self._datasets[key], self.count)
         for key in (SKIPPED_NAMES, SKIPPED_REASONS):
             grow(self._datasets[key], self.skipped_count)
-        counts = {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count}
-        for key, n in counts.items():
+        self._check_journals()
+        for key, n in self._text_counts().items():
             journal = self._journals[key]
-            if journal.rows() < n:
-                raise StoreError(
-                    f"{self.path} is damaged: the journal of {key} holds {journal.rows()} rows but {n} are committed "
-                    "(run imgstore verify on it)"
-                )
             journal.trim(n)
             if rebuild_strings:
                 # A kill during a write may have left the variable-length heap unreadable: write the strings again

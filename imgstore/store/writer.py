@@ -31,8 +31,11 @@ from imgstore.store.file import (
     upgrade,
 )
 from imgstore.store.format import (
+    READABLE_FORMATS,
     attr_differs,
+    attr_value,
     escape_name,
+    format_version,
     open_read,
     pixel_crc,
     row_checksum,
@@ -209,6 +212,12 @@ class ImageIndexer:
                 with open_read(self.path) as f:
                     if "imgstore_format" not in f.attrs:
                         raise StoreError(f"{self.path} is not an imgstore store: it cannot be appended to")
+                    version = format_version(f)
+                    if version not in READABLE_FORMATS:
+                        raise StoreError(
+                            f"{self.path} is in store format {attr_value(f.attrs['imgstore_format'])!r}, which this imgstore does "
+                            f"not write (it continues formats {', '.join(map(str, READABLE_FORMATS))}): upgrade imgstore"
+                        )
                     changes = {k: v for k, v in (attrs or {}).items() if attr_differs(f, k, v)}
                     in_place = {k: v for k, v in changes.items() if settable_in_place(f, k, v)}
                     # A change HDF5 cannot make in place in SWMR mode (more class names) is made in a copy.
