@@ -143,21 +143,35 @@ def run_interrupted(cmd: list[str], sig: str, after: float) -> Run:
     return Run(proc.returncode, out, err, time.monotonic() - t, signalled)
 
 
-def run_at_syscall(cmd: list[str], sig: str, n: int) -> Run:
-    """Run ``cmd`` under strace, which sends ``sig`` to it on entry of its n-th file-changing system call."""
+Point = tuple[str, int]  # a kill point: the k-th call of one system call (("pwrite64", 12), ("link", 1), ...)
+
+
+def run_at_syscall(cmd: list[str], sig: str, point: Point) -> Run:
+    """Run ``cmd`` under strace, which sends ``sig`` to it on entry of the system call ``point`` names."""
+    # strace counts `when=` per system call, so the injection names one call: its k-th occurrence is the point.
     # Only the main process is traced (no -f): it is the one writer, and the count is its own.
-    strace = ["strace", "-qq", "-o", "/dev/null", "-e", f"trace={EFFECT_SYSCALLS}",
-              "-e", f"inject={EFFECT_SYSCALLS}:signal={sig}:when={n}", "--"]  # fmt: skip
+    name, k = point
+    strace = ["strace", "-qq", "-o", "/dev/null", "-e", f"trace={name}", "-e", f"inject={name}:signal={sig}:when={k}",
+              "--"]  # fmt: skip
     return run([*strace, *cmd])
 
 
-def count_syscalls(cmd: list[str]) -> int:
-    """How many file-changing system calls the main process of ``cmd`` makes in an uninterrupted run."""
+def syscall_points(cmd: list[str]) -> list[Point]:
+    """Every file-changing system call the main process of ``cmd`` makes in an uninterrupted run, in order, each
+    as (its name, which call of that name it is)."""
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as log:
         done = run(["strace", "-qq", "-o", log.name, "-e", f"trace={EFFECT_SYSCALLS}", "--", *cmd])
         if done.returncode != 0:
             raise RuntimeError(f"reference run under strace failed: {done.stderr}")
-        return sum(1 for line in Path(log.name).read_text().splitlines() if "(" in line)
+        seen: dict[str, int] = {}
+        found: list[Point] = []
+        for line in Path(log.name).read_text().splitlines():
+            if "(" not in line:
+                continue
+            name = line.split("(", 1)[0].strip()
+            seen[name] = seen.get(name, 0) + 1
+            found.append((name, seen[name]))
+        return found
 
 
 def have_strace() -> bool:
@@ -289,7 +303,7 @@ class Setup:
     reference: dict[str, Snapshot]  # mode -> what an uninterrupted run leaves
     final_bytes: dict[str, int]  # mode -> size of the file an uninterrupted run leaves
     duration: dict[str, float]  # mode -> seconds of an uninterrupted run
-    syscalls: dict[str, int] = field(default_factory=dict)  # mode -> file-changing syscalls of that run
+    syscalls: dict[str, list[Point]] = field(default_factory=dict)  # mode -> file-changing syscalls of that run
 
     def flag(self, mode: str) -> tuple[str, ...]:
         return {"new": (), "overwrite": ("--overwrite",), "append": ("--append",), "resume": ("--resume",)}[mode]
@@ -327,7 +341,7 @@ def prepare(root: Path, corpus: Corpus, strace: bool) -> Setup:
                 shutil.copy(setup.before[mode], out)
             else:
                 out.unlink()
-            setup.syscalls[mode] = count_syscalls(cli(full, out, corpus, *setup.flag(mode)))
+            setup.syscalls[mode] = syscall_points(cli(full, out, corpus, *setup.flag(mode)))
     return setup
 
 
@@ -377,12 +391,15 @@ class Trial:
     outcome: str = ""  # absent / previous / partial store with N rows / finished
     commit_age: float | None = None  # SIGKILL: seconds since the last commit at the kill
     rerun: bool = False  # --resume found nothing begun, so the command ran again
+    landed: bool = True  # the signal reached the run before it finished (False: the run completed first)
 
 
 def trial(setup: Setup, mode: str, sig: str, *, after: float | None = None, syscall: int | None = None) -> Trial:
     """Interrupt one run of ``mode`` with ``sig`` (after ``after`` seconds, or at file-changing ``syscall``)."""
     corpus = setup.corpus
-    t = Trial(mode, sig, f"{after:.2f}s" if after is not None else f"syscall {syscall}", corpus.size)
+    point = setup.syscalls[mode][syscall - 1] if syscall is not None else None
+    when = f"{after:.2f}s" if point is None else f"syscall {syscall} ({point[0]} #{point[1]})"
+    t = Trial(mode, sig, when, corpus.size)
     with tempfile.TemporaryDirectory(prefix="crash-", dir=setup.root) as tmp:
         work = Path(tmp)
         out = work / "out.h5"
@@ -392,12 +409,13 @@ def trial(setup: Setup, mode: str, sig: str, *, after: float | None = None, sysc
         old = digest(out) if before is not None else None
         old_snap = snapshot(out) if before is not None else None
         cmd = cli(setup.full, out, corpus, *setup.flag(mode))
-        if syscall is not None:
-            done = run_at_syscall(cmd, sig, syscall)
+        if point is not None:
+            done = run_at_syscall(cmd, sig, point)
         else:
             assert after is not None
             done = run_interrupted(cmd, sig, after)
         t.problems += status_problems(done, sig, strace=syscall is not None)
+        t.landed = done.returncode != 0
         if not no_process_mentions(str(out)):
             t.problems.append("a decoder process outlived the interrupted run")
         t.problems += state_problems(t, setup, mode, out, old, old_snap, work)
@@ -674,7 +692,7 @@ def second_writer_command(kind: str, setup: Setup, out: Path, work: Path) -> lis
 # ------------------------------------------------------------------------------------------------ merge
 
 
-def merge_trials(setup: Setup, k: int, syscall_points: int, rng: random.Random) -> list[Trial]:
+def merge_trials(setup: Setup, k: int, n_points: int, rng: random.Random) -> list[Trial]:
     """``imgstore merge`` (virtual and ``--copy``) interrupted at moments and system calls: OUT is absent or the
     finished merged store, never anything else, and running the merge again leaves exactly that store."""
     corpus = setup.corpus
@@ -691,17 +709,21 @@ def merge_trials(setup: Setup, k: int, syscall_points: int, rng: random.Random) 
             cmd = [sys.executable, "-m", "imgstore", "merge", str(Path(tmp) / "out.h5"), *shards, "-q", *extra]
             ref_run = must(run(cmd), f"merge {how}")
             ref = snapshot(Path(tmp) / "out.h5")
-            total = count_syscalls([*cmd[:4], str(Path(tmp) / "again.h5"), *cmd[5:]]) if syscall_points else 0
+            calls = syscall_points([*cmd[:4], str(Path(tmp) / "again.h5"), *cmd[5:]]) if n_points else []
         for sig in SIGNALS:
             plan = [("after", a) for a in moments(ref_run.seconds, k, rng)]
-            plan += [("syscall", n) for n in (points(total, syscall_points) if total else [])]
+            plan += [("syscall", n) for n in (points(len(calls), n_points) if calls else [])]
             for kind, when in plan:
                 t = Trial(f"merge {how}", sig, f"{when:.2f}s" if kind == "after" else f"syscall {when}", corpus.size)
                 with tempfile.TemporaryDirectory(prefix="merge-", dir=setup.root) as tmp:
                     out = Path(tmp) / "out.h5"
                     cmd = [sys.executable, "-m", "imgstore", "merge", str(out), *shards, "-q", *extra]
-                    done = run_interrupted(cmd, sig, float(when)) if kind == "after" else run_at_syscall(cmd, sig, int(when))
+                    if kind == "after":
+                        done = run_interrupted(cmd, sig, float(when))
+                    else:
+                        done = run_at_syscall(cmd, sig, calls[int(when) - 1])
                     t.problems += status_problems(done, sig, strace=kind == "syscall")
+                    t.landed = done.returncode != 0
                     if out.exists():
                         try:
                             t.problems += same_problems(snapshot(out), ref, "OUT")
@@ -751,7 +773,7 @@ def run_matrix(
         for sig in SIGNALS:
             cell = [trial(setup, mode, sig, after=a) for a in moments(setup.duration[mode], trials_per_cell, rng)]
             if setup.syscalls.get(mode):
-                picks = points(setup.syscalls[mode], syscall_points)
+                picks = points(len(setup.syscalls[mode]), syscall_points)
                 cell += [trial(setup, mode, sig, syscall=n) for n in picks]
             results += cell
             if log:
@@ -823,10 +845,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         setup = prepare(args.data, QUICK[0], True)
         for mode in MODES:
-            total = setup.syscalls[mode]
+            total = len(setup.syscalls[mode])
             cell = [trial(setup, mode, "KILL", syscall=n) for n in range(1, total + 1)]
             results += cell
-            print(f"  {mode}: SIGKILL at each of its {total} file-changing system calls, "
+            print(f"  {mode}: SIGKILL at each of its {total} file-changing system calls "
+                  f"({sum(t.landed for t in cell)} landed before the run ended), "
                   f"{sum(1 for t in cell if t.problems)} failed", flush=True)  # fmt: skip
         print(f"\nall done in {time.monotonic() - started:.0f}s")
         return 1 if summarize(results, {QUICK[0].size: QUICK[0].flush_every}) else 0
@@ -834,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"size {corpus.size}: {corpus.count} photos of {corpus.photo[0]}x{corpus.photo[1]}, preparing", flush=True)
         setup = prepare(args.data, corpus, strace and n_points > 0)
         print("  uninterrupted runs (s): " + ", ".join(f"{m} {d:.2f}" for m, d in setup.duration.items())
-              + ("; file-changing syscalls: " + ", ".join(f"{m} {n}" for m, n in setup.syscalls.items())
+              + ("; file-changing syscalls: " + ", ".join(f"{m} {len(n)}" for m, n in setup.syscalls.items())
                  if setup.syscalls else ""), flush=True)  # fmt: skip
         results += run_matrix(setup, per_cell, n_points if strace else 0, rng)
         if not args.no_enospc and corpus.size <= 48:
