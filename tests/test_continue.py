@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import imgstore
 from imgstore.errors import ConfigError, OptionError, StoreError
@@ -294,17 +295,17 @@ def test_resume_trims_rows_past_count(classes: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(s[:], pixels)
 
 
-def test_cli_append_uses_store_options(classes: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_cli_append_uses_store_options(classes: Path, tmp_path: Path, cli: CliRunner) -> None:
     """`imgstore ingest --append` without --size continues with the store's size, not the default."""
     from imgstore.cli import app
 
     out = tmp_path / "o.h5"
-    assert runner.invoke(app, ["ingest", str(classes), str(out), "--size", "20x10", "-q", "--workers", "0"]).exit_code == 0
+    assert cli.invoke(app, ["ingest", str(classes), str(out), "--size", "20x10", "-q", "--workers", "0"]).exit_code == 0
     write(classes / "ant" / "z.png", encode(pattern(30, 20, seed=7), "PNG"))
-    result = runner.invoke(app, ["ingest", str(classes), str(out), "--append", "-q", "--workers", "0"])
+    result = cli.invoke(app, ["ingest", str(classes), str(out), "--append", "-q", "--workers", "0"])
     assert result.exit_code == 0, result.output
     assert "ingested 1 images (11 in the store)" in result.stdout
-    result = runner.invoke(app, ["ingest", str(classes), str(out), "--append", "--size", "64", "-q"])
+    result = cli.invoke(app, ["ingest", str(classes), str(out), "--append", "--size", "64", "-q"])
     assert result.exit_code == 1 and "size is 20x10 in the store but 64x64 here" in result.stderr
 
 
@@ -357,14 +358,14 @@ def test_export_of_interrupted_store_takes_names_from_journal(tmp_path: Path) ->
     assert (tmp_path / "v.bvecs.names.txt").read_text().splitlines() == [f"dir/{i}.png" for i in range(5)]
 
 
-def test_cli_resume_can_be_rerun_blindly(classes: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_cli_resume_can_be_rerun_blindly(classes: Path, tmp_path: Path, cli: CliRunner) -> None:
     """`--resume` with nothing there ingests; run again on the complete store it says so and exits 0."""
     from imgstore.cli import app
 
     out = tmp_path / "o.h5"
     args = ["ingest", str(classes), str(out), "--size", "20x10", "-q", "--workers", "0", "--resume"]
-    first = runner.invoke(app, args)
+    first = cli.invoke(app, args)
     assert first.exit_code == 0 and "ingested 10 images" in first.stdout
-    again = runner.invoke(app, args)
+    again = cli.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert again.stdout.strip() == f"nothing to resume: {out} is complete (10 images); use --append to add files that are new"

@@ -18,9 +18,6 @@ from imgstore.vectors.convert import convert_ann, default_chunk_rows
 
 from formats import read_xbin, read_xvecs
 
-# ---------------------------------------------------------------------- independent readers
-
-
 # ---------------------------------------------------------------------- synthetic ann-benchmarks files
 
 
@@ -281,28 +278,28 @@ def test_existing_outputs_refused_unless_overwrite(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- CLI
 
 
-def test_cli_convert(tmp_path: Path) -> None:
+def test_cli_convert(tmp_path: Path, cli: CliRunner) -> None:
     """`imgstore convert` exits 0 and prints one summary line."""
     src = make_ann(tmp_path / "a.hdf5", distance="angular")
-    result = CliRunner().invoke(app, ["convert", str(src), str(tmp_path / "o"), "--normalize", "--quiet"])
+    result = cli.invoke(app, ["convert", str(src), str(tmp_path / "o"), "--normalize", "--quiet"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Converted a.hdf5: 200 base + 15 query vectors of 12, k=10 (angular, normalized)")
     assert result.output.count("\n") == 1
 
 
-def test_cli_convert_bin(tmp_path: Path) -> None:
+def test_cli_convert_bin(tmp_path: Path, cli: CliRunner) -> None:
     """--format bin through the CLI."""
     src = make_ann(tmp_path / "a.hdf5")
-    result = CliRunner().invoke(app, ["convert", str(src), str(tmp_path), "--format", "bin", "-q"])
+    result = cli.invoke(app, ["convert", str(src), str(tmp_path), "--format", "bin", "-q"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "a_groundtruth.ibin").exists()
 
 
-def test_cli_convert_errors(tmp_path: Path) -> None:
+def test_cli_convert_errors(tmp_path: Path, cli: CliRunner) -> None:
     """Library errors become `Error: ...` and exit code 1."""
     src = make_ann(tmp_path / "k.hdf5", kind="sparse")
-    result = CliRunner().invoke(app, ["convert", str(src), str(tmp_path / "o"), "-q"])
+    result = cli.invoke(app, ["convert", str(src), str(tmp_path / "o"), "-q"])
     assert result.exit_code == 1
     assert "Error: " in result.output and "sparse ann-benchmarks file" in result.output
-    result = CliRunner().invoke(app, ["convert", str(tmp_path / "none.hdf5"), str(tmp_path / "o")])
+    result = cli.invoke(app, ["convert", str(tmp_path / "none.hdf5"), str(tmp_path / "o")])
     assert result.exit_code == 1 and "Error: input file" in result.output

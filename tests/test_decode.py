@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from imgstore.decoders import decode_bytes
 from imgstore.decoders import pillow as decode_mod
@@ -145,7 +149,82 @@ def test_cmyk_jpeg_matches_pillow_conversion() -> None:
     cmyk = pattern(48, 36).convert("CMYK")
     data = encode(cmyk, "JPEG", quality=95)
     o = opts(resize_mode="stretch")
-    expected = reference(Image.open(__import__("io").BytesIO(data)).convert("RGB"), o)
+    expected = reference(Image.open(io.BytesIO(data)).convert("RGB"), o)
+    np.testing.assert_array_equal(decode_bytes(data, o), expected)
+
+
+# A made-up print profile (Pillow's ImageCms can only create sRGB, LAB and XYZ profiles): CMYK -> Lab through a
+# 2x2x2x2 lookup table whose corners are the colours of inks on a cream paper. The paper and each ink's
+# transmission per sRGB channel; a corner's colour is the paper filtered by the inks it has.
+PAPER = (250.0, 244.0, 228.0)
+INKS = ((0.10, 0.65, 0.95), (0.95, 0.15, 0.60), (1.00, 0.92, 0.10), (0.08, 0.08, 0.08))  # C, M, Y, K
+
+
+def _s15(value: float) -> bytes:
+    return struct.pack(">i", round(value * 65536))
+
+
+def cmyk_print_profile() -> bytes:
+    """An ICC v2 output profile (CMYK data, Lab connection space) with an 8-bit A2B0 table (lut8Type), written
+    from the ICC specification; little CMS reads it."""
+    srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
+    corners = bytearray()
+    for on in itertools.product((0, 1), repeat=4):  # C varies slowest, K fastest: the table's order
+        rgb = np.array(PAPER)
+        for used, ink in zip(on, INKS):
+            rgb = rgb * np.array(ink) if used else rgb
+        pixel = Image.new("RGB", (1, 1), tuple(int(v + 0.5) for v in rgb))
+        # getpixel gives L as L*·255/100 and a*, b* offset by 128: lut8Type's Lab encoding
+        corners += bytes(ImageCms.profileToProfile(pixel, srgb, lab, outputMode="LAB").getpixel((0, 0)))
+    identity = bytes(range(256))
+    a2b0 = (b"mft1" + bytes(4) + bytes([4, 3, 2, 0]) + b"".join(_s15(v) for v in (1, 0, 0, 0, 1, 0, 0, 0, 1))
+            + identity * 4 + bytes(corners) + identity * 3)  # fmt: skip
+    text = b"imgstore test CMYK\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    cprt = b"text" + bytes(4) + b"No copyright, test data\0"
+    d50 = _s15(0.9642) + _s15(1.0) + _s15(0.8249)
+    tags = [(b"desc", desc), (b"cprt", cprt), (b"wtpt", b"XYZ " + bytes(4) + d50), (b"A2B0", a2b0)]
+    start = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        body += bytes(-(start + len(body)) % 4)  # tags start on 4-byte boundaries
+        table += signature + struct.pack(">II", start + len(body), len(data))
+        body += data
+    # size, CMM, version 2.1, class, data colour space, connection space, date, 'acsp', platform/flags/maker/model/
+    # attributes, rendering intent (perceptual), illuminant D50, creator and reserved bytes
+    header = (struct.pack(">I", start + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"prtr" + b"CMYK" + b"Lab "
+              + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + bytes(24) + bytes(4) + d50 + bytes(48))  # fmt: skip
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+def test_cmyk_jpeg_with_icc_profile_is_colour_managed() -> None:
+    """A CMYK JPEG carrying an ICC profile is converted through it to sRGB: the same pixels as Pillow's ImageCms
+    conversion, far from the naive convert('RGB'), and a patch of pure cyan ink gets the profile's cyan."""
+    icc = cmyk_print_profile()
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    assert profile.profile.xcolor_space.strip() == "CMYK"
+    cmyk = pattern(48, 36).convert("CMYK")
+    cmyk.paste((255, 0, 0, 0), (24, 18, 48, 36))  # pure cyan in the bottom-right quarter
+    data = encode(cmyk, "JPEG", quality=95, icc_profile=icc)
+    assert Image.open(io.BytesIO(data)).info["icc_profile"] == icc
+    o = opts(size=(48, 36), resize_mode="stretch")
+    got = decode_bytes(data, o)
+    managed = ImageCms.profileToProfile(Image.open(io.BytesIO(data)), profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    np.testing.assert_array_equal(got, reference(managed, o))
+    naive = reference(Image.open(io.BytesIO(data)).convert("RGB"), o)
+    assert np.abs(got.astype(int) - naive.astype(int)).mean() > 20
+    cyan = np.array(PAPER) * np.array(INKS[0])  # (25, 159, 217); naive CMYK->RGB gives (0, 255, 255)
+    assert np.abs(got[27, 36].astype(int) - cyan).max() <= 8, got[27, 36]
+
+
+def test_cmyk_jpeg_with_a_broken_icc_profile_falls_back_to_plain_conversion() -> None:
+    """A CMYK JPEG whose embedded profile cannot be read is still stored, converted as Pillow's convert('RGB')."""
+    data = encode(pattern(48, 36).convert("CMYK"), "JPEG", quality=95, icc_profile=b"not an ICC profile" * 8)
+    with pytest.raises(OSError):
+        ImageCms.ImageCmsProfile(io.BytesIO(Image.open(io.BytesIO(data)).info["icc_profile"]))
+    o = opts(resize_mode="stretch")
+    expected = reference(Image.open(io.BytesIO(data)).convert("RGB"), o)
     np.testing.assert_array_equal(decode_bytes(data, o), expected)
 
 
@@ -153,7 +232,7 @@ def test_sixteen_bit_grayscale_scaled_by_range() -> None:
     """16-bit values spanning 0..65535 map to 0..255 (not clipped to white as a naive convert('L') does)."""
     ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (16, 1))
     im = Image.fromarray(ramp)
-    assert Image.open(__import__("io").BytesIO(encode(im, "PNG"))).mode == "I;16"
+    assert Image.open(io.BytesIO(encode(im, "PNG"))).mode == "I;16"
     got = decode_bytes(encode(im, "PNG"), opts(size=(64, 16), filter="nearest", resize_mode="stretch"))
     np.testing.assert_allclose(got[0, :, 0], ramp[0] / 257, atol=1)
 
@@ -230,7 +309,7 @@ def test_exif_orientation_is_applied(orientation: int, exact: bool) -> None:
     data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
     o = DecodeOptions(size=(40, 30), resize_mode="stretch", exact=exact)
     got = decode_bytes(data, o)
-    expected = np.asarray(ImageOps.exif_transpose(Image.open(__import__("io").BytesIO(data))).resize((40, 30), BICUBIC))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).resize((40, 30), BICUBIC))
     assert np.abs(got.astype(int) - expected.astype(int)).mean() < 3
     # The red marker block is top-left, where it was in the upright photo.
     assert got[2, 2, 0] > 200 and got[2, 2, 1] < 80
@@ -317,11 +396,13 @@ def test_decompression_bomb_refused_before_decoding() -> None:
 
 def test_max_pixels_above_pillow_limit_is_honoured() -> None:
     """Raising --max-pixels beyond Pillow's own limit lets a large image through (Pillow's check is replaced)."""
+    saved = Image.MAX_IMAGE_PIXELS
     data = encode(Image.new("L", (1000, 1000)), "PNG")
     decode_bytes(data, opts(max_pixels=1_000_000))
     with pytest.raises(BadImageError, match="decompression bomb"):
         decode_bytes(data, opts(max_pixels=999_999))
-    assert Image.MAX_IMAGE_PIXELS is not None  # the global is restored
+    restored = Image.MAX_IMAGE_PIXELS
+    assert restored is not None and restored == saved  # the global is restored
 
 
 def test_imageio_fallback_reads_what_pillow_refuses(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,11 @@ from typing import Any
 import h5py
 import pytest
 from test_merge import OPTIONS, assert_same_store, make_photos
+from typer.testing import CliRunner
 
 import imgstore.distributed
+from imgstore.cli import app
 from imgstore.distributed import (
-    MISSING_DASK,
     default_shards,
     ingest_dask,
     parse_address,
@@ -132,7 +134,7 @@ def test_missing_dask_is_a_clear_error(data: dict[str, Path], tmp_path: Path, mo
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ImgStoreError) as exc:
         ingest_dask(data["src"], tmp_path / "out.h5", OPTIONS, "local")
-    assert str(exc.value) == MISSING_DASK == "the --dask option needs the dask extra: pip install 'imgstore[dask]'"
+    assert str(exc.value) == "the --dask option needs the dask extra: pip install 'imgstore[dask]'"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -146,6 +148,35 @@ def test_refusals_before_starting_a_cluster(data: dict[str, Path], tmp_path: Pat
     with pytest.raises(OutputExistsError):
         ingest_dask(data["src"], tmp_path / "out.h5", OPTIONS, "local")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+APPEND_ON_DASK = (
+    "--append cannot run on Dask (a merged store is not appended to): ingest the new files into a store of their "
+    "own, or merge with --copy and append on one machine"
+)
+
+
+def test_append_is_refused_before_any_work(data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--append with --dask is refused with the way to get there, before dask is even imported: the store to
+    append to is untouched and no shard folder appears."""
+    out = tmp_path / "out.h5"
+    shutil.copy(data["single"], out)
+    before = out.read_bytes()
+    monkeypatch.setitem(sys.modules, "distributed", None)  # refused before the cluster (or the extra) is needed
+    with pytest.raises(OptionError) as exc:
+        ingest_dask(data["src"], out, IngestOptions(decode=OPTIONS.decode, workers=0, append=True), "local:2")
+    assert str(exc.value) == APPEND_ON_DASK
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def test_cli_append_with_dask_is_refused(data: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
+    """`imgstore ingest SRC OUT --dask local:2 --append`: exit 1 and the library's message as one Error line."""
+    out = tmp_path / "out.h5"
+    shutil.copy(data["single"], out)
+    before = out.read_bytes()
+    result = cli.invoke(app, ["ingest", str(data["src"]), str(out), "--dask", "local:2", "--append", "-q"])
+    assert result.exit_code == 1 and result.stderr == f"Error: {APPEND_ON_DASK}\n"
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
 
 
 # -- runs ---------------------------------------------------------------------------------------------------------
@@ -278,17 +309,13 @@ def test_shards_written_where_this_machine_cannot_see_them(
     )
 
 
-def test_cli_dask_local_with_labels_matches_single_ingest(data: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_dask_local_with_labels_matches_single_ingest(data: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
     """`imgstore ingest SRC OUT --dask local:2 --labels folder`: the merged store equals a single-machine ingest,
     labels and class names included."""
-    from typer.testing import CliRunner
-
-    from imgstore.cli import app
-
     single = tmp_path / "single.h5"
     ingest(data["src"], single, IngestOptions(decode=OPTIONS.decode, labels="folder", workers=0))
     out = tmp_path / "dask.h5"
-    result = CliRunner().invoke(
+    result = cli.invoke(
         app, ["ingest", str(data["src"]), str(out), "--dask", "local:2", "--shards", "3", "--labels", "folder",
               "--size", "16x12", "-q"],
     )
@@ -302,11 +329,7 @@ def test_cli_dask_local_with_labels_matches_single_ingest(data: dict[str, Path],
     assert merged.labels.tolist() == plain.labels.tolist()
 
 
-def test_cli_shards_without_dask_is_refused(data: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_shards_without_dask_is_refused(data: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
     """--shards means nothing without --dask: a clear error."""
-    from typer.testing import CliRunner
-
-    from imgstore.cli import app
-
-    result = CliRunner().invoke(app, ["ingest", str(data["src"]), str(tmp_path / "o.h5"), "--shards", "3"])
+    result = cli.invoke(app, ["ingest", str(data["src"]), str(tmp_path / "o.h5"), "--shards", "3"])
     assert result.exit_code == 1 and result.stderr.strip() == "Error: --shards applies only with --dask"

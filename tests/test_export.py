@@ -1,12 +1,15 @@
 """``export_vectors``, ``export_ann`` and ``imgstore export``: stored images -> vector files and ANN benchmarks.
 
-Stores are built directly with h5py in the store layout; outputs are read with readers written here from the
-format definitions, and ground truth is checked against a naive brute force.
+Stores are made by the real ingest pipeline from lossless photos of exactly the store size (``build_store`` in
+conftest), so row i holds the photo's pixels exactly; outputs are read with readers written here from the format
+definitions, and ground truth is checked against a naive brute force.
 """
 
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -20,57 +23,22 @@ from typer.testing import CliRunner
 
 from imgstore.cli import app
 from imgstore.errors import FormatError, OptionError, OutputExistsError, StoreError, WriteError
+from imgstore.store import open_read
 from imgstore.vectors import export as E
 from imgstore.vectors import formats as V
 from imgstore.vectors.convert import convert_ann
 from imgstore.vectors.export import ExactKnn, export_ann, export_vectors, hold_out, shrink_image
 
+from conftest import BuiltStore, StoreFactory
 from formats import read_xbin, read_xvecs
 
 H, W, C = 8, 6, 3
 
-# ---------------------------------------------------------------------- independent readers
-
-
-# ---------------------------------------------------------------------- stores
-
-
-def make_store(
-    path: Path,
-    n: int = 40,
-    *,
-    extra_rows: int = 3,
-    labels: bool = True,
-    shape: tuple[int, int, int] = (H, W, C),
-    seed: int = 0,
-    names: list[str] | None = None,
-    images: np.ndarray | None = None,
-) -> tuple[Path, np.ndarray]:
-    """A store in the imgstore layout with ``n`` committed rows and ``extra_rows`` uncommitted ones after them."""
-    rng = np.random.default_rng(seed)
-    if images is None:
-        images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
-    n = len(images)
-    junk = np.full((extra_rows, *images.shape[1:]), 77, np.uint8)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=np.concatenate([images, junk]), chunks=(1, *images.shape[1:]),
-                         maxshape=(None, *images.shape[1:]))  # fmt: skip
-        all_names = (names or [f"dir/img{i:03d}.jpg" for i in range(n)]) + ["junk"] * extra_rows
-        f.create_dataset("image_names", data=all_names, dtype=h5py.string_dtype("utf-8"))
-        if labels:
-            f.create_dataset("labels", data=np.concatenate([np.arange(n) % 4, [-9] * extra_rows]).astype(np.int64))
-            f.attrs["class_names"] = ["a", "b", "c", "d"]
-        f.attrs["imgstore_format"] = 1
-        f.attrs["complete"] = True
-        f.attrs["count"] = n
-        f.attrs["size"] = [images.shape[2], images.shape[1]]
-        f.attrs["channels"] = images.shape[3]
-    return path, images
-
 
 @pytest.fixture
-def store(tmp_path: Path) -> tuple[Path, np.ndarray]:
-    return make_store(tmp_path / "photos.h5")
+def store(tmp_path: Path, build_store: StoreFactory) -> BuiltStore:
+    """40 random images of 8x6x3, labelled i % 4 (classes a-d), ingested into photos.h5."""
+    return build_store(tmp_path / "photos.h5")
 
 
 def files(folder: Path) -> list[str]:
@@ -80,9 +48,9 @@ def files(folder: Path) -> list[str]:
 # ---------------------------------------------------------------------- export_vectors
 
 
-def test_fvecs_holds_pixels_in_hwc_order(tmp_path: Path, store) -> None:
-    """Vector i is image i flattened (H, W, C), as float32 pixel values; uncommitted rows are not exported."""
-    path, images = store
+def test_fvecs_holds_pixels_in_hwc_order(tmp_path: Path, store: BuiltStore) -> None:
+    """Vector i is image i flattened (H, W, C), as float32 pixel values; a complete store exports without warning."""
+    path, images = store.path, store.images
     report = export_vectors(path, tmp_path / "v.fvecs")
     got = read_xvecs(tmp_path / "v.fvecs", "<f4")
     assert got.shape == (40, H * W * C)
@@ -90,66 +58,67 @@ def test_fvecs_holds_pixels_in_hwc_order(tmp_path: Path, store) -> None:
     h, w, c = 5, 4, 2
     assert got[7, (h * W + w) * C + c] == images[7, h, w, c]
     assert (report.count, report.dim, report.shape, report.format) == (40, 144, (H, W, C), "fvecs")
+    assert report.warning is None  # a complete store: nothing to warn about
     assert report.bytes_written == (tmp_path / "v.fvecs").stat().st_size
 
 
-def test_names_and_labels_files(tmp_path: Path, store) -> None:
+def test_names_and_labels_files(tmp_path: Path, store: BuiltStore) -> None:
     """OUT.names.txt names vector i on line i; OUT.labels.ivecs holds one int32 label per vector."""
-    path, _ = store
+    path = store.path
     report = export_vectors(path, tmp_path / "v.bvecs")
     lines = (tmp_path / "v.bvecs.names.txt").read_text("utf-8").split("\n")
-    assert lines[:-1] == [f"dir/img{i:03d}.jpg" for i in range(40)] and lines[-1] == ""
+    assert lines[:-1] == [f"dir/img{i:03d}.png" for i in range(40)] and lines[-1] == ""
     labels = read_xvecs(tmp_path / "v.bvecs.labels.ivecs", "<i4")
     assert labels.shape == (40, 1) and np.array_equal(labels[:, 0], np.arange(40) % 4)
     assert report.labels_path == tmp_path / "v.bvecs.labels.ivecs"
     assert files(tmp_path) == ["photos.h5", "v.bvecs", "v.bvecs.labels.ivecs", "v.bvecs.names.txt"]
 
 
-def test_no_labels_no_labels_file(tmp_path: Path) -> None:
+def test_no_labels_no_labels_file(tmp_path: Path, build_store: StoreFactory) -> None:
     """A store without labels gives only the vectors and the names."""
-    path, _ = make_store(tmp_path / "s.h5", labels=False)
+    path = build_store(tmp_path / "s.h5", classes=None).path
     report = export_vectors(path, tmp_path / "v.u8bin")
     assert report.labels_path is None
     assert files(tmp_path) == ["s.h5", "v.u8bin", "v.u8bin.names.txt"]
 
 
-def test_names_with_line_breaks_stay_one_line(tmp_path: Path) -> None:
+def test_names_with_line_breaks_stay_one_line(tmp_path: Path, build_store: StoreFactory) -> None:
     """A line break inside a name is escaped so line i still names vector i."""
-    names = ["a\nb.jpg", "c\rd.png"]
-    path, _ = make_store(tmp_path / "s.h5", n=2, names=names)
+    names = ["a\nb.png", "c\rd.png"]
+    path = build_store(tmp_path / "s.h5", n=2, names=names).path
     export_vectors(path, tmp_path / "v.fvecs")
-    assert (tmp_path / "v.fvecs.names.txt").read_text("utf-8") == "a\\nb.jpg\nc\\rd.png\n"
+    assert (tmp_path / "v.fvecs.names.txt").read_text("utf-8") == "a\\nb.png\nc\\rd.png\n"
 
 
 @pytest.mark.parametrize(("name", "value"), [("bvecs", "u1"), ("u8bin", "u1"), ("ivecs", "<i4"), ("ibin", "<i4")])
-def test_integer_formats_keep_pixels_exactly(tmp_path: Path, store, name: str, value: str) -> None:
+def test_integer_formats_keep_pixels_exactly(tmp_path: Path, store: BuiltStore, name: str, value: str) -> None:
     """.bvecs/.u8bin (and .ivecs/.ibin) hold the uint8 pixels exactly."""
-    path, images = store
+    path, images = store.path, store.images
     export_vectors(path, tmp_path / f"v.{name}")
     reader = read_xvecs if name.endswith("vecs") else read_xbin
     assert np.array_equal(reader(tmp_path / f"v.{name}", value), images.reshape(40, -1))
 
 
-def test_unit_scale(tmp_path: Path, store) -> None:
+def test_unit_scale(tmp_path: Path, store: BuiltStore) -> None:
     """--scale unit gives float32 pixel / 255 in [0, 1], 255 -> 1.0 exactly."""
-    path, images = store
+    path, images = store.path, store.images
     export_vectors(path, tmp_path / "v.fbin", scale="unit")
     got = read_xbin(tmp_path / "v.fbin", "<f4")
     assert np.array_equal(got, (images.reshape(40, -1).astype(np.float32) / np.float32(255)))
     assert got.min() >= 0 and got.max() == 1.0
 
 
-def test_format_option_beats_extension(tmp_path: Path, store) -> None:
+def test_format_option_beats_extension(tmp_path: Path, store: BuiltStore) -> None:
     """fmt= chooses the format whatever OUT is called."""
-    path, images = store
+    path, images = store.path, store.images
     report = export_vectors(path, tmp_path / "vectors.dat", fmt="fbin")
     assert report.format == "fbin"
     assert np.array_equal(read_xbin(tmp_path / "vectors.dat", "<f4"), images.reshape(40, -1))
 
 
-def test_shrink_matches_pillow(tmp_path: Path, store) -> None:
+def test_shrink_matches_pillow(tmp_path: Path, store: BuiltStore) -> None:
     """--size/--channels shrink each image exactly as Pillow's convert('L') + bicubic resize."""
-    path, images = store
+    path, images = store.path, store.images
     report = export_vectors(path, tmp_path / "v.bvecs", size="4x2", channels=1)
     got = read_xvecs(tmp_path / "v.bvecs", "u1")
     assert report.shape == (2, 4, 1) and got.shape == (40, 8)
@@ -167,9 +136,9 @@ def test_shrink_image_grayscale_to_rgb_and_noop() -> None:
     assert E.Shrink((4, 3), 1).apply(batch) is batch
 
 
-def test_square_size(tmp_path: Path, store) -> None:
+def test_square_size(tmp_path: Path, store: BuiltStore) -> None:
     """--size 3 means 3x3."""
-    path, _ = store
+    path = store.path
     assert export_vectors(path, tmp_path / "v.fvecs", size=3).dim == 27
 
 
@@ -185,9 +154,9 @@ def test_square_size(tmp_path: Path, store) -> None:
         ({"out": "v.fvecs", "scale": "percent"}, OptionError, "invalid scale"),
     ],
 )
-def test_bad_options(tmp_path: Path, store, kwargs: dict, error: type, message: str) -> None:
+def test_bad_options(tmp_path: Path, store: BuiltStore, kwargs: dict, error: type, message: str) -> None:
     """Invalid options fail with a message saying what to use, before anything is written."""
-    path, _ = store
+    path = store.path
     out = tmp_path / kwargs.pop("out")
     with pytest.raises(error, match=message):
         export_vectors(path, out, **kwargs)
@@ -204,20 +173,20 @@ def test_missing_or_foreign_store(tmp_path: Path) -> None:
         export_vectors(tmp_path / "other.h5", tmp_path / "v.fvecs")
 
 
-def test_existing_output_refused_unless_overwrite(tmp_path: Path, store) -> None:
+def test_existing_output_refused_unless_overwrite(tmp_path: Path, store: BuiltStore) -> None:
     """An existing OUT (or OUT.names.txt) is refused and nothing is written; overwrite=True replaces them."""
-    path, _ = store
+    path = store.path
     (tmp_path / "v.fvecs.names.txt").write_text("old")
     with pytest.raises(OutputExistsError, match="v.fvecs.names.txt"):
         export_vectors(path, tmp_path / "v.fvecs")
     assert files(tmp_path) == ["photos.h5", "v.fvecs.names.txt"]
     export_vectors(path, tmp_path / "v.fvecs", overwrite=True)
-    assert (tmp_path / "v.fvecs.names.txt").read_text().startswith("dir/img000.jpg\n")
+    assert (tmp_path / "v.fvecs.names.txt").read_text().startswith("dir/img000.png\n")
 
 
-def test_failure_midway_leaves_nothing(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_leaves_nothing(tmp_path: Path, store: BuiltStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """An error after some batches were written leaves no OUT, no names, no labels and no temporary file."""
-    path, _ = store
+    path = store.path
     monkeypatch.setattr(E, "BATCH_BYTES", H * W * C * 4 * 5)  # 5 images per batch
     calls = {"n": 0}
     real = E.to_vectors
@@ -234,40 +203,70 @@ def test_failure_midway_leaves_nothing(tmp_path: Path, store, monkeypatch: pytes
     assert files(tmp_path) == ["photos.h5"]
 
 
-def test_empty_store_refused_incomplete_store_warned(tmp_path: Path) -> None:
+def test_empty_store_refused_incomplete_store_warned(tmp_path: Path, build_store: StoreFactory) -> None:
     """A store with no images is refused; an interrupted one exports its committed rows with a warning naming them."""
-    empty, _ = make_store(tmp_path / "empty.h5", n=0)
+    empty = build_store(tmp_path / "empty.h5", n=0).path
     with pytest.raises(StoreError, match="holds no images: there is nothing to export"):
         export_vectors(empty, tmp_path / "e.fvecs")
-    part, images = make_store(tmp_path / "part.h5", n=12)
-    with h5py.File(part, "r+") as f:
+    made = build_store(tmp_path / "part.h5", n=12)
+    part, images = made.path, made.images
+    with h5py.File(part, "r+") as f:  # damaged on purpose: the flag an interrupted ingest leaves
         f.attrs["complete"] = False
     report = export_vectors(part, tmp_path / "p.bvecs")
     assert report.warning is not None and "is incomplete" in report.warning and "rows 0-11" in report.warning
     np.testing.assert_array_equal(read_xvecs(tmp_path / "p.bvecs", "u1"), images.reshape(12, -1))
 
 
-def test_count_overflow_detected_before_writing(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> None:
+# An append killed inside its commit, after its rows reached the disk and before the count was raised (a commit
+# flushes the rows, then raises ``count``): rows past ``count``.
+KILLED_BEFORE_COMMIT = r"""
+import os, sys
+import numpy as np
+from imgstore.store.file import StoreFile
+from imgstore.store.writer import ImageIndexer
+StoreFile.commit = lambda self: (self.file.flush(), os._exit(9))
+ix = ImageIndexer.reopen(sys.argv[1], buffer_size=3, flush_every=1e9)
+for i in range(3):
+    ix.add(f"late{i}.png", np.full(ix.shape, 77, np.uint8), label=0, sha256=bytes(32))
+"""
+
+
+def test_rows_of_a_killed_write_are_not_exported(tmp_path: Path, store: BuiltStore) -> None:
+    """Rows an append wrote but never counted (it was killed in its commit) are not exported: only the committed
+    ones, with the incomplete-store warning."""
+    path, images = store.path, store.images
+    killed = subprocess.run([sys.executable, "-c", KILLED_BEFORE_COMMIT, str(path)], capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr
+    with open_read(path) as f:  # the killed writer's flags are still set: a plain h5py open is refused
+        assert f["images"].shape[0] == 43 and f.attrs["count"] == 40  # three rows on disk past the count
+    report = export_vectors(path, tmp_path / "v.u8bin")
+    assert report.count == 40 and report.warning is not None and "rows 0-39" in report.warning
+    assert np.array_equal(read_xbin(tmp_path / "v.u8bin", "u1"), images.reshape(40, -1))
+    lines = (tmp_path / "v.u8bin.names.txt").read_text("utf-8").splitlines()
+    assert lines == store.names
+
+
+def test_count_overflow_detected_before_writing(tmp_path: Path, store: BuiltStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """More images than the .fbin uint32 count holds fail up front (limit lowered to simulate 2**32 images)."""
-    path, _ = store
+    path = store.path
     monkeypatch.setattr(V, "UINT32_MAX", 39)
     with pytest.raises(FormatError, match="40 vectors do not fit the uint32 n header of .fbin"):
         export_vectors(path, tmp_path / "v.fbin", size=2, channels=1)
     assert files(tmp_path) == ["photos.h5"]
 
 
-def test_dimension_overflow_detected_before_writing(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dimension_overflow_detected_before_writing(tmp_path: Path, store: BuiltStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A dimension beyond the int32 d field fails up front with a hint to shrink (limit lowered to simulate)."""
-    path, _ = store
+    path = store.path
     monkeypatch.setattr(V, "INT32_MAX", 100)
     with pytest.raises(FormatError, match="dimension 144 does not fit .*--size 32 --channels 1"):
         export_vectors(path, tmp_path / "v.bvecs")
     export_vectors(path, tmp_path / "v.bvecs", size=4, channels=1)  # 16 values: fine
 
 
-def test_progress_and_batches(tmp_path: Path, store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_and_batches(tmp_path: Path, store: BuiltStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Progress gets every image once, in batches bounded by BATCH_BYTES."""
-    path, _ = store
+    path = store.path
     monkeypatch.setattr(E, "BATCH_BYTES", H * W * C * 4 * 7)
     seen: list[int] = []
     export_vectors(path, tmp_path / "v.fvecs", progress=seen.append)
@@ -346,18 +345,19 @@ def test_exact_knn_identical_points_and_zero_vectors() -> None:
 # ---------------------------------------------------------------------- export_ann
 
 
-def ann_store(tmp_path: Path, n: int = 120) -> tuple[Path, np.ndarray]:
+def ann_store(tmp_path: Path, build_store: StoreFactory, n: int = 120) -> BuiltStore:
     rng = np.random.default_rng(9)
     images = rng.integers(0, 256, (n, H, W, C), dtype=np.uint8)
     images[50] = images[10]  # duplicates make exact ties in the ground truth
     images[90] = images[10]
-    return make_store(tmp_path / "photos.h5", images=images)
+    return build_store(tmp_path / "photos.h5", images)
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "angular"])
-def test_ann_benchmark_files(tmp_path: Path, metric: str) -> None:
+def test_ann_benchmark_files(tmp_path: Path, build_store: StoreFactory, metric: str) -> None:
     """HDF5 in the ann-benchmarks layout with exact ground truth, and the same data as TEXMEX files."""
-    path, images = ann_store(tmp_path)
+    made = ann_store(tmp_path, build_store)
+    path, images = made.path, made.images
     report = export_ann(path, tmp_path / "bench", queries=12, k=7, metric=metric, seed=3)
     name = f"photos-144-{metric}"
     assert report.name == name
@@ -384,12 +384,12 @@ def test_ann_benchmark_files(tmp_path: Path, metric: str) -> None:
     assert np.array_equal(read_xvecs(bench / f"{name}_groundtruth.ivecs", "<i4"), ids)
     assert np.array_equal(read_xvecs(bench / f"{name}_distances.fvecs", "<f4"), dist)
     base_names = (bench / f"{name}_base.names.txt").read_text().splitlines()
-    assert base_names == [f"dir/img{i:03d}.jpg" for i in train_rows]
+    assert base_names == [f"dir/img{i:03d}.png" for i in train_rows]
     query_names = (bench / f"{name}_query.names.txt").read_text().splitlines()
-    assert query_names == [f"dir/img{i:03d}.jpg" for i in q_rows]
+    assert query_names == [f"dir/img{i:03d}.png" for i in q_rows]
 
 
-def test_ann_ties_rank_lower_index_first(tmp_path: Path) -> None:
+def test_ann_ties_rank_lower_index_first(tmp_path: Path, build_store: StoreFactory) -> None:
     """A query that duplicates base images finds them at distance 0, lowest base index first."""
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, (60, 4, 4, 1), dtype=np.uint8)
@@ -397,7 +397,7 @@ def test_ann_ties_rank_lower_index_first(tmp_path: Path) -> None:
     for dup in (1, 2):  # two base copies of the first query image, placed after it
         images[q_rows[0] + dup] = images[q_rows[0]]
     assert not set(q_rows[0] + np.array([1, 2])) & set(q_rows)
-    path, _ = make_store(tmp_path / "s.h5", images=images)
+    path = build_store(tmp_path / "s.h5", images).path
     export_ann(path, tmp_path / "b", queries=5, k=3)
     with h5py.File(tmp_path / "b" / "s-16-euclidean.hdf5", "r") as f:
         ids, dist = f["neighbors"][0], f["distances"][0]
@@ -406,9 +406,9 @@ def test_ann_ties_rank_lower_index_first(tmp_path: Path) -> None:
     assert dist[0] == dist[1] == 0 and ids[0] < ids[1]
 
 
-def test_ann_roundtrip_through_convert(tmp_path: Path) -> None:
+def test_ann_roundtrip_through_convert(tmp_path: Path, build_store: StoreFactory) -> None:
     """export --ann -> HDF5 -> convert gives byte-identical .fvecs/.ivecs files."""
-    path, _ = ann_store(tmp_path)
+    path = ann_store(tmp_path, build_store).path
     report = export_ann(path, tmp_path / "bench", queries=10, k=5, size=4, channels=1, scale="unit")
     conv = convert_ann(report.outputs["hdf5"], tmp_path / "conv")
     for role in ("base", "query", "groundtruth", "distances"):
@@ -424,9 +424,9 @@ def test_ann_seed(tmp_path: Path) -> None:
     assert len(set(rows.tolist())) == 50 and (np.diff(rows) > 0).all()
 
 
-def test_ann_store_too_small(tmp_path: Path, store) -> None:
+def test_ann_store_too_small(tmp_path: Path, store: BuiltStore) -> None:
     """Queries plus k must fit in the store."""
-    path, _ = store
+    path = store.path
     with pytest.raises(OptionError, match="needs at least 50"):
         export_ann(path, tmp_path / "b", queries=30, k=20)
     assert not (tmp_path / "b").exists()
@@ -441,16 +441,16 @@ def test_ann_store_too_small(tmp_path: Path, store) -> None:
         ({"seed": -1}, "invalid seed"),
     ],
 )
-def test_ann_bad_options(tmp_path: Path, store, kwargs: dict, message: str) -> None:
+def test_ann_bad_options(tmp_path: Path, store: BuiltStore, kwargs: dict, message: str) -> None:
     """Invalid --ann options are refused before any I/O."""
-    path, _ = store
+    path = store.path
     with pytest.raises(OptionError, match=message):
         export_ann(path, tmp_path / "b", **kwargs)
 
 
-def test_ann_existing_outputs_refused(tmp_path: Path, store) -> None:
+def test_ann_existing_outputs_refused(tmp_path: Path, store: BuiltStore) -> None:
     """An existing benchmark file is refused; overwrite=True replaces everything."""
-    path, _ = store
+    path = store.path
     export_ann(path, tmp_path / "b", queries=5, k=3)
     with pytest.raises(OutputExistsError, match="photos-144-euclidean"):
         export_ann(path, tmp_path / "b", queries=5, k=3)
@@ -463,36 +463,35 @@ def test_ann_existing_outputs_refused(tmp_path: Path, store) -> None:
 # ---------------------------------------------------------------------- CLI
 
 
-def test_cli_export(tmp_path: Path, store) -> None:
+def test_cli_export(tmp_path: Path, store: BuiltStore, cli: CliRunner) -> None:
     """`imgstore export` exits 0 with one summary line."""
-    path, _ = store
-    result = CliRunner().invoke(app, ["export", str(path), str(tmp_path / "v.fvecs"), "--size", "4", "-q"])
+    path = store.path
+    result = cli.invoke(app, ["export", str(path), str(tmp_path / "v.fvecs"), "--size", "4", "-q"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"Wrote 40 vectors of 48 (4x4x3) to {tmp_path / 'v.fvecs'} (fvecs, ")
     assert result.output.count("\n") == 1
 
 
-def test_cli_export_errors(tmp_path: Path, store) -> None:
+def test_cli_export_errors(tmp_path: Path, store: BuiltStore, cli: CliRunner) -> None:
     """Refusals are `Error: ...` with exit code 1."""
-    path, _ = store
-    runner = CliRunner()
+    path = store.path
     (tmp_path / "v.fvecs").write_bytes(b"")
-    result = runner.invoke(app, ["export", str(path), str(tmp_path / "v.fvecs"), "-q"])
+    result = cli.invoke(app, ["export", str(path), str(tmp_path / "v.fvecs"), "-q"])
     assert result.exit_code == 1 and "exists: pass --overwrite" in result.output
     assert result.output.startswith("Error: ")
-    result = runner.invoke(app, ["export", str(path), str(tmp_path / "w.fvecs"), "--queries", "5"])
+    result = cli.invoke(app, ["export", str(path), str(tmp_path / "w.fvecs"), "--queries", "5"])
     assert result.exit_code == 1 and "Error: --queries applies only with --ann" in result.output
-    result = runner.invoke(app, ["export", str(path), str(tmp_path / "b"), "--ann", "--format", "fbin"])
+    result = cli.invoke(app, ["export", str(path), str(tmp_path / "b"), "--ann", "--format", "fbin"])
     assert result.exit_code == 1 and "Error: --format does not apply to --ann" in result.output
-    result = runner.invoke(app, ["export", str(path), str(tmp_path / "w.bvecs"), "--scale", "unit"])
+    result = cli.invoke(app, ["export", str(path), str(tmp_path / "w.bvecs"), "--scale", "unit"])
     assert result.exit_code == 1 and "Error: --scale unit needs a float format" in result.output
 
 
-def test_cli_export_ann(tmp_path: Path, store) -> None:
+def test_cli_export_ann(tmp_path: Path, store: BuiltStore, cli: CliRunner) -> None:
     """`imgstore export --ann` writes the benchmark and says so in one line."""
-    path, _ = store
+    path = store.path
     args = ["export", str(path), str(tmp_path / "b"), "--ann", "--queries", "5", "--k", "3", "--metric", "angular"]
-    result = CliRunner().invoke(app, [*args, "--seed", "4", "-q"])
+    result = cli.invoke(app, [*args, "--seed", "4", "-q"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Wrote photos-144-angular: 35 base + 5 query vectors of 144, k=3 angular")
     assert (tmp_path / "b" / "photos-144-angular_groundtruth.ivecs").exists()

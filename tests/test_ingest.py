@@ -137,8 +137,9 @@ def test_output_folder_missing(corpus: SampleManifest, tmp_path: Path) -> None:
         ingest(corpus.root, tmp_path / "no" / "o.h5", IngestOptions(workers=0))
 
 
-def test_interrupt_leaves_readable_incomplete_store(corpus: SampleManifest, tmp_path: Path) -> None:
-    """Ctrl-C in the middle: every image flushed so far is readable, complete is false."""
+def test_interrupt_leaves_readable_incomplete_store(corpus: SampleManifest, stores: dict[int, Path], tmp_path: Path) -> None:
+    """Ctrl-C in the middle: every image flushed so far is readable, complete is false, and the rows are the
+    uninterrupted run's first rows."""
     out = tmp_path / "i.h5"
     seen = []
 
@@ -151,7 +152,7 @@ def test_interrupt_leaves_readable_incomplete_store(corpus: SampleManifest, tmp_
         ingest(corpus.root, out, IngestOptions(workers=2, buffer_size=3, decode=DecodeOptions(size=16)), progress=progress)
     store = open_store(out)
     assert not store.complete and 1 <= len(store) <= 10
-    assert store.names == sorted(corpus.good)[: len(store)] or len(store) == len(store.names)
+    assert store.names == open_store(stores[2]).names[: len(store)]
     assert store[len(store) - 1].shape == (16, 16, 3)
 
 
@@ -263,9 +264,7 @@ def _mixed_folder(root: Path) -> list[str]:
 def test_hung_and_crashed_decodes_cost_only_their_file(tmp_path: Path) -> None:
     """A decoder that hangs is killed after the timeout, one that segfaults is replaced; only those files are lost."""
     _mixed_folder(tmp_path / "src")
-    started = time.monotonic()
     report = ingest(tmp_path / "src", tmp_path / "o.h5", IngestOptions(workers=2, timeout=1.5, decode=DecodeOptions(size=8)))
-    assert time.monotonic() - started < 30
     assert report.count == 9
     assert dict(report.skipped) == {
         "03.png": "timed out after 1.5 s",

@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 import imgstore
 from imgstore.cli import app
@@ -246,13 +247,8 @@ def test_labels_and_class_names_are_merged(tmp_path: Path, copy: bool) -> None:
 
 
 def test_labels_from_ingest(data: dict[str, Path], tmp_path: Path) -> None:
-    """When ingest records labels, sharded + merged labels equal the single-machine labels."""
-    if "labels" not in {f.name for f in dataclasses.fields(IngestOptions)}:
-        pytest.skip("ingest does not record labels yet")
-    try:
-        options = dataclasses.replace(OPTIONS, labels="folder")
-    except (OptionError, TypeError) as exc:
-        pytest.skip(f"IngestOptions(labels='folder') is not accepted: {exc}")
+    """Sharded + merged folder labels equal the single-machine labels."""
+    options = dataclasses.replace(OPTIONS, labels="folder")
     ingest(data["src"], tmp_path / "single.h5", options)
     assert imgstore.open(tmp_path / "single.h5").labels is not None
     shards = ingest_shards(data["src"], tmp_path / "parts", 3, options)
@@ -395,22 +391,22 @@ def test_refuses_plain_store_and_missing_file(data: dict[str, Path], tmp_path: P
 # -- command line -------------------------------------------------------------------------------------------------
 
 
-def test_cli_merge(data: dict[str, Path], tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_cli_merge(data: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
     """imgstore merge prints one summary line; --copy makes a self-contained store."""
     out = tmp_path / "m.h5"
-    result = runner.invoke(app, ["merge", str(out), *map(str, shards_of(data))])
+    result = cli.invoke(app, ["merge", str(out), *map(str, shards_of(data))])
     assert result.exit_code == 0, result.output
     assert result.output == (
         f"merged 3 shards into {out}: 30 images, skipped 3 (virtual: it reads the shard files, keep them next to it)\n"
     )
-    result = runner.invoke(app, ["merge", str(tmp_path / "c.h5"), *map(str, shards_of(data)), "--copy", "-q"])
+    result = cli.invoke(app, ["merge", str(tmp_path / "c.h5"), *map(str, shards_of(data)), "--copy", "-q"])
     assert result.exit_code == 0, result.output
     assert result.output.endswith("(a self-contained copy)\n")
     assert_same_store(tmp_path / "c.h5", data["single"])
 
 
-def test_cli_merge_refusal(data: dict[str, Path], tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_cli_merge_refusal(data: dict[str, Path], tmp_path: Path, cli: CliRunner) -> None:
     """A refused merge prints Error: ... and exits 1."""
-    result = runner.invoke(app, ["merge", str(tmp_path / "m.h5"), str(data["s1"]), str(data["s3"])])
+    result = cli.invoke(app, ["merge", str(tmp_path / "m.h5"), str(data["s1"]), str(data["s3"])])
     assert result.exit_code == 1
     assert result.output == "Error: shard 2/3 is missing: no shard covers files [11, 22) of 33; give all 3 shards\n"

@@ -12,7 +12,8 @@ import pytest
 
 import imgstore
 from imgstore.errors import StoreError
-from imgstore.store.writer import ImageIndexer
+
+from conftest import StoreFactory, encode, pattern
 
 
 def img(i: int) -> np.ndarray:
@@ -20,14 +21,13 @@ def img(i: int) -> np.ndarray:
 
 
 @pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    """A store of 10 images whose pixels equal their index."""
-    path = tmp_path / "s.h5"
-    with ImageIndexer(path, size=(5, 4), buffer_size=3) as ix:
-        for i in range(10):
-            ix.add(f"d/{i}.png", img(i))
-        ix.skip("bad.jpg", "truncated JPEG")
-    return path
+def store_path(tmp_path: Path, build_store: StoreFactory) -> Path:
+    """A store of 10 images whose pixels equal their index (committed 3 at a time), and a truncated JPEG skipped."""
+    truncated = encode(pattern(200, 150), "JPEG")[:3000]
+    images = np.stack([img(i) for i in range(10)])
+    names = [f"d/{i}.png" for i in range(10)]
+    made = build_store(tmp_path / "s.h5", images, names=names, classes=None, bad={"bad.jpg": truncated}, buffer_size=3)
+    return made.path
 
 
 def test_len_getitem_slices_and_index_arrays(store_path: Path) -> None:
@@ -125,13 +125,10 @@ def test_works_in_worker_processes(store_path: Path, method: str) -> None:
 
 # -- PyTorch ------------------------------------------------------------------------------------------------------
 @pytest.fixture
-def labelled(tmp_path: Path) -> Path:
+def labelled(tmp_path: Path, build_store: StoreFactory) -> Path:
     """A store of 12 images (pixel value = index) with labels index % 3."""
-    path = tmp_path / "l.h5"
-    with ImageIndexer(path, size=(5, 4), attrs={"class_names": ["a", "b", "c"]}) as ix:
-        for i in range(12):
-            ix.add(f"{i}.png", img(i), label=i % 3)
-    return path
+    images = np.stack([img(i) for i in range(12)])
+    return build_store(tmp_path / "l.h5", images, names=[f"{i:02d}.png" for i in range(12)], classes=("a", "b", "c")).path
 
 
 def test_torch_dataset_items(labelled: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,53 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
+# `imgstore ingest` with one more decoder, first in the chain: at a file whose bytes start with GATE it creates the
+# file $GATE_REACHED and holds there until a signal ends the run. With --workers 0 the decoding is done in the
+# writing process, so when the file appears the run is exactly there: every photo before the gate handled, the
+# store not finished. (A decoder that sees any other file passes it on.)
+GATED_INGEST = r"""
+import os, sys, time
+from imgstore.decoders import register_decoder
+from imgstore.errors import NotRecognised
+
+class Gate:
+    name = "gate"
+    extensions = ()
+
+    def decode(self, data, opts, out):
+        if not data.startswith(b"GATE"):
+            raise NotRecognised("not the gate")
+        open(os.environ["GATE_REACHED"], "w").close()
+        while True:
+            time.sleep(0.01)
+
+register_decoder(Gate(), first=True)
+from imgstore.__main__ import main
+sys.argv[0] = "imgstore"
+main()
+"""
+
+
+def gated(photos: Path, tmp_path: Path) -> Path:
+    """A copy of ``photos`` with the gate file sorted last (any other imgstore skips it as not an image)."""
+    root = tmp_path / "gated"
+    shutil.copytree(photos, root)
+    write(root / "c1" / "zz-gate.png", b"GATE")
+    return root
+
+
+def start_gated(args: list[str], reached: Path) -> subprocess.Popen[str]:
+    """Start ``imgstore ingest ARGS`` with the gate and wait until it holds at the gate file."""
+    cmd = [sys.executable, "-c", GATED_INGEST, "ingest", *args, "--workers", "0", "-q"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env={**os.environ, "GATE_REACHED": str(reached)})
+    while not reached.exists() and proc.poll() is None:
+        time.sleep(0.005)
+    if not reached.exists():
+        _, err = proc.communicate()
+        raise AssertionError(f"the run ended (exit {proc.returncode}) before it reached the gate: {err[-500:]}")
+    return proc
+
+
 # -- one writer at a time ------------------------------------------------------------------------------------------
 HOLD = r"""
 import sys, time
@@ -72,12 +120,11 @@ def test_second_writer_refused_naming_the_first(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
-        started = time.monotonic()
         with pytest.raises(StoreBusyError, match=rf"being written by another imgstore process \(pid {holder.pid}"):
             ImageIndexer(out, size=(12, 8), overwrite=True)
         with pytest.raises(StoreBusyError, match=f"pid {holder.pid}"):
             ingest(tmp_path, out, opts(resume=True))
-        assert time.monotonic() - started < 5
+        assert holder.poll() is None  # refused while the first writer still runs: at once, not after waiting for it
         assert imgstore.open(out).complete is False  # readers are never refused
     finally:
         holder.kill()
@@ -160,17 +207,21 @@ def test_signal_in_a_commit_is_delivered_after_it() -> None:
 
 
 def test_sighup_behaves_like_ctrl_c(photos: Path, tmp_path: Path) -> None:
-    """SIGHUP (a closed terminal) ends an ingest with exit 129 and a one-line message; --resume completes it."""
-    out = tmp_path / "o.h5"
-    cmd = [sys.executable, "-m", "imgstore", "ingest", str(photos), str(out), "--size", "12x8", "-q", "--workers", "1"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    while not out.exists() and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGHUP)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 129), err  # 0: it finished first
-    if proc.returncode == 129:
-        assert err.startswith("Interrupted: ") and len(err.splitlines()) == 1
+    """SIGHUP (a closed terminal) in the middle of an ingest ends it with exit 129 and a one-line message, the
+    photos handled so far committed; --resume completes it."""
+    src, out = gated(photos, tmp_path), tmp_path / "o.h5"
+    proc = start_gated([str(src), str(out), "--size", "12x8"], tmp_path / "gate-reached")
+    try:
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 129, err
+    assert err.startswith("Interrupted: ") and len(err.splitlines()) == 1
+    with imgstore.open(out) as s:
+        assert len(s) == 8 and not s.complete  # the eight photos before the gate, flushed on the way out
+    cmd = [sys.executable, "-m", "imgstore", "ingest", str(src), str(out), "--size", "12x8", "-q", "--workers", "1"]
     assert subprocess.run([*cmd, "--resume"], capture_output=True).returncode == 0
     assert imgstore.open(out).complete and len(imgstore.open(out)) == 8
 
@@ -301,25 +352,19 @@ def test_overwrite_leaves_the_old_store_whole_until_the_new_one_is_complete(phot
     out = tmp_path / "o.h5"
     ingest(photos, out, opts(decode=DecodeOptions(size=(6, 4))))
     old = out.read_bytes()
-    cmd = [sys.executable, "-m", "imgstore", "ingest", str(photos), str(out), "--size", "12x8", "--overwrite", "-q",
-           "--workers", "1", "--flush-every", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd)
-    partial = tmp_path / "o.h5.partial"
-    while not partial.exists() and proc.poll() is None:
-        time.sleep(0.001)
-    proc.send_signal(signal.SIGSTOP)
-    try:
-        if partial.exists():
-            assert out.read_bytes() == old and imgstore.open(out).shape == (4, 6, 3)
-            assert imgstore.open(partial).shape == (8, 12, 3)
+    src, partial = gated(photos, tmp_path), tmp_path / "o.h5.partial"
+    proc = start_gated([str(src), str(out), "--size", "12x8", "--overwrite", "--flush-every", "0"], tmp_path / "gate")
+    try:  # the run holds at its last file: every other photo is in the new store
+        assert out.read_bytes() == old and imgstore.open(out).shape == (4, 6, 3)
+        with imgstore.open(partial) as new:
+            assert new.shape == (8, 12, 3) and len(new) == 8
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert out.read_bytes() == old
-    if partial.exists():
-        report = ingest(photos, out, opts(resume=True))
-        assert report.total == 8 and not partial.exists()
-        assert imgstore.open(out).shape == (8, 12, 3) and imgstore.open(out).complete
+    report = ingest(src, out, opts(resume=True))
+    assert report.total == 8 and not partial.exists()
+    assert imgstore.open(out).shape == (8, 12, 3) and imgstore.open(out).complete
     with pytest.raises(OptionError, match="would replace .* with an empty store, so nothing was changed"):
         ingest(photos, out, opts(overwrite=True, extensions="xyz"))
     assert imgstore.open(out).complete
@@ -467,6 +512,8 @@ def test_export_killed_midway_leaves_nothing_after_the_next_run(tmp_path: Path) 
         time.sleep(0.001)
     proc.kill()
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed while it wrote, not after it finished
+    assert any(".tmp-" in p.name for p in tmp_path.iterdir())
     done = subprocess.run([sys.executable, "-m", "imgstore", "export", str(big), str(vec), "-q", "--overwrite"],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
