@@ -133,9 +133,3 @@ def build_store(tmp_path_factory: pytest.TempPathFactory) -> StoreFactory:
 def cli() -> CliRunner:
     """The one CLI runner: a fixed terminal width and no colour, so output does not depend on the terminal."""
     return CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
-
-
-@pytest.fixture
-def runner(cli: CliRunner) -> CliRunner:
-    """The same runner under its former name, for test files that still ask for ``runner``."""
-    return cli

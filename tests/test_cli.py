@@ -33,14 +33,14 @@ def src(tmp_path: Path) -> Path:
     return root
 
 
-def run(runner: CliRunner, *args: str):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, [str(a) for a in args])
+def run(cli: CliRunner, *args: str):  # type: ignore[no-untyped-def]
+    return cli.invoke(app, [str(a) for a in args])
 
 
-def test_ingest_summary_and_store(runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_ingest_summary_and_store(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """A plain ingest exits 0 and prints the one-line summary."""
     out = tmp_path / "o.h5"
-    result = run(runner, "ingest", src, out, "--size", "20x10", "--workers", "0", "--quiet")
+    result = run(cli, "ingest", src, out, "--size", "20x10", "--workers", "0", "--quiet")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == (
         f"ingested 5 images, skipped 1 (imgstore info --skipped {out} lists them)"
@@ -49,9 +49,9 @@ def test_ingest_summary_and_store(runner: CliRunner, src: Path, tmp_path: Path) 
     assert store.shape == (10, 20, 3) and len(store) == 5
 
 
-def test_strict_exits_nonzero_when_something_was_skipped(runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_strict_exits_nonzero_when_something_was_skipped(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """--strict turns a skipped file into exit code 1 (the store is still written)."""
-    result = run(runner, "ingest", src, tmp_path / "o.h5", "--strict", "--workers", "0", "-q", "--size", "8")
+    result = run(cli, "ingest", src, tmp_path / "o.h5", "--strict", "--workers", "0", "-q", "--size", "8")
     assert result.exit_code == 1
     assert "Error: 1 file(s) were skipped and --strict was given" in result.stderr
     assert len(open_store(tmp_path / "o.h5")) == 5
@@ -70,98 +70,98 @@ def test_strict_exits_nonzero_when_something_was_skipped(runner: CliRunner, src:
     ],
 )  # fmt: skip
 def test_invalid_options_are_clear_errors(
-    runner: CliRunner, src: Path, tmp_path: Path, args: list[str], message: str
+    cli: CliRunner, src: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     """Each invalid option: one 'Error: ...' line, exit 1, no traceback, nothing written."""
     out = tmp_path / "o.h5"
-    result = run(runner, "ingest", src, out, *args)
+    result = run(cli, "ingest", src, out, *args)
     assert result.exit_code == 1
     assert result.stderr.strip() == message
     assert "Traceback" not in result.output
     assert not out.exists()
 
 
-def test_missing_source(runner: CliRunner, tmp_path: Path) -> None:
+def test_missing_source(cli: CliRunner, tmp_path: Path) -> None:
     """A missing SRC: clear error, exit 1, no output."""
-    result = run(runner, "ingest", tmp_path / "nope", tmp_path / "o.h5")
+    result = run(cli, "ingest", tmp_path / "nope", tmp_path / "o.h5")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: source folder {tmp_path / 'nope'} does not exist")
     assert not (tmp_path / "o.h5").exists()
 
 
-def test_existing_output_needs_overwrite(runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_existing_output_needs_overwrite(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """An existing OUT is refused with a hint, and replaced with --overwrite."""
     out = tmp_path / "o.h5"
     out.write_text("old")
-    result = run(runner, "ingest", src, out, "-q")
+    result = run(cli, "ingest", src, out, "-q")
     assert result.exit_code == 1
     assert result.stderr.strip() == f"Error: {out} exists: pass --overwrite to replace it (or --append / --resume)"
     assert out.read_text() == "old"
-    assert run(runner, "ingest", src, out, "-q", "--overwrite", "--workers", "1", "--size", "8").exit_code == 0
+    assert run(cli, "ingest", src, out, "-q", "--overwrite", "--workers", "1", "--size", "8").exit_code == 0
 
 
-def test_config_file_and_cli_precedence(runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_config_file_and_cli_precedence(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """Options come from the TOML file; options on the command line win over it."""
     cfg = tmp_path / "c.toml"
     cfg.write_text('size = "24x12"\nchannels = 1\nresize-mode = "pad"\n')
     out = tmp_path / "o.h5"
-    assert run(runner, "ingest", src, out, "--config", cfg, "-q", "--workers", "0").exit_code == 0
+    assert run(cli, "ingest", src, out, "--config", cfg, "-q", "--workers", "0").exit_code == 0
     store = open_store(out)
     assert store.shape == (12, 24, 1) and store.attrs["resize_mode"] == "pad"
     out2 = tmp_path / "o2.h5"
-    assert run(runner, "ingest", src, out2, "--config", cfg, "--channels", "3", "-q", "--workers", "0").exit_code == 0
+    assert run(cli, "ingest", src, out2, "--config", cfg, "--channels", "3", "-q", "--workers", "0").exit_code == 0
     assert open_store(out2).shape == (12, 24, 3)
 
 
-def test_config_errors(runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_config_errors(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """Unknown keys, bad TOML and missing files are one-line errors naming the file."""
     bad = tmp_path / "bad.toml"
     bad.write_text("sise = 3\n")
-    result = run(runner, "ingest", src, tmp_path / "o.h5", "--config", bad)
+    result = run(cli, "ingest", src, tmp_path / "o.h5", "--config", bad)
     assert result.exit_code == 1 and f"Error: config file {bad}: unknown option(s) sise; valid: size" in result.stderr
     bad.write_text("size = [\n")
-    result = run(runner, "ingest", src, tmp_path / "o.h5", "--config", bad)
+    result = run(cli, "ingest", src, tmp_path / "o.h5", "--config", bad)
     assert result.exit_code == 1 and "is not valid TOML" in result.stderr
-    result = run(runner, "ingest", src, tmp_path / "o.h5", "--config", tmp_path / "none.toml")
+    result = run(cli, "ingest", src, tmp_path / "o.h5", "--config", tmp_path / "none.toml")
     assert result.exit_code == 1 and "does not exist" in result.stderr
 
 
 @pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_presets_are_valid(preset: Path, runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_shipped_presets_are_valid(preset: Path, cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """Every preset in configs/ loads, validates and ingests."""
-    result = run(runner, "ingest", src, tmp_path / "o.h5", "--config", preset, "-q", "--workers", "0")
+    result = run(cli, "ingest", src, tmp_path / "o.h5", "--config", preset, "-q", "--workers", "0")
     assert result.exit_code == 0, result.output
 
 
-def test_info_text_json_and_skipped(runner: CliRunner, src: Path, tmp_path: Path) -> None:
+def test_info_text_json_and_skipped(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """info shows count, shape, chunking and attributes; --json parses; --skipped lists reasons."""
     out = tmp_path / "o.h5"
-    run(runner, "ingest", src, out, "--size", "16", "-q", "--workers", "0")
-    text = run(runner, "info", out)
+    run(cli, "ingest", src, out, "--size", "16", "-q", "--workers", "0")
+    text = run(cli, "info", out)
     assert text.exit_code == 0
     assert "5 x 16x16x3 uint8" in text.stdout and "chunks      (1, 16, 16, 3)" in text.stdout
-    data = json.loads(run(runner, "info", out, "--json").stdout)
+    data = json.loads(run(cli, "info", out, "--json").stdout)
     assert data["count"] == 5 and data["image_shape"] == [16, 16, 3] and data["chunks"] == [1, 16, 16, 3]
     assert data["attributes"]["imgstore_format"] == 2 and data["size_on_disk"] == out.stat().st_size
-    listed = run(runner, "info", out, "--skipped").stdout
+    listed = run(cli, "info", out, "--skipped").stdout
     assert "c0/broken.jpg: " in listed
 
 
-def test_info_on_non_store(runner: CliRunner, tmp_path: Path) -> None:
+def test_info_on_non_store(cli: CliRunner, tmp_path: Path) -> None:
     """info on a missing file or a non-HDF5 file is a clear error."""
-    assert run(runner, "info", tmp_path / "x.h5").stderr.startswith("Error: ")
+    assert run(cli, "info", tmp_path / "x.h5").stderr.startswith("Error: ")
     (tmp_path / "t.h5").write_text("text")
-    result = run(runner, "info", tmp_path / "t.h5")
+    result = run(cli, "info", tmp_path / "t.h5")
     assert result.exit_code == 1 and "not an HDF5 file" in result.stderr
 
 
-def test_every_command_has_help(runner: CliRunner) -> None:
+def test_every_command_has_help(cli: CliRunner) -> None:
     """Each command answers --help with its description."""
     import typer.main
 
     group = typer.main.get_command(app)
     for name in group.commands:  # type: ignore[attr-defined]
-        result = run(runner, name, "--help")
+        result = run(cli, name, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout, name
 
 
@@ -181,9 +181,9 @@ def long_names(option: TyperOption) -> list[str]:
     return [o for o in (*option.opts, *option.secondary_opts) if o.startswith("--")]
 
 
-def help_screen(runner: CliRunner, *names: str) -> str:
-    """``imgstore [NAME] -h`` as printed (the runner fixes the width at 120 columns), without colour codes."""
-    result = run(runner, *names, "-h")
+def help_screen(cli: CliRunner, *names: str) -> str:
+    """``imgstore [NAME] -h`` as printed (the cli fixes the width at 120 columns), without colour codes."""
+    result = run(cli, *names, "-h")
     assert result.exit_code == 0, result.output
     return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
 
@@ -229,9 +229,9 @@ def synopsis(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_help_shows_description_and_every_option_as_written(runner: CliRunner, name: str) -> None:
+def test_help_shows_description_and_every_option_as_written(cli: CliRunner, name: str) -> None:
     """``imgstore CMD -h`` exits 0 with the command's description and every option, its help text as written."""
-    screen = help_screen(runner, name)
+    screen = help_screen(cli, name)
     assert description(name) in flat(screen)
     rows = option_rows(screen)
     for option in options_of(name):
@@ -242,9 +242,9 @@ def test_help_shows_description_and_every_option_as_written(runner: CliRunner, n
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
-def test_help_shows_every_default_and_no_bool_type(runner: CliRunner, name: str) -> None:
+def test_help_shows_every_default_and_no_bool_type(cli: CliRunner, name: str) -> None:
     """Every option's row shows its default; flags (-h too) show no <bool>/BOOLEAN type."""
-    rows = option_rows(help_screen(runner, name))
+    rows = option_rows(help_screen(cli, name))
     for option in options_of(name):
         assert "[default: " in rows[long_names(option)[0]], (name, option.name)
     assert rows["--help"] == "--help -h Show this message and exit."
@@ -261,25 +261,25 @@ def test_readme_documents_the_command_and_every_option(name: str) -> None:
             assert re.search(rf"(?<![\w-]){re.escape(long)}(?![\w-])", text), f"imgstore {name} {long} not in README"
 
 
-def test_app_help_lists_every_command(runner: CliRunner) -> None:
+def test_app_help_lists_every_command(cli: CliRunner) -> None:
     """``imgstore -h`` lists every command with its description; its -h shows no <bool> type."""
-    screen = flat(help_screen(runner))
+    screen = flat(help_screen(cli))
     for name in COMMANDS:
         assert f"{name} {description(name)}" in screen, name
     assert "--help -h Show this message and exit." in screen
 
 
-def test_install_hints_keep_their_brackets(runner: CliRunner) -> None:
+def test_install_hints_keep_their_brackets(cli: CliRunner) -> None:
     """Rich markup does not eat the extra of an install hint: ``pip install 'imgstore[compression]'`` is printed."""
-    rows = option_rows(help_screen(runner, "ingest"))
+    rows = option_rows(help_screen(cli, "ingest"))
     assert "zstd or blosc need pip install 'imgstore[compression]'." in rows["--compression"]
     assert "Needs pip install 'imgstore[dask]'." in rows["--dask"]
 
 
-def test_ingest_help_shows_the_library_defaults(runner: CliRunner) -> None:
+def test_ingest_help_shows_the_library_defaults(cli: CliRunner) -> None:
     """Ingest's options are None when not given (a --config file may set them); the help shows the library's
     defaults, as one would type them."""
-    rows = option_rows(help_screen(runner, "ingest"))
+    rows = option_rows(help_screen(cli, "ingest"))
     decode = DecodeOptions()
     ingest = {name: p.default for name, p in inspect.signature(IngestOptions).parameters.items()}
     assert decode.size == (256, 256) and decode.pad_color == (0, 0, 0) and decode.background == (255, 255, 255)
@@ -296,23 +296,23 @@ def test_ingest_help_shows_the_library_defaults(runner: CliRunner) -> None:
         assert rows[option].endswith(f"[default: ({value})]"), (option, rows[option])
 
 
-def test_other_commands_show_the_library_defaults(runner: CliRunner) -> None:
+def test_other_commands_show_the_library_defaults(cli: CliRunner) -> None:
     """Defaults the CLI spells out itself are the library's."""
     from imgstore.distributed import SHARDS_PER_THREAD
     from imgstore.preview import DEFAULT_TILE, make_preview
     from imgstore.vectors.convert import DEFAULT_CHUNK_BYTES
     from imgstore.vectors.export import export_ann
 
-    export = option_rows(help_screen(runner, "export"))
+    export = option_rows(help_screen(cli, "export"))
     for name, p in inspect.signature(export_ann).parameters.items():
         if name in ("queries", "k", "metric", "seed"):
             assert export[f"--{name}"].endswith(f"[default: ({p.default})]"), export[f"--{name}"]
-    preview = option_rows(help_screen(runner, "preview"))
+    preview = option_rows(help_screen(cli, "preview"))
     make = inspect.signature(make_preview).parameters
     assert preview["--tile"].endswith(f"[default: ({DEFAULT_TILE})]")
     assert preview["--count"].endswith(f"[default: {make['count'].default}]")
     assert preview["--seed"].endswith(f"[default: {make['seed'].default}]")
-    convert = option_rows(help_screen(runner, "convert"))
+    convert = option_rows(help_screen(cli, "convert"))
     assert convert["--chunk-rows"].endswith(f"[default: (about {DEFAULT_CHUNK_BYTES // 2**20} MiB)]")
-    ingest = option_rows(help_screen(runner, "ingest"))
+    ingest = option_rows(help_screen(cli, "ingest"))
     assert f"[default: ({SHARDS_PER_THREAD} per Dask worker thread, at most one per file)]" in ingest["--shards"]

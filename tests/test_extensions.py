@@ -96,7 +96,7 @@ def tar_sources() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("tar_sources")
-def test_registered_source_feeds_a_real_ingest(tmp_path: Path) -> None:
+def test_registered_source_feeds_a_real_ingest(tmp_path: Path, cli: CliRunner) -> None:
     """A registered source claims SRC; workers read its candidates; the store equals the folder's, from the CLI
     as from the library."""
     folder = photos(tmp_path / "photos")
@@ -116,7 +116,7 @@ def test_registered_source_feeds_a_real_ingest(tmp_path: Path) -> None:
     with imgstore.open(tmp_path / "tar.h5") as store:
         assert store.attrs["source"] == str(archive)
 
-    result = CliRunner().invoke(app, ["ingest", str(archive), str(tmp_path / "cli.h5"), "--size", "12x10",
+    result = cli.invoke(app, ["ingest", str(archive), str(tmp_path / "cli.h5"), "--size", "12x10",
                                       "--labels", "folder", "-q"])  # fmt: skip
     assert result.exit_code == 0, result.output
     same_rows(tmp_path / "cli.h5", tmp_path / "folder.h5")
@@ -245,7 +245,9 @@ def npy() -> Iterator[VectorFormat]:
         del FORMATS["npy"]
 
 
-def test_registered_vector_format_is_written_by_export_and_read_by_numpy(tmp_path: Path, npy: VectorFormat) -> None:
+def test_registered_vector_format_is_written_by_export_and_read_by_numpy(
+    tmp_path: Path, npy: VectorFormat, cli: CliRunner
+) -> None:
     """Export picks the format from OUT's extension and writes through its header and record layout; NumPy reads
     the file; imgstore's own readers read it back through the same format object."""
     src = photos(tmp_path / "photos", n=5)
@@ -260,7 +262,7 @@ def test_registered_vector_format_is_written_by_export_and_read_by_numpy(tmp_pat
     np.testing.assert_array_equal(read_vectors(tmp_path / "v.npy"), loaded)
     assert os.path.getsize(tmp_path / "v.npy") == npy.file_bytes(5, 16)
 
-    result = CliRunner().invoke(app, ["export", str(tmp_path / "s.h5"), str(tmp_path / "w.dat"), "--format", "npy",
+    result = cli.invoke(app, ["export", str(tmp_path / "s.h5"), str(tmp_path / "w.dat"), "--format", "npy",
                                       "--size", "4", "--channels", "1", "-q"])  # fmt: skip
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(np.load(io.BytesIO((tmp_path / "w.dat").read_bytes())), loaded)

@@ -322,16 +322,12 @@ def test_repeated_problems_are_capped(tmp_path: Path) -> None:
     assert report.problem_count == MAX_LISTED + 5
 
 
-def test_cli_counts_capped_problems(tmp_path: Path) -> None:
+def test_cli_counts_capped_problems(tmp_path: Path, cli: CliRunner) -> None:
     """The CLI's closing line counts every problem, also those only summarised."""
-    from typer.testing import CliRunner
-
-    from imgstore.cli import app
-
     path = make_store(tmp_path / "s.h5", MAX_LISTED + 5, image=noisy)
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(app, ["verify", str(path), "--sources", str(empty), "-q"])
+    result = cli.invoke(app, ["verify", str(path), "--sources", str(empty), "-q"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == f"Error: {path} has {MAX_LISTED + 5} problem(s)"
 
@@ -592,28 +588,28 @@ def test_extract_bad_indices(store: Path, tmp_path: Path) -> None:
 # ================================================================================================== CLI
 
 
-def run(runner: CliRunner, *args: object):  # type: ignore[no-untyped-def]
-    return runner.invoke(app, [str(a) for a in args])
+def run(cli: CliRunner, *args: object):  # type: ignore[no-untyped-def]
+    return cli.invoke(app, [str(a) for a in args])
 
 
-def test_cli_verify_ok(runner: CliRunner, sourced: tuple[Path, Path]) -> None:
+def test_cli_verify_ok(cli: CliRunner, sourced: tuple[Path, Path]) -> None:
     """A sound store: exit 0 and the OK line."""
     src, out = sourced
-    result = run(runner, "verify", out, "--quiet")
+    result = run(cli, "verify", out, "--quiet")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"OK: 6 images verified in {out}\n"
-    result = run(runner, "verify", out, "--sources", src, "-q")
+    result = run(cli, "verify", out, "--sources", src, "-q")
     assert result.exit_code == 0 and result.stdout == f"OK: 6 images verified in {out}\n"
 
 
-def test_cli_verify_problems_exit_1(runner: CliRunner, store: Path) -> None:
+def test_cli_verify_problems_exit_1(cli: CliRunner, store: Path) -> None:
     """A damaged store: notes on stdout, each problem on its own stderr line, then an Error line; exit 1."""
     with h5py.File(store, "r+") as f:
         f["labels"] = np.zeros(10, np.int64)
         f["labels"][3] = 5
         f.attrs["class_names"] = ["a", "b"]
         f.attrs["complete"] = False
-    result = run(runner, "verify", store, "-q")
+    result = run(cli, "verify", store, "-q")
     assert result.exit_code == 1
     assert result.stdout == "note: ingest did not finish (complete is false); imgstore ingest --resume continues it\n"
     assert result.stderr.splitlines() == [
@@ -625,46 +621,46 @@ def test_cli_verify_problems_exit_1(runner: CliRunner, store: Path) -> None:
     ]
 
 
-def test_cli_verify_missing_store(runner: CliRunner, tmp_path: Path) -> None:
+def test_cli_verify_missing_store(cli: CliRunner, tmp_path: Path) -> None:
     """A path that does not exist is an Error line and exit 1."""
-    result = run(runner, "verify", tmp_path / "nope.h5", "-q")
+    result = run(cli, "verify", tmp_path / "nope.h5", "-q")
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {tmp_path / 'nope.h5'} does not exist")
     (tmp_path / "t.h5").write_text("hello")
-    result = run(runner, "verify", tmp_path / "t.h5", "-q")
+    result = run(cli, "verify", tmp_path / "t.h5", "-q")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == f"problem: {tmp_path / 't.h5'} is not an HDF5 file (not a store made by imgstore ingest)"
 
 
-def test_cli_preview(runner: CliRunner, store: Path, tmp_path: Path) -> None:
+def test_cli_preview(cli: CliRunner, store: Path, tmp_path: Path) -> None:
     """preview prints the path written and refuses to replace it without --overwrite."""
     out = tmp_path / "grid.png"
-    result = run(runner, "preview", store, out, "--count", "4", "--random", "--seed", "1", "--tile", "32")
+    result = run(cli, "preview", store, out, "--count", "4", "--random", "--seed", "1", "--tile", "32")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"wrote {out}\n"
     assert Image.open(out).size == (preview_layout(4, tile=32).width, preview_layout(4, tile=32).height)
-    result = run(runner, "preview", store, out)
+    result = run(cli, "preview", store, out)
     assert result.exit_code == 1
     assert result.stderr == f"Error: {out} exists: pass --overwrite to replace it\n"
-    assert run(runner, "preview", store, out, "--overwrite", "--columns", "2", "--tile", "32").exit_code == 0
+    assert run(cli, "preview", store, out, "--overwrite", "--columns", "2", "--tile", "32").exit_code == 0
 
 
-def test_cli_extract(runner: CliRunner, store: Path, tmp_path: Path) -> None:
+def test_cli_extract(cli: CliRunner, store: Path, tmp_path: Path) -> None:
     """extract writes the chosen rows and says how many and where; bad indices are an Error line."""
     out = tmp_path / "pngs"
-    result = run(runner, "extract", store, out, "--indices", "0,5-6", "-q")
+    result = run(cli, "extract", store, out, "--indices", "0,5-6", "-q")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"wrote 3 PNG files to {out}\n"
     assert sorted(p.name for p in out.iterdir()) == ["000000_c0__0.png", "000005_c1__5.png", "000006_c0__6.png"]
-    result = run(runner, "extract", store, out, "--indices", "99", "-q")
+    result = run(cli, "extract", store, out, "--indices", "99", "-q")
     assert result.exit_code == 1
     assert result.stderr == "Error: index 99 is out of range for a store of 10 images (use 0 to 9, or -10 to -1)\n"
-    result = run(runner, "extract", store, out, "-q")
+    result = run(cli, "extract", store, out, "-q")
     assert result.exit_code == 1 and "file(s) exist in" in result.stderr
 
 
-def test_cli_commands_have_help(runner: CliRunner) -> None:
+def test_cli_commands_have_help(cli: CliRunner) -> None:
     """Each new command documents itself."""
     for command in ("verify", "preview", "extract"):
-        result = run(runner, command, "--help")
+        result = run(cli, command, "--help")
         assert result.exit_code == 0 and "Usage" in result.stdout
