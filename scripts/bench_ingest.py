@@ -81,7 +81,8 @@ t = time.perf_counter()
 for i in idx:
     store[int(i)]
 fast = n / (time.perf_counter() - t)
-with h5py.File(path, "r", locking=False) as f:
+# HDF5's default locking, as imgstore's reader of a finished store uses: the two handles coexist in one process.
+with h5py.File(path, "r") as f:
     ds = f["images"]
     t = time.perf_counter()
     for i in idx:

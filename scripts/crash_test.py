@@ -801,6 +801,8 @@ def summarize(trials: list[Trial], flush_every: dict[int, float]) -> int:
         print(f"{size:>4}  {mode:<9} {sig:<14} {len(ts):>6} {sum(1 for t in ts if t.problems):>6}  {shown}")
     reruns = sum(1 for t in trials if t.rerun)
     print(f"runs stopped before they changed anything (then run again instead of resumed): {reruns}")
+    interrupted = [t for t in trials if t.sig in SIGNALS]
+    print(f"signals that reached their run before it ended: {sum(t.landed for t in interrupted)} of {len(interrupted)}")
     ages = [(t.commit_age, flush_every[t.size]) for t in trials if t.commit_age is not None]
     if ages:
         worst = max(a - f for a, f in ages)
