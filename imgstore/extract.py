@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from imgstore.errors import OptionError, OutputExistsError
-from imgstore.outputs import StagedOutputs
+from imgstore.outputs import remove_stale_temps, replaced_when_written
 from imgstore.progress import ProgressLike, started
 from imgstore.store.reader import open_store
 
@@ -112,11 +112,12 @@ def extract_images(
                     f"{len(existing)} file(s) exist in {out} ({shown}): pass overwrite=True (--overwrite) to replace them"
                 )
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(*targets)  # what a killed extract left: one scan of the folder
         tick = started(progress, len(rows))
         for i, target in zip(rows, targets):
             arr = store[i]
             # Existing files were checked above; a killed extract never leaves half a PNG under a row's name.
-            with StagedOutputs([target], overwrite=True) as staged:
-                iio.imwrite(staged.temp(target), arr[:, :, 0] if arr.shape[2] == 1 else arr, extension=".png")
+            with replaced_when_written(target) as tmp:
+                iio.imwrite(tmp, arr[:, :, 0] if arr.shape[2] == 1 else arr, extension=".png")
             tick(1)
     return targets

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -42,18 +42,23 @@ def temp_target(tmp: Path) -> Path:
     return tmp
 
 
-def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary files a killed writer of ``target`` left (call it holding ``target``'s lock)."""
-    p = Path(target)
-    prefix = f".{p.name}{TEMP_MARK}"
+def remove_stale_temps(*targets: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files killed writers of ``targets`` left (call it holding their locks, or, for files
+    only one run writes, before writing them); one scan per folder, whatever the number of targets."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        p = Path(target)
+        by_folder.setdefault(p.parent if str(p.parent) else Path("."), set()).add(p.name)
     removed = []
-    folder = p.parent if str(p.parent) else Path(".")
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
+    for folder, names in by_folder.items():
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                if TEMP_MARK not in entry.name or not entry.name.startswith("."):
+                    continue
+                if temp_target(Path(entry.path)).name in names and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
     return removed
 
 
@@ -103,6 +108,26 @@ def commit_temp(tmp: Path, path: Path, overwrite: bool) -> None:
         os.replace(tmp, path)
         return
     os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def replaced_when_written(target: Path) -> Iterator[Path]:
+    """A temporary path for ``target``'s content, renamed over ``target`` when the block ends cleanly and deleted
+    otherwise (an OS error becomes a :class:`WriteError` naming ``target``).
+
+    No lock and no scan of the folder: for the many small files one run writes into a folder whose targets it
+    checked and whose stale temporaries it removed once (``extract``). A single output wants
+    :class:`StagedOutputs`.
+    """
+    tmp = temp_path(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: {os_cause(exc)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 class StagedOutputs:

@@ -576,6 +576,20 @@ def test_extract_refuses_existing_files_before_writing(store: Path, tmp_path: Pa
     assert np.array_equal(iio.imread(files[0]), solid(3))
 
 
+def test_extract_removes_what_a_killed_extract_left(store: Path, tmp_path: Path) -> None:
+    """Temporary files a killed extract left for its targets are removed; other files in the folder stay; the
+    run leaves no temporary file of its own."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".000003_c1__3.png.tmp-0badf00d"
+    stale.write_bytes(b"half a png")
+    foreign = out / ".notes.txt.tmp-12345678"
+    foreign.write_bytes(b"someone else's")
+    files = extract_images(store, out, indices="2,3")
+    assert sorted(p.name for p in out.iterdir()) == sorted([foreign.name, *(f.name for f in files)])
+    assert np.array_equal(iio.imread(files[1]), solid(3))
+
+
 def test_extract_bad_indices(store: Path, tmp_path: Path) -> None:
     """Out-of-range and non-integer indices are refused."""
     with pytest.raises(OptionError, match="index 10 is out of range"):
