@@ -29,10 +29,24 @@ class Candidate:
 
 @dataclass
 class Discovery:
-    """What a source holds: candidates sorted by stored name, and what had to be skipped: ``(name, reason)``."""
+    """What a source holds: candidates sorted by stored name, what had to be skipped: ``(name, reason)``, and the
+    files that are not candidates: ``ignored`` counts them by lower-case extension (``""`` for none), so a run can
+    say what it passed over instead of passing it over silently."""
 
     files: list[Candidate] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ignored_count(self) -> int:
+        """How many files were not candidates."""
+        return sum(self.ignored.values())
+
+
+def count_ignored(counts: dict[str, int], name: str) -> None:
+    """Count the file ``name`` (a base name) in ``counts`` under its lower-case extension (``""`` for none)."""
+    ext = os.path.splitext(name)[1].lower()
+    counts[ext] = counts.get(ext, 0) + 1
 
 
 @runtime_checkable
@@ -74,7 +88,8 @@ class ScannedSource:
     def scan(self, extensions: tuple[str, ...]) -> Discovery:
         if tuple(extensions) != self.extensions:
             return self.source.scan(extensions)
-        return Discovery(list(self.found.files), list(self.found.skipped))  # a copy: callers cut it to a shard
+        # A copy: callers cut it to a shard.
+        return Discovery(list(self.found.files), list(self.found.skipped), dict(self.found.ignored))
 
     def read(self, key: str) -> bytes:
         return self.source.read(key)

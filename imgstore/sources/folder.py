@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgstore.errors import BadImageError, SourceError
-from imgstore.sources import Candidate, Discovery
+from imgstore.sources import Candidate, Discovery, count_ignored
 from imgstore.store.format import FORMAT_VERSION, escape_name, unescape_name, upgrade_v1_name
 
 
@@ -64,6 +64,7 @@ def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Disco
     exts = tuple(e.lower() for e in extensions)
     found: list[tuple[str, str]] = []  # (relative os path, full path)
     skipped: list[tuple[str, str]] = []
+    ignored: dict[str, int] = {}
     seen_dirs: set[tuple[int, int]] = set()
     st = os.stat(top)
     seen_dirs.add((st.st_dev, st.st_ino))
@@ -92,6 +93,7 @@ def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Disco
             except OSError:
                 pass  # broken link or unreadable entry: judged below as a file
             if not entry.name.lower().endswith(exts):
+                count_ignored(ignored, entry.name)
                 continue
             reason = _not_a_file_reason(entry)
             if reason:
@@ -100,7 +102,7 @@ def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Disco
                 found.append((rel_name, entry.path))
     found.sort(key=lambda item: item[0])
     skipped.sort()
-    return Discovery([Candidate(path, escape_name(rel)) for rel, path in found], skipped)
+    return Discovery([Candidate(path, escape_name(rel)) for rel, path in found], skipped, ignored)
 
 
 def _not_a_file_reason(entry: os.DirEntry[str]) -> str | None:
