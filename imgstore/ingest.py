@@ -36,7 +36,10 @@ from imgstore.pool import Decoded, DecodePool, decode_in_process
 from imgstore.progress import Progress, ProgressLike, as_progress
 from imgstore.sources import Candidate, Discovery, Source, open_source
 from imgstore.store import (
+    IGNORED_COUNT,
+    IGNORED_EXTENSIONS,
     RUN_START,
+    ignored_attrs,
     open_read,
     partial_path,
     publish,
@@ -73,6 +76,7 @@ class IngestReport:
     total: int = 0  # images in the store afterwards (differs from count with append and resume)
     nothing_to_do: bool = False
     published: bool = False  # --resume found a finished --overwrite and only renamed it over OUT
+    ignored: dict[str, int] = field(default_factory=dict)  # files under SRC that were not candidates, by extension
 
     @property
     def summary(self) -> str:
@@ -87,8 +91,24 @@ class IngestReport:
         more = f" ({self.total} in the store)" if self.total > self.count else ""
         return (
             f"ingested {self.count} images{more}, skipped {len(self.skipped)} "
-            f"(imgstore info --skipped {self.path} lists them)"
+            f"(imgstore info --skipped {self.path} lists them){ignored_text(self.ignored, ', ')}"
         )
+
+
+def ignored_text(ignored: Mapping[str, int], lead: str = "") -> str:
+    """``", 312 other files ignored: .txt 300, .mov 12"`` (``lead`` first): what a run passed over; empty when
+    nothing was."""
+    total = sum(ignored.values())
+    if not total:
+        return ""
+    return f"{lead}{total} other {'file' if total == 1 else 'files'} ignored: {by_extension(ignored)}"
+
+
+def by_extension(counts: Mapping[str, int], shown: int = 6) -> str:
+    """``".txt 300, .mov 12"``: the ``shown`` most frequent extensions of ``counts`` and their counts."""
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{ext or '(no extension)'} {n}" for ext, n in ordered[:shown]]
+    return ", ".join(parts + (["..."] if len(ordered) > shown else []))
 
 
 def recorded_options(opts: IngestOptions) -> dict[str, Any]:
@@ -286,7 +306,9 @@ def _run(
         )
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
     labels = resolve_labels(opts.labels, [c.name for c in found.files])
-    run_attrs = {**_run_attrs(source, opts, labels), **_take_shard(found, opts), **(attrs or {})}
+    # What was passed over is counted over the whole walk, before sharding: every shard of SRC records the same.
+    run_attrs = {**_run_attrs(source, opts, labels), **ignored_attrs(found.ignored), **_take_shard(found, opts),
+                 **(attrs or {})}  # fmt: skip
     state = _StoreState()
     if continuing:
         assert target.state is not None
@@ -300,7 +322,7 @@ def _run(
     seen = state.digests if opts.dedupe else {}
     keys = [c.key for c, _ in todo]
     workers = min(opts.workers, len(keys))
-    report = IngestReport(target.path, 0)
+    report = IngestReport(target.path, 0, ignored=dict(found.ignored))
     with contextlib.ExitStack() as stack:
         # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
         # descriptor (the writer lock's descriptor is closed in every child).
@@ -308,7 +330,7 @@ def _run(
         if continuing:
             # source and imgstore_version stay those of the run that created the store: a string attribute can only
             # be rewritten by a copy (store.settable_in_place); class names do change when new classes arrive.
-            keep = ("class_names", RUN_START)
+            keep = ("class_names", RUN_START, *((IGNORED_COUNT, IGNORED_EXTENSIONS) if state.records_ignored else ()))
             ix = ImageIndexer.reopen(
                 target.path, opts.buffer_size, attrs={k: run_attrs[k] for k in keep if k in run_attrs},
                 publish_to=target.publish_to, flush_every=opts.flush_every,
@@ -383,6 +405,9 @@ class _StoreState:
     digests: dict[bytes, str] = field(default_factory=dict)
     class_names: list[str] | None = None
     counts: tuple[int, int] = (0, 0)  # (rows, skipped records) committed
+    # Stores made before imgstore counted ignored files get no such attributes on append: adding one would cost a
+    # copy of the whole store (see store.settable_in_place).
+    records_ignored: bool = False
 
 
 def _state_of(store: ImageStore) -> _StoreState:
@@ -393,7 +418,7 @@ def _state_of(store: ImageStore) -> _StoreState:
         names, skipped = [upgrade_v1_name(n) for n in names], [upgrade_v1_name(n) for n in skipped]
     start = int(np.asarray(store.attrs.get(RUN_START, [0, 0])).ravel()[-1])
     state = _StoreState(set(names), set(skipped), set(skipped[start:]), class_names=store.class_names,
-                        counts=(len(names), len(skipped)))  # fmt: skip
+                        counts=(len(names), len(skipped)), records_ignored=IGNORED_EXTENSIONS in store.attrs)  # fmt: skip
     for name, digest in zip(names, store.sha256 or []):
         state.digests.setdefault(bytes.fromhex(digest), name)
     return state

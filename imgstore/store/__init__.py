@@ -10,6 +10,8 @@ from imgstore.store.file import Schema, StoreFile, compression_of, needs_upgrade
 from imgstore.store.format import (
     CHECKSUMS,
     FORMAT_VERSION,
+    IGNORED_COUNT,
+    IGNORED_EXTENSIONS,
     IMAGES,
     JOURNAL,
     LABELS,
@@ -30,6 +32,8 @@ from imgstore.store.format import (
     escape_name,
     format_version,
     has_journal,
+    ignored_attrs,
+    ignored_of,
     open_read,
     open_write,
     partial_path,
@@ -48,10 +52,10 @@ from imgstore.store.format import (
 )
 
 __all__ = [
-    "CHECKSUMS", "FORMAT_VERSION", "IMAGES", "JOURNAL", "LABELS", "LIBVER", "NAMES", "PARTIAL_SUFFIX",
+    "CHECKSUMS", "FORMAT_VERSION", "IGNORED_COUNT", "IGNORED_EXTENSIONS", "IMAGES", "JOURNAL", "LABELS", "LIBVER", "NAMES", "PARTIAL_SUFFIX",
     "READABLE_FORMATS", "ROW_DATASETS", "RUN_START", "SHA256", "SKIPPED_NAMES", "SKIPPED_REASONS", "STR",
     "TEXT_COLUMNS", "Schema", "StoreFile", "TextJournal", "attr_differs", "attr_value", "compression_of", "escape_name",
-    "format_version", "has_journal", "needs_upgrade", "open_read", "open_write", "partial_path", "pixel_crc",
+    "format_version", "has_journal", "ignored_attrs", "ignored_of", "needs_upgrade", "open_read", "open_write", "partial_path", "pixel_crc",
     "publish", "read_text_column", "repair_truncated", "row_checksum", "row_checksums", "schema_of", "set_attr",
     "settable_in_place", "store_version", "texts", "unescape_name", "upgrade", "upgrade_v1_name",
 ]  # fmt: skip

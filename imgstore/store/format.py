@@ -31,11 +31,12 @@ The write protocol that keeps a store readable at every instant is in :mod:`imgs
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,9 @@ TEXT_COLUMNS = (NAMES, SKIPPED_NAMES, SKIPPED_REASONS)
 ROW_DATASETS = (IMAGES, NAMES, LABELS, SHA256, CHECKSUMS)  # one row per stored image
 PARTIAL_SUFFIX = ".partial"
 RUN_START = "run_start"  # root attribute: [rows, skipped records] held when the run writing the store began
+IGNORED_COUNT = "ignored_count"  # root attribute: files under SRC that were not candidates (latest run)
+IGNORED_EXTENSIONS = "ignored_extensions"  # root attribute: JSON {extension: count} of those, fixed width
+IGNORED_WIDTH = 1024  # bytes: fixed, so a later run rewrites it in place (see settable_in_place)
 STR = h5py.string_dtype("utf-8")
 # Bytes kept free beyond a commit's rows for HDF5's metadata (new chunks of the per-row datasets and journal,
 # heap collections, index blocks): measured under 300 KiB per commit; a full disk stops the writer before this.
@@ -379,7 +383,37 @@ def settable_in_place(f: h5py.File, name: str, value: Any) -> bool:
         return False
     old = f.attrs.get_id(name)
     new = np.asarray(value)
+    if old.dtype.kind == "S" or new.dtype.kind == "S":  # fixed-width bytes live in the attribute message, as numbers do
+        return bool(old.shape == new.shape and old.dtype == new.dtype and old.dtype.kind == "S")
     return bool(old.shape == new.shape and old.dtype.kind == new.dtype.kind and new.dtype.kind in "biuf")
+
+
+def ignored_attrs(ignored: Mapping[str, int]) -> dict[str, Any]:
+    """The root attributes recording the files a run passed over, ``{extension: count}``: their total and the
+    counts as fixed-width JSON (most frequent first; past :data:`IGNORED_WIDTH` the rest are summed as ``"..."``),
+    so an append or resume rewrites both in place."""
+    ordered = sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(ignored.values())
+    for keep in range(len(ordered), -1, -1):
+        shown = dict(ordered[:keep])
+        if keep < len(ordered):
+            shown["..."] = total - sum(shown.values())
+        text = json.dumps(shown, ensure_ascii=True).encode()
+        if len(text) <= IGNORED_WIDTH:
+            break
+    return {IGNORED_COUNT: np.int64(total), IGNORED_EXTENSIONS: np.bytes_(text.ljust(IGNORED_WIDTH))}
+
+
+def ignored_of(attrs: Mapping[str, Any]) -> dict[str, int] | None:
+    """The ``{extension: count}`` a store records as passed over (None for a store that records nothing)."""
+    raw = attrs.get(IGNORED_EXTENSIONS)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw.strip() if isinstance(raw, str) else bytes(raw).decode("ascii", "replace").strip())
+        return {str(k): int(v) for k, v in value.items()}
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def attr_differs(f: h5py.File, name: str, value: Any) -> bool:

@@ -65,6 +65,7 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
             "labels": store.labels is not None,
             "class_names": store.class_names,
             "skipped_count": len(store.skipped),
+            "ignored": store.ignored,
             "attributes": store.attrs,
             "datasets": datasets,
             "writer": holder.describe() if holder is not None else None,
@@ -91,13 +92,18 @@ def format_info(info: dict[str, Any]) -> str:
         f"  on disk     {human_bytes(info['size_on_disk'])}",
         f"  skipped     {info['skipped_count']} files",
     ]
+    if info.get("ignored") is not None:  # files under SRC that were not images (stores since 0.1 record them)
+        from imgstore.ingest import by_extension
+
+        total = sum(info["ignored"].values())
+        lines.append(f"  ignored     {total} other files" + (f" ({by_extension(info['ignored'])})" if total else ""))
     if info.get("class_names"):
         names = info["class_names"]
         shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10 else "")
         lines.append(f"  classes     {shown}")
     lines.append("  attributes")
     for key in sorted(info["attributes"]):
-        if key in ("class_names", "ingest_options"):  # shown above / in --json: too long for a line
+        if key in ("class_names", "ingest_options", "ignored_extensions"):  # shown above / in --json: too long
             continue
         lines.append(f"    {key:<18} {info['attributes'][key]}")
     lines.append("  datasets")

@@ -30,6 +30,7 @@ from imgstore.store.format import (
     SKIPPED_REASONS,
     attr_value,
     format_version,
+    ignored_of,
     open_read,
     pixel_crc,
     read_text_column,
@@ -276,6 +277,12 @@ class ImageStore:
         """Class names indexed by label, or None."""
         value = self.attrs.get("class_names")
         return list(value) if value is not None else None
+
+    @property
+    def ignored(self) -> dict[str, int] | None:
+        """The files under SRC that the latest run passed over as not images, counted by lower-case extension
+        (``""``: none), most frequent first; None for a store made before imgstore counted them."""
+        return ignored_of(self.attrs)
 
     @property
     def sha256(self) -> list[str] | None:
