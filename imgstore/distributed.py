@@ -294,6 +294,7 @@ def ingest_dask(
         skipped=merged.skipped,
         seconds=time.perf_counter() - started,
         candidates=total,
+        ignored=dict(found.ignored),
         shards=[] if copy else paths,
         dask_workers=dask_workers,
         decoded_in_process=any(r.in_process for r in results.values()),

@@ -15,6 +15,7 @@ import pytest
 from test_merge import OPTIONS, assert_same_store, make_photos
 from typer.testing import CliRunner
 
+import imgstore
 import imgstore.distributed
 from imgstore.cli import app
 from imgstore.distributed import (
@@ -36,6 +37,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A photo folder (30 images, 3 bad files) and its single-machine store."""
     root = tmp_path_factory.mktemp("dask")
     src = make_photos(root / "photos")
+    (src / "notes.txt").write_text("not a photo")  # counted as ignored by the one walk, as a single ingest counts it
     ingest(src, root / "single.h5", OPTIONS)
     return {"src": src, "single": root / "single.h5"}
 
@@ -193,8 +195,12 @@ def test_scheduler_address_matches_single_ingest(data: dict[str, Path], tmp_path
     assert report.dask_workers == 2 and len(report.shards) == 8 and report.virtual
     assert totals == [33] and sum(seen) == 33 and len(seen) == 8
     assert report.count == 30 and len(report.skipped) == 3 and not report.decoded_in_process and report.note is None
-    assert report.summary == f"ingested 30 images, skipped 3 (imgstore info --skipped {out} lists them)"
+    assert report.summary == (
+        f"ingested 30 images, skipped 3 (imgstore info --skipped {out} lists them), 1 other file ignored: .txt 1"
+    )
     assert_same_store(out, data["single"])
+    with imgstore.open(out) as merged:
+        assert merged.ignored == {".txt": 1}  # the merged store records what the walk passed over, as shards do
     assert sorted((tmp_path / "out.h5.parts").iterdir()) == report.shards
 
 

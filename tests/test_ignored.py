@@ -8,7 +8,6 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import encode, pattern, write
 
 from imgstore.cli import app
 from imgstore.ingest import ingest
@@ -17,6 +16,8 @@ from imgstore.sources.folder import discover
 from imgstore.store import IGNORED_COUNT, IGNORED_EXTENSIONS, ignored_attrs, ignored_of
 from imgstore.store.format import IGNORED_WIDTH
 from imgstore.store.reader import open_store
+
+from conftest import encode, pattern, write
 
 OPTS = dict(decode=DecodeOptions(size=(16, 12)), workers=0)
 
