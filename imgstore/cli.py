@@ -191,7 +191,7 @@ def ingest(
     background: Annotated[Optional[str], _ingest_option("background", GEOMETRY, "Colour transparent pixels are composited on.")] = None,
     max_pixels: Annotated[Optional[int], _ingest_option("max_pixels", DECODING, "Refuse images larger than this many pixels (decompression bombs).")] = None,
     extensions: Annotated[Optional[str], _ingest_option("extensions", DECODING, "Comma-separated file extensions to ingest, e.g. jpg,png.")] = None,
-    exact: Annotated[Optional[bool], _ingest_option("exact", DECODING, "Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts.", "--exact/--no-exact")] = None,
+    exact: Annotated[Optional[bool], _ingest_option("exact", DECODING, "Turn off JPEG draft (DCT-scaled) decoding, half-size camera raw development and reducing_gap shortcuts.", "--exact/--no-exact")] = None,
     workers: Annotated[Optional[int], _ingest_option("workers", DECODING, "Decoder processes, by default one per CPU this process may use; 0 decodes in this process. With --dask: per task, default 1.")] = None,
     timeout: Annotated[Optional[float], _ingest_option("timeout", DECODING, "Seconds one file may take before it is skipped as hung.")] = None,
     buffer_size: Annotated[Optional[int], _ingest_option("buffer_size", DECODING, "Images held in memory between writes; 0 = about 64 MiB worth.")] = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -149,6 +150,18 @@ def test_default_extensions_are_what_installed_decoders_read() -> None:
     assert not NOT_PHOTOS & exts
     assert (set(RAW_EXTENSIONS) <= exts) is rawpy_installed()
     assert all(e == e.lower() and e.startswith(".") for e in exts)
+
+
+def test_readme_lists_every_default_extension() -> None:
+    """README's "What imgstore reads" names every extension this installation takes by default, and the left-out
+    ones it names are not taken."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## What imgstore reads\n", 1)[1].split("\n## ", 1)[0]
+    table, rest = section.split("\nNot candidates", 1)
+    listed = {word for cell in re.findall(r"`([^`]*)`", table) for word in cell.split() if word.startswith(".")}
+    assert set(default_extensions()) <= listed, set(default_extensions()) - listed
+    left_out = {word for cell in re.findall(r"`([^`]*)`", rest.split("\n\n", 1)[0]) for word in cell.split()}
+    assert ".fits" in left_out and not left_out & set(default_extensions())
 
 
 def test_extensions_follow_the_registered_pillow_plugins() -> None:
