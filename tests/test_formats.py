@@ -44,9 +44,11 @@ MAX_MEAN_ABS = 4.0  # grey levels: the issue's bound between a stored phone phot
 EXIF_ORIENTATION = 0x0112
 
 
-def phone_photo(fmt: str, photo: Image.Image, turned: bool, seed: int) -> bytes:
-    """``photo`` encoded as ``fmt``; ``turned``: stored on its side with EXIF orientation 6, as phones do. An MPO
-    gets a second, different frame (the other eye of a 3D camera): the first must be the one stored."""
+def phone_photo(fmt: str, photo: Image.Image, turned: bool, seed: int, tmp: Path) -> bytes:
+    """``photo`` encoded as ``fmt``; ``turned``: stored on its side with EXIF orientation 6, as phones do (a turned
+    JPEG XL is a phone JPEG recompressed losslessly, as ``cjxl`` makes them: a native JPEG XL is upright once
+    decoded, its orientation being the codestream's). An MPO gets a second, different frame (the other eye of a 3D
+    camera): the first must be the one stored."""
     name, params = PHONE[fmt]
     params = dict(params)
     stored = photo
@@ -55,6 +57,10 @@ def phone_photo(fmt: str, photo: Image.Image, turned: bool, seed: int) -> bytes:
         exif[EXIF_ORIENTATION] = 6  # "rotate 90 clockwise to display"
         stored = photo.transpose(Image.Transpose.ROTATE_90)
         params["exif"] = exif.tobytes()
+        if fmt == "jxl":
+            jpeg = write(tmp / f"turned{seed}.jpg", encode(stored, "JPEG", quality=92, exif=params["exif"]))
+            with Image.open(jpeg) as im:  # pillow-jxl-plugin recompresses a JPEG opened from a file
+                return encode(im, name, lossless_jpeg=True)
     if fmt == "mpo":
         params.update(save_all=True, append_images=[make_photo(stored.width, stored.height, seed + 1000)])
     return encode(stored, name, **params)
@@ -70,7 +76,8 @@ def phone_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(PER_FORMAT):
             seed = 10 * f + i
             photo = make_photo(320, 240, seed)
-            write(root / fmt / f"p{i}.{fmt}", phone_photo(fmt, photo, turned=i % 3 == 2, seed=seed))
+            data = phone_photo(fmt, photo, turned=i % 3 == 2, seed=seed, tmp=tmp_path_factory.mktemp("jpeg"))
+            write(root / fmt / f"p{i}.{fmt}", data)
             write(root / fmt / f"p{i}.png", encode(photo, "PNG"))
     return root
 
@@ -131,6 +138,21 @@ def test_mpo_first_frame_not_the_second(phone_folder: Path) -> None:
         im.seek(1)
         second = decode_bytes(encode(im.convert("RGB"), "PNG"), o).astype(np.int16)
     assert np.abs(first - twin).mean() <= MAX_MEAN_ABS < np.abs(second - twin).mean()
+
+
+def test_native_jpeg_xl_is_upright_whatever_its_exif_says() -> None:
+    """A JPEG XL encoded from pixels is shown as libjxl decodes it: its codestream orientation rules, an Exif box
+    saying 6 is not applied again (the recompressed-JPEG case, where it is, is in the phone folder)."""
+    load_plugins()
+    photo = make_photo(120, 90, 7)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    data = encode(photo, "JXL", quality=90, exif=exif.tobytes())
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.getexif()[EXIF_ORIENTATION] == 6
+    o = DecodeOptions(size=SIZE)
+    got = decode_bytes(data, o).astype(np.int16)
+    assert np.abs(got - decode_bytes(encode(photo, "PNG"), o)).mean() <= MAX_MEAN_ABS
 
 
 # -- default extensions --------------------------------------------------------------------------------------------

@@ -155,7 +155,14 @@ def _pillow_open(data: bytes) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation (1..8); a missing or broken EXIF block counts as 1 (upright)."""
+    """The EXIF orientation (1..8); a missing or broken EXIF block counts as 1 (upright).
+
+    A JPEG XL image is already upright: libjxl applies the codestream's orientation, which the JPEG XL standard
+    makes authoritative over an Exif box. Not so a JPEG XL that holds a recompressed JPEG: pillow-jxl-plugin
+    rebuilds the original JPEG, whose EXIF orientation applies as for any JPEG.
+    """
+    if im.format == "JXL" and not getattr(im, "jpeg", False):
+        return 1
     try:
         value = im.getexif().get(_EXIF_ORIENTATION, 1)
         return int(value) if int(value) in _ORIENT else 1
