@@ -338,6 +338,13 @@ def test_dng_is_developed_by_rawpy(raw_folder: Path, tmp_path: Path, cli: CliRun
             assert np.abs(raw - twin).mean() <= RAW_MAX_MEAN_ABS
 
 
+def test_looks_raw_reads_any_header_without_failing(raw_folder: Path) -> None:
+    """Cut anywhere, a DNG's header is looked at without an exception (a bounded walk of the IFDs)."""
+    data = (raw_folder / "a.dng").read_bytes()
+    seen = {looks_raw(data[:cut]) for cut in range(0, 600, 3)}
+    assert seen == {False, True}
+
+
 @needs_rawpy
 def test_broken_raw_is_skipped_with_a_reason(raw_folder: Path) -> None:
     """A DNG cut short is this file's problem: a one-line reason, never an exception out of the chain."""

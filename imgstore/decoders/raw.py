@@ -139,7 +139,9 @@ class RawDecoder:
         try:
             raw = rawpy.imread(io.BytesIO(data))
         except rawpy.LibRawFileUnsupportedError:
-            raise NotRecognised("not a camera raw file LibRaw reads") from None
+            # Not passed on to Pillow, which would store the raw's small preview as if it were the photo.
+            version = ".".join(str(v) for v in rawpy.libraw_version)
+            raise BadImageError(f"camera raw this LibRaw ({version}) does not read: a newer rawpy may") from None
         except (rawpy.LibRawError, rawpy.NotSupportedError) as exc:
             raise BadImageError(one_line(f"corrupt RAW: {exc}")) from None
         with raw:
