@@ -143,7 +143,7 @@ class RawDecoder:
             version = ".".join(str(v) for v in rawpy.libraw_version)
             raise BadImageError(f"camera raw this LibRaw ({version}) does not read: a newer rawpy may") from None
         except (rawpy.LibRawError, rawpy.NotSupportedError) as exc:
-            raise BadImageError(one_line(f"corrupt RAW: {exc}")) from None
+            raise BadImageError(one_line(f"corrupt RAW: {_message(exc)}")) from None
         with raw:
             sizes = raw.sizes
             check_pixels(sizes.width, sizes.height, opts)
@@ -153,8 +153,16 @@ class RawDecoder:
             except MemoryError:
                 raise BadImageError("out of memory while decoding") from None
             except Exception as exc:  # LibRaw's errors, and any other: this file's problem
-                raise BadImageError(one_line(f"corrupt RAW: {exc or type(exc).__name__}")) from None
+                raise BadImageError(one_line(f"corrupt RAW: {_message(exc)}")) from None
         render_array(rgb, opts, out)
+
+
+def _message(exc: BaseException) -> str:
+    """rawpy's errors carry LibRaw's message as bytes (``b'Input/output error'``): its text."""
+    first = exc.args[0] if exc.args else None
+    if isinstance(first, bytes):
+        return first.decode("utf-8", "replace")
+    return str(exc) or type(exc).__name__
 
 
 def _half_size(upright: tuple[int, int], opts: DecodeOptions) -> bool:
