@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +51,13 @@ def pillow_decodable(folder: Path) -> list[str]:
     return found
 
 
-def silenced(fn, *args):  # type: ignore[no-untyped-def]
-    """``fn(*args)`` with this process's fd 2 sent to /dev/null (libtiff and friends print while we count)."""
+def silenced(fn: Callable[[Path], list[str]], folder: Path) -> list[str]:
+    """``fn(folder)`` with this process's fd 2 sent to /dev/null (libtiff and friends print while we count)."""
     saved = os.dup(2)
     with open(os.devnull, "wb") as null:
         os.dup2(null.fileno(), 2)
     try:
-        return fn(*args)
+        return fn(folder)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
