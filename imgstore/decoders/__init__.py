@@ -3,16 +3,18 @@
 A :class:`Decoder` has a ``name``, the file ``extensions`` it adds to the default candidate list, and
 ``decode(data, opts, out)``, which fills ``out`` or raises :class:`NotRecognised` (the data is not its format: the
 next decoder tries; an empty reason when it has nothing to say about what the data is) or
-:class:`~imgstore.errors.BadImageError` (it is, and it is broken: the file is skipped with that reason). :func:`decode_bytes` runs the registered decoders in order; the first that recognises the data wins.
-The camera raw decoder (:mod:`~imgstore.decoders.raw`, when rawpy is installed) comes first, for raw headers
-only; then Pillow (:mod:`~imgstore.decoders.pillow`, with every plugin it has: HEIC/HEIF, AVIF, JPEG XL, MPO and
-the rest); imageio last. A new decoder (OpenCV, a format of your own) is one module and one
+:class:`~imgstore.errors.BadImageError` (it is, and it is broken: the file is skipped with that reason).
+:func:`decode_bytes` runs the registered decoders in order; the first that recognises the data wins. The camera raw
+decoder (:mod:`~imgstore.decoders.raw`, when rawpy is installed) comes first, for raw headers only; then Pillow
+(:mod:`~imgstore.decoders.pillow`, with every plugin it has: HEIC/HEIF, AVIF, JPEG XL, MPO and the rest); imageio
+last. A new decoder (OpenCV, a format of your own) is one module and one
 :func:`register_decoder` call, ``first=True`` to run before the others; the geometry every decoder shares is in
 :mod:`imgstore.decoders.geometry`. The default ``--extensions`` are what the registered decoders read
 (:func:`default_extensions`). Whatever a decoder prints, warns or logs is captured per file
 (:mod:`imgstore.decoders.quiet`).
 
-Decoders run inside worker processes: keep them picklable (a module-level class) and never touch HDF5. The pool sends the registry as it is when the run starts to every worker.
+Decoders run inside worker processes: keep them picklable (a module-level class) and never touch HDF5. The pool
+sends the registry as it is when the run starts to every worker.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ def pillow_extensions() -> tuple[str, ...]:
 
 
 class PillowDecoder:
-    """Pillow, with every plugin registered in the process (pillow-heif, pillow-avif, ... once imported)."""
+    """Pillow, with every plugin registered in the process: its own, pillow-heif's and pillow-jxl-plugin's
+    (:func:`load_plugins`), and any other the program imported."""
 
     name = "pillow"
 
