@@ -245,10 +245,10 @@ def tiff_file(ifds: list[tuple[list[Entry], bytes]]) -> bytes:
     return bytes(out)
 
 
-def dng_file(rgb: np.ndarray, preview: np.ndarray) -> bytes:
+def dng_file(rgb: np.ndarray, preview: np.ndarray, orientation: int = 1) -> bytes:
     """A DNG as cameras lay it out: IFD0 an 8-bit RGB ``preview``, its SubIFD the raw image -- ``rgb`` (uint8 sRGB)
     as linear light (value ** 2.2) in 16-bit RGGB Bayer samples, camera RGB = linear sRGB (ColorMatrix1 is
-    XYZ -> sRGB), neutral white balance."""
+    XYZ -> sRGB), neutral white balance; ``orientation`` the TIFF/EXIF value (6: shown turned 90 clockwise)."""
     h, w, _ = rgb.shape
     linear = (rgb.astype(np.float64) / 255.0) ** 2.2
     cfa = np.empty((h, w))
@@ -261,7 +261,7 @@ def dng_file(rgb: np.ndarray, preview: np.ndarray) -> bytes:
     ifd0: list[Entry] = [
         (254, LONG, [1]), (256, LONG, [pw]), (257, LONG, [ph]), (258, SHORT, [8, 8, 8]), (259, SHORT, [1]),
         (262, SHORT, [2]), (271, ASCII, "imgstore"), (272, ASCII, "test camera"), (273, LONG, [0]),
-        (274, SHORT, [1]), (277, SHORT, [3]), (278, LONG, [ph]), (279, LONG, [len(thumb)]), (284, SHORT, [1]),
+        (274, SHORT, [orientation]), (277, SHORT, [3]), (278, LONG, [ph]), (279, LONG, [len(thumb)]), (284, SHORT, [1]),
         (50706, BYTE, [1, 4, 0, 0]), (50707, BYTE, [1, 1, 0, 0]), (50708, ASCII, "imgstore test camera"),
         (50721, SRATIONAL, [(round(v * 10000), 10000) for v in xyz_to_camera]),
         (50728, RATIONAL, [(1, 1)] * 3), (50778, SHORT, [21]),
@@ -294,12 +294,16 @@ def correlations(a: np.ndarray, b: np.ndarray) -> list[float]:
 @pytest.fixture(scope="module")
 def raw_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``a.dng`` (of pattern 256x192, a flat grey preview) and its twin ``a.png``; ``b.dng``/``b.png`` of a
-    generated photo."""
+    generated photo; ``c.dng`` a photo stored on its side with orientation 6, ``c.png`` upright."""
     root = tmp_path_factory.mktemp("raw")
     grey = np.full((24, 32, 3), 128, np.uint8)
     for name, im in (("a", pattern(256, 192, seed=1)), ("b", make_photo(256, 192, 5))):
         write(root / f"{name}.dng", dng_file(np.asarray(im), grey))
         write(root / f"{name}.png", encode(im, "PNG"))
+    upright = make_photo(256, 192, 6)
+    turned = np.asarray(upright.transpose(Image.Transpose.ROTATE_90))
+    write(root / "c.dng", dng_file(turned, grey.transpose(1, 0, 2), orientation=6))
+    write(root / "c.png", encode(upright, "PNG"))
     return root
 
 
@@ -324,15 +328,15 @@ def test_tiffs_stay_pillows() -> None:
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_dng_is_developed_by_rawpy(raw_folder: Path, tmp_path: Path, cli: CliRunner, workers: str, exact: bool) -> None:
-    """A DNG is a default candidate, developed from its raw image (half size without --exact): the stored row has
-    its twin's structure and colours (see RAW_MIN_CORRELATION), not the preview's."""
+    """A DNG is a default candidate, developed from its raw image (half size without --exact) and turned upright:
+    the stored row has its twin's structure and colours (see RAW_MIN_CORRELATION), not the preview's."""
     out = tmp_path / "o.h5"
     args = ["ingest", str(raw_folder), str(out), "--size", "64x48", "--workers", workers, "-q"]
     result = cli.invoke(app, [*args, "--exact"] if exact else args)
     assert result.exit_code == 0, result.output
     with imgstore.open(out) as store:
-        assert store.names == ["a.dng", "a.png", "b.dng", "b.png"] and store.skipped == []
-        for i in (0, 2):
+        assert store.names == ["a.dng", "a.png", "b.dng", "b.png", "c.dng", "c.png"] and store.skipped == []
+        for i in (0, 2, 4):
             raw, twin = store[i].astype(np.float64), store[i + 1].astype(np.float64)
             assert min(correlations(raw, twin)) >= RAW_MIN_CORRELATION, correlations(raw, twin)
             assert np.abs(raw - twin).mean() <= RAW_MAX_MEAN_ABS
