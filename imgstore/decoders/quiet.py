@@ -122,7 +122,7 @@ class _Fd2:
 def _memory_file() -> int:
     if hasattr(os, "memfd_create"):
         return os.memfd_create("imgstore-codec-stderr", os.MFD_CLOEXEC)
-    with tempfile.TemporaryFile() as handle:  # macOS, Windows: a deleted temporary file, kept by the copy
+    with tempfile.TemporaryFile() as handle:  # macOS: a deleted temporary file, kept open by the copy
         return os.dup(handle.fileno())
 
 
