@@ -45,6 +45,7 @@ _SIGNATURES = (
     (0, b"IIU\x00"),  # RW2, RWL
     (0, b"\x00MRM"),  # MRW
     (0, b"FOVb"),  # X3F
+    (0, b"IIII"), (0, b"MMMM"),  # Phase One IIQ
 )  # fmt: skip
 
 # TIFF tags that mark the raw image of a TIFF-based raw file (TIFF/EP, DNG).
