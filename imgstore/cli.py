@@ -27,7 +27,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from imgstore.errors import ImgStoreError, OptionError, os_cause
-from imgstore.options import FILTERS, DecodeOptions, IngestOptions, default_extensions, default_workers
+from imgstore.options import FILTERS, DecodeOptions, IngestOptions, default_workers
 from imgstore.progress import progress_bar
 from imgstore.signals import exit_code, graceful_signals
 from imgstore.vectors.formats import format_names
@@ -155,9 +155,15 @@ def _ingest_defaults() -> dict[str, str]:
     decode = DecodeOptions()
     values: dict[str, Any] = {name: getattr(decode, name) for name in inspect.signature(DecodeOptions).parameters}
     values.update((name, p.default) for name, p in inspect.signature(IngestOptions).parameters.items())
-    values.update(extensions=default_extensions(), workers=default_workers())  # what IngestOptions makes of None
+    values.update(workers=default_workers())  # what IngestOptions makes of None; extensions are spelled out below
     del values["decode"]
-    return {name: _spelled(value) for name, value in values.items()}
+    spelled = {name: _spelled(value) for name, value in values.items()}
+    # Not the list itself: about 90 extensions, and computing it loads every decoder's plugins (50 ms at each start).
+    spelled["extensions"] = EXTENSIONS_DEFAULT
+    return spelled
+
+
+EXTENSIONS_DEFAULT = "every format the installed decoders read"
 
 
 INGEST_DEFAULTS = _ingest_defaults()
@@ -185,7 +191,7 @@ def ingest(
     background: Annotated[Optional[str], _ingest_option("background", GEOMETRY, "Colour transparent pixels are composited on.")] = None,
     max_pixels: Annotated[Optional[int], _ingest_option("max_pixels", DECODING, "Refuse images larger than this many pixels (decompression bombs).")] = None,
     extensions: Annotated[Optional[str], _ingest_option("extensions", DECODING, "Comma-separated file extensions to ingest, e.g. jpg,png.")] = None,
-    exact: Annotated[Optional[bool], _ingest_option("exact", DECODING, "Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts.", "--exact/--no-exact")] = None,
+    exact: Annotated[Optional[bool], _ingest_option("exact", DECODING, "Turn off JPEG draft (DCT-scaled) decoding, half-size camera raw development and reducing_gap shortcuts.", "--exact/--no-exact")] = None,
     workers: Annotated[Optional[int], _ingest_option("workers", DECODING, "Decoder processes, by default one per CPU this process may use; 0 decodes in this process. With --dask: per task, default 1.")] = None,
     timeout: Annotated[Optional[float], _ingest_option("timeout", DECODING, "Seconds one file may take before it is skipped as hung.")] = None,
     buffer_size: Annotated[Optional[int], _ingest_option("buffer_size", DECODING, "Images held in memory between writes; 0 = about 64 MiB worth.")] = None,

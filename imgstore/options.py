@@ -164,7 +164,7 @@ class DecodeOptions:
     pad_color: tuple[int, int, int]  # letterbox colour for resize_mode=pad
     background: tuple[int, int, int]  # what transparent pixels are composited on
     max_pixels: int  # larger images are refused as decompression bombs
-    exact: bool  # True: no JPEG draft (DCT scaling) and no reducing_gap shortcuts
+    exact: bool  # True: no JPEG draft (DCT scaling), no half-size raw development, no reducing_gap shortcuts
 
     def __init__(
         self,

@@ -33,10 +33,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from imgstore import signals
 from imgstore.decoders import Decoder, decode_bytes, decoders
+from imgstore.decoders.pillow import load_plugins
 from imgstore.errors import BadImageError, WorkerError, WriteError, os_cause
 from imgstore.options import DecodeOptions
 from imgstore.sources import Source
@@ -227,7 +227,7 @@ class DecodePool:
         self._ctx = multiprocessing.get_context(_start_method())
         if self._ctx.get_start_method() == "forkserver":
             self._ctx.set_forkserver_preload(["imgstore.pool"])
-        Image.init()  # load every Pillow plugin once here, not in each worker
+        load_plugins()  # every Pillow plugin (HEIF, JPEG XL too) loaded once here, not in each forked worker
         self._crashes = 0
         self._successes = 0
         self._workers: list[_Worker] = []

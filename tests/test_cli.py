@@ -13,8 +13,8 @@ import typer.main
 from typer.core import TyperOption
 from typer.testing import CliRunner
 
-from imgstore.cli import app
-from imgstore.options import DecodeOptions, IngestOptions, default_extensions, default_workers
+from imgstore.cli import EXTENSIONS_DEFAULT, app
+from imgstore.options import DecodeOptions, IngestOptions, default_workers
 from imgstore.store.reader import open_store
 
 from conftest import encode, pattern, write
@@ -287,7 +287,7 @@ def test_ingest_help_shows_the_library_defaults(cli: CliRunner) -> None:
         "--size": "256", "--channels": str(decode.channels), "--resize-mode": decode.resize_mode.value,
         "--filter": decode.filter, "--pad-color": "black", "--background": "white",
         "--max-pixels": str(decode.max_pixels), "--exact": "off",
-        "--extensions": ", ".join(e.lstrip(".") for e in default_extensions()),
+        "--extensions": EXTENSIONS_DEFAULT,
         "--workers": str(default_workers()), "--timeout": f"{ingest['timeout']:g}",
         "--buffer-size": str(ingest["buffer_size"]), "--flush-every": f"{ingest['flush_every']:g}",
         "--compression": ingest["compression"], "--overwrite": "off", "--strict": "off", "--labels": "none",

@@ -371,6 +371,34 @@ def test_truncated_png() -> None:
     assert "PNG" in err.value.reason
 
 
+def test_png_with_damaged_data_is_skipped_not_half_stored() -> None:
+    """Deflate data damaged mid-image: Pillow's load fails, so the file is skipped (reading the EXIF first used to
+    swallow that failure and leave the half-decoded picture to be stored)."""
+    data = bytearray(encode(pattern(64, 48), "PNG"))
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    middle = at + 4 + length // 2
+    data[middle : middle + 8] = bytes(b ^ 0x55 for b in data[middle : middle + 8])
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(bytes(data))).load()
+    with pytest.raises(BadImageError) as err:
+        decode_bytes(bytes(data), opts())
+    assert err.value.reason == "corrupt PNG: unrecognized data stream contents when reading image file"
+
+
+def test_a_header_pillow_chokes_on_is_a_reason_not_a_crash() -> None:
+    """A DDS of a sub-format Pillow has not implemented raises NotImplementedError on open: a reason, never an
+    exception out of the decoder (it would kill a worker)."""
+    header = bytearray(128)
+    header[:4] = b"DDS "
+    struct.pack_into("<7I", header, 4, 124, 0x1007, 4, 4, 16, 0, 0)  # size, flags, height, width, pitch
+    struct.pack_into("<2I4s", header, 76, 32, 0x4, b"DX10")  # pixel format: FourCC DX10
+    dx10 = struct.pack("<5I", 93, 3, 0, 1, 0)  # DXGI format 93 (unimplemented), 2D texture
+    with pytest.raises(BadImageError) as err:
+        decode_bytes(bytes(header) + dx10 + bytes(64), opts())
+    assert err.value.reason.startswith("cannot open: Unimplemented DXGI format 93")
+
+
 def test_empty_file() -> None:
     """Zero bytes: 'empty file'."""
     with pytest.raises(BadImageError, match="empty file"):

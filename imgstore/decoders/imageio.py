@@ -8,20 +8,50 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgstore.decoders.pillow import render_array
+from imgstore.decoders.pillow import NOT_PHOTOS, render_array
 from imgstore.decoders.pixels import check_pixels
+from imgstore.decoders.raw import import_rawpy, rawpy_installed
 from imgstore.errors import NotRecognised
 from imgstore.options import DecodeOptions
+
+
+def imageio_extensions() -> tuple[str, ...]:
+    """The extensions imageio's configuration gives its Pillow plugin (formats Pillow opens but registers no
+    extension for: SPIDER, IMT, McIdas, FlashPix, ...), minus Pillow's :data:`~imgstore.decoders.pillow.NOT_PHOTOS`.
+
+    imageio's other plugins add none: its extension table is what they could read, not what is installed here
+    (FreeImage, ITK and GDAL formats need libraries of their own), and the ones that run without more are not
+    photos (DICOM, NPZ, BSDF, video through PyAV).
+    """
+    from imageio.config import known_extensions
+
+    return tuple(
+        sorted(
+            {
+                ext.extension.lower()
+                for exts in known_extensions.values()
+                for ext in exts
+                if "pillow" in ext.priority and ext.extension.lower() not in NOT_PHOTOS
+            }
+        )
+    )
 
 
 class ImageioDecoder:
     """imageio v3 (``iio.imread(data, index=0)``): the first frame of whatever its plugins read."""
 
     name = "imageio"
-    extensions: tuple[str, ...] = ()  # a fallback for the extensions other decoders list, adding none
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """What :func:`imageio_extensions` lists."""
+        return imageio_extensions()
 
     def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
         import imageio.v3 as iio  # imported on first use: most runs never need it
+
+        if rawpy_installed():
+            import_rawpy()  # before imageio's rawpy plugin imports it with OpenMP's defaults
 
         try:
             props = iio.improps(data)

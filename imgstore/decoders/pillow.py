@@ -38,29 +38,78 @@ _EXIF_ORIENTATION = 0x0112
 # fair resampling.
 DRAFT_GAP = 1.0
 REDUCING_GAP = 3.0
+_DRAFT_FORMATS = ("JPEG", "MPO")  # MPO: JPEG frames (phones' and 3D cameras' multi-picture files)
 
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
 
-# The formats Pillow reads that people keep photos in. Pillow registers more (HDF5, FITS, GRIB stubs that cannot
-# decode, EPS that needs Ghostscript), which would turn ``.h5`` stores inside SRC into candidates: keep a list.
-EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".pcx", ".sgi", ".jp2", ".j2k", ".jpx", ".avif", ".qoi",
-    ".psd",
-)  # fmt: skip
+# Formats Pillow registers an extension for but that are not photos, so files with these extensions are not
+# candidates unless --extensions names them (decided on Pillow's own test images, Tests/images):
+NOT_PHOTOS = frozenset({
+    ".h5", ".hdf",  # HDF5: a stub plugin that decodes nothing; imgstore's own stores are .h5
+    ".fit", ".fits",  # FITS: astronomy science data (float cubes); Pillow decodes 3 of its 4 test files
+    ".grib", ".bufr",  # weather data: stub plugins that decode nothing
+    ".eps", ".ps",  # PostScript documents: need Ghostscript, and render a page, not a photo
+    ".pdf", ".palm",  # Pillow writes these and cannot read them
+    ".wmf", ".emf",  # Windows metafiles: vector drawings, rendered only on Windows
+    ".mpg", ".mpeg",  # video: Pillow identifies MPEG but cannot decode a frame
+    ".iim",  # IPTC/NAA news records: metadata; Pillow decodes only their rare raw bitmaps (no test file has one)
+})  # fmt: skip
+
+# Pillow formats whose files another opener reads: MPO (multi-picture JPEG from 3D and phone cameras) is opened by
+# the JPEG plugin, so it has an extension but no opener of its own.
+_OPENED_BY_ANOTHER = frozenset({"MPO"})
+
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Register the Pillow plugins imgstore installs (pillow-heif: HEIC/HEIF; pillow-jxl-plugin: JPEG XL) and
+    Pillow's own; once per process, on first use (importing them costs about 50 ms, ``import imgstore`` none).
+    A plugin that cannot be imported (no wheel for this platform) leaves its format unread, nothing else."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    with contextlib.suppress(Exception):
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    with contextlib.suppress(Exception):
+        import pillow_jxl  # noqa: F401  (importing it registers the JXL plugin)
+    Image.init()
+
+
+def pillow_extensions() -> tuple[str, ...]:
+    """The extensions of every format Pillow and its plugins open, minus :data:`NOT_PHOTOS`, sorted."""
+    load_plugins()
+    return tuple(
+        sorted(
+            ext
+            for ext, fmt in Image.registered_extensions().items()
+            if (fmt in Image.OPEN or fmt in _OPENED_BY_ANOTHER) and ext not in NOT_PHOTOS
+        )
+    )
 
 
 class PillowDecoder:
-    """Pillow, with every plugin registered in the process (pillow-heif, pillow-avif, ... once imported)."""
+    """Pillow, with every plugin registered in the process: its own, pillow-heif's and pillow-jxl-plugin's
+    (:func:`load_plugins`), and any other the program imported."""
 
     name = "pillow"
-    extensions = EXTENSIONS
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """What Pillow and the plugins registered now open (:func:`pillow_extensions`)."""
+        return pillow_extensions()
 
     def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
+        load_plugins()
         try:
             im = _pillow_open(data)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        except MemoryError:
+            raise BadImageError("out of memory while decoding") from None
+        except Exception as exc:  # plugins raise anything on a header they cannot parse (DDS: NotImplementedError)
             raise NotRecognised(_unreadable_reason(exc)) from None
         check_pixels(im.width, im.height, opts)
         render(im, opts, out)
@@ -107,7 +156,14 @@ def _pillow_open(data: bytes) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation (1..8); a missing or broken EXIF block counts as 1 (upright)."""
+    """The EXIF orientation (1..8); a missing or broken EXIF block counts as 1 (upright).
+
+    A JPEG XL image is already upright: libjxl applies the codestream's orientation, which the JPEG XL standard
+    makes authoritative over an Exif box. Not so a JPEG XL that holds a recompressed JPEG: pillow-jxl-plugin
+    rebuilds the original JPEG, whose EXIF orientation applies as for any JPEG.
+    """
+    if im.format == "JXL" and not getattr(im, "jpeg", False):
+        return 1
     try:
         value = im.getexif().get(_EXIF_ORIENTATION, 1)
         return int(value) if int(value) in _ORIENT else 1
@@ -116,12 +172,16 @@ def _orientation(im: Image.Image) -> int:
 
 
 def _render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
+    if im.format not in _DRAFT_FORMATS:
+        # Decode now, so a damaged file fails here: reading the EXIF of a PNG loads it, and a load that failed
+        # there (caught: EXIF is optional) would leave the half-decoded image looking loaded.
+        im.load()
     orientation = _orientation(im)
     turned = orientation >= 5  # 5..8 swap width and height
     upright = (im.height, im.width) if turned else im.size
     plan = resize_plan(upright, opts.size, opts.resize_mode)
 
-    if not opts.exact and im.format == "JPEG":
+    if not opts.exact and im.format in _DRAFT_FORMATS:
         # Ask libjpeg for the smallest DCT scale that still gives the resize DRAFT_GAP x the pixels it needs.
         bw, bh = plan.box[2] - plan.box[0], plan.box[3] - plan.box[1]
         sx, sy = plan.size[0] / bw, plan.size[1] / bh

@@ -1,0 +1,176 @@
+"""Quiet codecs: what a decoder prints while it decodes one file is captured, never shown.
+
+C libraries write to file descriptor 2 (libtiff: "WEBP compression support is not configured", LibRaw,
+libheif), Python libraries warn (``warnings``) or log (``logging``: tifffile, imageio). A progress bar with that
+text through it is unreadable and ``--quiet`` is not quiet, so :func:`codec_output` redirects fd 2 to a
+per-process in-memory file around each decode, records warnings and log records of WARNING and above, and hands
+the text back: :func:`decode_bytes <imgstore.decoders.decode_bytes>` adds it to a failed file's skip reason.
+
+Cost, measured: 15 µs per file (two ``dup2``, an ``ftruncate``, a warnings context and a log handler), against
+2.8 ms for decoding a 500x375 JPEG to 256x256: half a percent.
+
+Threads: fd 2 belongs to the process. Threads that decode at the same time (a threaded Dask worker with
+``workers=0``) share one redirection: the first in redirects, the last out restores, so nothing escapes to the
+terminal; a thread's text may then include another's. A logging handler the application configured on the root
+logger still receives the records (the application asked for them); without one, Python's last-resort handler
+(which prints to stderr) is never reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+MAX_NOTE = 100  # characters of codec text added to a skip reason
+
+# What a codec says on a decode that succeeded is dropped -- libtiff's "Unknown field with tag ..." and "incorrect
+# count for field StripByteCounts" (it recomputes them), Pillow's "Corrupt EXIF data" (the EXIF is ignored), "Invalid
+# APNG, will use default PNG image" -- except when it says the pixel data itself was damaged and the decoder
+# filled in the rest: then the file is skipped with that text (on Pillow's test images: two fuzzed fax TIFFs,
+# "Fax4Decode: Bad code word at line 27 of strip 0").
+DAMAGED = re.compile(
+    r"bad code word|read error|premature (end|eof)|corrupt (jpeg )?data|(data|image) (is |was )?truncated"
+    r"|not enough (image )?data|unexpected end of",
+    re.IGNORECASE,
+)
+
+# Warnings about the libraries, not the file ("IM image format is deprecated"): never part of a reason. rawpy
+# warns in every forked process that an OpenMP thread pool inherited from the parent could deadlock; imgstore
+# loads rawpy with one OpenMP thread (imgstore.decoders.raw.import_rawpy), so there is no pool to inherit.
+_NOT_ABOUT_THE_FILE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
+_NOT_ABOUT_THE_FILE_TEXT = re.compile(r"^rawpy is being used in a process created by multiprocessing")
+
+
+@dataclass
+class CodecOutput:
+    """What the decoders said while one file was decoded: ``lines`` in the order they came, once the block ends."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def note(self) -> str:
+        """The lines as one short line (``MAX_NOTE`` characters at most), repeats dropped; ``""`` for none."""
+        text = "; ".join(dict.fromkeys(line for line in self.lines if line))
+        return text if len(text) <= MAX_NOTE else text[: MAX_NOTE - 3] + "..."
+
+    def damage(self) -> str | None:
+        """The first line saying the pixel data was damaged (see :data:`DAMAGED`), or None."""
+        return next((line for line in self.lines if DAMAGED.search(line)), None)
+
+
+class _LogRecorder(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.into.append(f"{record.name}: {record.getMessage()}")
+
+
+class _Fd2:
+    """This process's redirection of fd 2 into an in-memory file, shared by the threads inside it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0  # decodes inside the redirection now
+        self.sink: int | None = None  # the in-memory file fd 2 points to, made on first use
+        self.saved: int | None = None  # fd 2 as it was (None: it was closed)
+
+    def enter(self) -> int:
+        """Redirect fd 2 (the first thread in); return where this decode's text starts in the sink."""
+        with self.lock:
+            if self.sink is None:
+                self.sink = _memory_file()
+            if self.depth == 0:
+                _flush_python_stderr()
+                try:
+                    self.saved = os.dup(2)
+                except OSError:  # fd 2 closed: nothing reaches a terminal, but C writes must not fail
+                    self.saved = None
+                os.dup2(self.sink, 2)
+            self.depth += 1
+            return os.fstat(self.sink).st_size
+
+    def leave(self, start: int) -> str:
+        """The text written since ``start``; restore fd 2 when this is the last thread out."""
+        with self.lock:
+            assert self.sink is not None
+            _flush_python_stderr()
+            end = os.fstat(self.sink).st_size
+            text = os.pread(self.sink, end - start, start).decode("utf-8", "replace") if end > start else ""
+            self.depth -= 1
+            if self.depth == 0:
+                if self.saved is None:
+                    os.close(2)
+                else:
+                    os.dup2(self.saved, 2)
+                    os.close(self.saved)
+                    self.saved = None
+                os.ftruncate(self.sink, 0)
+                os.lseek(self.sink, 0, os.SEEK_SET)  # fd 2 shared this offset: the next text starts at 0
+            return text
+
+
+def _memory_file() -> int:
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("imgstore-codec-stderr", os.MFD_CLOEXEC)
+    with tempfile.TemporaryFile() as handle:  # macOS: a deleted temporary file, kept open by the copy
+        return os.dup(handle.fileno())
+
+
+def _flush_python_stderr() -> None:
+    # Text Python buffered for stderr before the decode belongs to the terminal, not to this file; text a decoder
+    # printed with print(file=sys.stderr) belongs to the file.
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+
+
+_FD2 = _Fd2()
+
+
+def _forget_in_child() -> None:
+    # A forked worker starts with no decode under way; the parent's sink is the parent's.
+    global _FD2
+    if _FD2.sink is not None:
+        with contextlib.suppress(OSError):
+            os.close(_FD2.sink)
+    _FD2 = _Fd2()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+@contextlib.contextmanager
+def codec_output() -> Iterator[CodecOutput]:
+    """Capture fd 2, warnings and WARNING+ log records inside the block; the yielded object's ``lines`` hold them
+    (text written to fd 2 first, then warnings and log records) once the block ends."""
+    said = CodecOutput()
+    logged: list[str] = []
+    recorder = _LogRecorder(logged)
+    root = logging.getLogger()
+    fd2 = _FD2
+    start = fd2.enter()
+    root.addHandler(recorder)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield said
+    finally:
+        root.removeHandler(recorder)
+        text = fd2.leave(start)
+        said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
+        said.lines.extend(
+            str(w.message).strip()
+            for w in caught
+            if not issubclass(w.category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(str(w.message))
+        )
+        said.lines.extend(logged)
