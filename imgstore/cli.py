@@ -175,7 +175,7 @@ def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: 
 @app.command(cls=Command)
 def ingest(
     ctx: typer.Context,
-    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped).")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped), or an archive of them: .tar, .tar.gz, .tgz, .zip (also .tar.bz2, .tar.xz).")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The HDF5 store to write, e.g. out.h5.")],
     size: Annotated[Optional[str], _ingest_option("size", GEOMETRY, "Target size: N (square) or WIDTHxHEIGHT, e.g. 320x240.")] = None,
     channels: Annotated[Optional[int], _ingest_option("channels", GEOMETRY, "3 = RGB, 1 = luminance.")] = None,
@@ -185,6 +185,7 @@ def ingest(
     background: Annotated[Optional[str], _ingest_option("background", GEOMETRY, "Colour transparent pixels are composited on.")] = None,
     max_pixels: Annotated[Optional[int], _ingest_option("max_pixels", DECODING, "Refuse images larger than this many pixels (decompression bombs).")] = None,
     extensions: Annotated[Optional[str], _ingest_option("extensions", DECODING, "Comma-separated file extensions to ingest, e.g. jpg,png.")] = None,
+    archives: Annotated[Optional[bool], _ingest_option("archives", DECODING, "Read the archives (.tar, .tar.gz, .tgz, .zip) inside SRC as the folders they extract to: train/n01.tar/x.JPEG is stored as train/n01/x.JPEG.", "--archives")] = None,
     exact: Annotated[Optional[bool], _ingest_option("exact", DECODING, "Turn off JPEG draft (DCT-scaled) decoding and reducing_gap shortcuts.", "--exact/--no-exact")] = None,
     workers: Annotated[Optional[int], _ingest_option("workers", DECODING, "Decoder processes, by default one per CPU this process may use; 0 decodes in this process. With --dask: per task, default 1.")] = None,
     timeout: Annotated[Optional[float], _ingest_option("timeout", DECODING, "Seconds one file may take before it is skipped as hung.")] = None,
