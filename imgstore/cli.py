@@ -271,7 +271,7 @@ def merge(
 @app.command(cls=Command)
 def verify(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest (or merge).")],
-    sources: Annotated[Optional[Path], typer.Option(help="The folder the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
+    sources: Annotated[Optional[Path], typer.Option(help="The folder or archive the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""

@@ -27,6 +27,7 @@ compressed tar are read in the parent, which alone holds the decompressor checkp
 
 from __future__ import annotations
 
+import bisect
 import collections
 import io
 import os
@@ -48,6 +49,11 @@ from imgstore.store.format import escape_name
 ARCHIVE_SUFFIXES = (".tar.bz2", ".tar.gz", ".tar.xz", ".tbz2", ".tgz", ".txz", ".tar", ".zip")
 STREAM_KINDS = ("gz", "bz2", "xz")  # compressed tars: read in the parent
 OPEN_PER_PROCESS = 32  # archives each process keeps open at once (a folder of 1,000 class tars needs no more)
+# Members of a compressed tar passed over on the way to another are kept for later, up to this many bytes in all:
+# ``tar czf`` packs a folder in readdir order, an ingest reads it sorted, so most of a folder's members are passed
+# over before they are read. Measured (2,000 JPEGs, 76 MB, readdir order): 8 ms per member without it, about a
+# decompression pass in all with it.
+PASSED_OVER_BYTES = 128 * 1024 * 1024
 SEP = "\0"  # separates the fields of a key: no path holds it
 
 
@@ -140,6 +146,11 @@ class _Opened:
         self.fd = os.open(loc.path, os.O_RDONLY)
         self.zip: zipfile.ZipFile | None = None
         self.stream: CompressedStream | None = None
+        # A compressed tar's candidates by offset (offset, size, key, rank in read order), from the scan: which
+        # members a read passes over, and whether one is read later than the member being read.
+        self.plan: list[tuple[int, int, str, int]] = []
+        self.rank: dict[str, int] = {}
+        self.kept: dict[str, bytes] = {}  # members passed over, kept for their read
         try:
             if loc.kind == "zip":
                 self.zip = zipfile.ZipFile(io.BufferedReader(_Window(self.fd, loc.base, loc.length)))
@@ -153,7 +164,61 @@ class _Opened:
     def window(self) -> _Window:
         return _Window(self.fd, self.loc.base, self.loc.length)
 
+    def read_stream(self, offset: int, size: int, key: str) -> bytes:
+        """The compressed tar's member ``key`` (``size`` bytes at ``offset``): kept from an earlier pass, or
+        decompressed, keeping the planned members it passes over that are read later (within
+        ``PASSED_OVER_BYTES``; the farthest in read order give way first)."""
+        assert self.stream is not None
+        data = self.kept.pop(key, None)
+        if data is not None:
+            _KEPT[0] -= len(data)
+            return data
+        self.keep_here()
+        rank = self.rank.get(key)
+        if rank is not None:
+            # Go on from where the last read stopped when what lies between can be kept (what a jump to a nearer
+            # checkpoint skips would cost a decompression of its own when read); else from the nearest checkpoint.
+            cursor = self.stream.tell()
+            if cursor <= offset and offset - cursor <= PASSED_OVER_BYTES - _KEPT[0]:
+                start = cursor
+            else:
+                start = self.stream.resume_point(offset)
+            i = bisect.bisect_left(self.plan, (start, -1, "", -1))
+            while i < len(self.plan) and self.plan[i][0] + self.plan[i][1] <= offset:
+                m_offset, m_size, m_key, m_rank = self.plan[i]
+                i += 1
+                if m_rank > rank and m_key not in self.kept and self._room(m_size, m_rank, rank):
+                    self.kept[m_key] = self.stream.pread(m_size, m_offset)
+                    _KEPT[0] += m_size
+        return self.stream.pread(size, offset)
+
+    def _room(self, size: int, rank: int, now: int) -> bool:
+        """Make room for ``size`` bytes of the member read ``rank``-th, giving away those read before ``now`` (never
+        to be read: a shard, a resume) and then those read after ``rank``; False when there is none."""
+        if _KEPT[0] + size <= PASSED_OVER_BYTES:
+            return True
+        for key in sorted(self.kept, key=lambda k: -1 if self.rank[k] < now else -self.rank[k]):
+            if self.rank[key] >= now and self.rank[key] < rank:
+                break
+            _KEPT[0] -= len(self.kept.pop(key))
+            if _KEPT[0] + size <= PASSED_OVER_BYTES:
+                return True
+        return False
+
+    def keep_here(self) -> None:
+        """Keep passed-over members of this archive only: members are read archive by archive (sorted names), so
+        what another archive kept will not be read soon."""
+        if _KEEPER[0] is not self:
+            if _KEEPER[0] is not None:
+                _KEEPER[0].drop_kept()
+            _KEEPER[0] = self
+
+    def drop_kept(self) -> None:
+        _KEPT[0] -= sum(len(v) for v in self.kept.values())
+        self.kept.clear()
+
     def close(self) -> None:
+        self.drop_kept()
         if self.stream is not None:
             self.stream.close()
         if self.zip is not None:
@@ -167,6 +232,8 @@ class _Opened:
 # share a file offset, and the parent's decompressor is of no use there), and nothing open travels in a pickle.
 _OPEN: collections.OrderedDict[Location, _Opened] = collections.OrderedDict()
 _OPEN_PID = [os.getpid()]
+_KEPT = [0]  # bytes of passed-over members kept, in all archives
+_KEEPER: list[_Opened | None] = [None]  # the archive whose passed-over members are kept
 
 
 def _opened(loc: Location) -> _Opened:
@@ -174,6 +241,7 @@ def _opened(loc: Location) -> _Opened:
     if _OPEN_PID[0] != os.getpid():
         _OPEN.clear()  # the parent's: not closed here (closing a zip would seek the parent's shared offset)
         _OPEN_PID[0] = os.getpid()
+        _KEPT[0], _KEEPER[0] = 0, None
     found = _OPEN.get(loc)
     if found is not None:
         _OPEN.move_to_end(loc)
@@ -201,7 +269,7 @@ def read_member(key: str) -> bytes:
                 return member.read()
         offset, size = (int(v) for v in ref.split(":"))
         if arc.stream is not None:
-            data = arc.stream.pread(size, offset)
+            data = arc.read_stream(offset, size, key)
         else:
             data = os.pread(arc.fd, size, loc.base + offset)
         if len(data) < size:
@@ -235,12 +303,15 @@ class _Member:
     target: str = ""
 
 
-def _tar_members(loc: Location, arc: _Opened, damage: list[str]) -> dict[str, _Member]:
+def _tar_members(loc: Location, arc: _Opened, damage: list[str], extensions: tuple[str, ...]) -> dict[str, _Member]:
     """The entries of the tar at ``loc`` by raw name, the last of a name winning; what stopped the listing early
-    goes to ``damage``."""
+    goes to ``damage``. A compressed tar's members named with one of ``extensions`` are kept on the way (they are
+    decompressed anyway), unless they come to more than ``PASSED_OVER_BYTES``: then reads decompress them again."""
     fileobj: Any = arc.stream if arc.stream is not None else arc.window()
+    keeping = arc.stream is not None
     if arc.stream is not None:
         arc.stream.seek(0)
+        arc.keep_here()
     entries: dict[str, _Member] = {}
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 (closed by the with below)
@@ -266,7 +337,20 @@ def _tar_members(loc: Location, arc: _Opened, damage: list[str]) -> dict[str, _M
             elif info.issparse():
                 entries[info.name] = _Member("sparse")
             elif info.isreg():
-                entries[info.name] = _Member("file", f"{info.offset_data}:{info.size}", info.size)
+                ref = f"{info.offset_data}:{info.size}"
+                entries[info.name] = _Member("file", ref, info.size)
+                if keeping and arc.stream is not None and info.name.lower().endswith(extensions):
+                    if _KEPT[0] + info.size > PASSED_OVER_BYTES:
+                        keeping = False
+                        arc.drop_kept()
+                    else:
+                        key = loc.key(ref)
+                        try:
+                            data = arc.stream.pread(info.size, info.offset_data)
+                        except StreamError:
+                            continue  # cut short: the next header says so, and its read gives the reason
+                        _KEPT[0] += len(data) - len(arc.kept.get(key, b""))
+                        arc.kept[key] = data
             else:
                 entries[info.name] = _Member("other")
     return entries
@@ -333,7 +417,25 @@ class _Listing:
 
     def discovery(self) -> Discovery:
         names = sorted(self.files)
-        return Discovery([Candidate(self.files[n], escape_name(n)) for n in names], sorted(self.skipped), self.ignored)
+        files = [Candidate(self.files[n], escape_name(n)) for n in names]
+        _plan_streams(files)
+        return Discovery(files, sorted(self.skipped), self.ignored)
+
+
+def _plan_streams(files: list[Candidate]) -> None:
+    """Tell each compressed tar among ``files`` (in read order) which of its members are read, where and when."""
+    plans: dict[Location, list[tuple[int, int, str, int]]] = {}
+    for rank, cand in enumerate(files):
+        if SEP in cand.key and cand.key.split(SEP, 1)[0] in STREAM_KINDS:
+            loc, ref = Location.of_key(cand.key)
+            offset, size = (int(v) for v in ref.split(":"))
+            plans.setdefault(loc, []).append((offset, size, cand.key, rank))
+    for loc, plan in plans.items():
+        arc = _opened(loc)
+        arc.plan = sorted(plan)
+        arc.rank = {key: rank for _, _, key, rank in plan}
+        for key in [key for key in arc.kept if key not in arc.rank]:  # replaced by a later member of its name
+            _KEPT[0] -= len(arc.kept.pop(key))
 
 
 def _resolve(entries: dict[str, _Member], raw: str, member: _Member) -> _Member | str:
@@ -369,7 +471,7 @@ def _walk(loc: Location, prefix: str, where: str, listing: _Listing, top: bool) 
     if loc.kind == "zip":
         entries = _zip_members(loc, arc)
     else:
-        entries = _tar_members(loc, arc, damage)
+        entries = _tar_members(loc, arc, damage, listing.extensions)
     if top and damage and not entries:
         raise SourceError(f"{loc.path} is not a readable archive: {damage[0]}")
     for problem in damage:
