@@ -474,3 +474,23 @@ def test_compressed_tar_reads_equal_under_any_memory_budget(tree: Path, tmp_path
     assert [len(source.read(c.key)) for c in found.files] == [
         (tree / c.name).stat().st_size for c in found.files
     ]
+
+
+def test_dask_shards_of_archives_make_the_single_machine_store(tree: Path, tmp_path: Path) -> None:
+    """--dask on a compressed tar (parent reads through the pickled source, in worker threads sharing a process)
+    and on a zip (read by decoder processes) merges into the store of one ingest."""
+    distributed = pytest.importorskip("distributed")
+    from imgstore.distributed import ingest_dask
+
+    ingest(tree, tmp_path / "single.h5", opts(labels="folder"))
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as c:
+        with distributed.Client(c) as client:
+            for kind, name, task_workers in (("tgz", "p.tgz", 0), ("zip-deflated", "p.zip", 1)):
+                archive = pack(tree, tmp_path / name, kind, "shuffled")
+                out = tmp_path / f"{name}.h5"
+                report = ingest_dask(archive, out, opts(labels="folder"), client, shards=3, task_workers=task_workers)
+                assert report.count == 12
+                with imgstore.open(out) as merged, imgstore.open(tmp_path / "single.h5") as single:
+                    assert merged.names == single.names and sorted(merged.skipped) == sorted(single.skipped)
+                    np.testing.assert_array_equal(merged[:], single[:])
+                    np.testing.assert_array_equal(merged.labels, single.labels)

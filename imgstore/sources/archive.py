@@ -35,6 +35,7 @@ import posixpath
 import stat
 import struct
 import tarfile
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,6 +233,9 @@ class _Opened:
 # share a file offset, and the parent's decompressor is of no use there), and nothing open travels in a pickle.
 _OPEN: collections.OrderedDict[Location, _Opened] = collections.OrderedDict()
 _OPEN_PID = [os.getpid()]
+# One thread at a time uses them: Dask runs several shard tasks in the threads of one worker process, and a
+# decompressor, a zip's file position and the kept members are not safe to share.
+_LOCK = threading.RLock()
 _KEPT = [0]  # bytes of passed-over members kept, in all archives
 _KEEPER: list[_Opened | None] = [None]  # the archive whose passed-over members are kept
 
@@ -260,6 +264,11 @@ def forget(path: str) -> None:
 
 def read_member(key: str) -> bytes:
     """The bytes of the archive member ``key``; a one-line :class:`BadImageError` when they cannot be read."""
+    with _LOCK:
+        return _read_member(key)
+
+
+def _read_member(key: str) -> bytes:
     loc, ref = Location.of_key(key)
     try:
         arc = _opened(loc)
@@ -541,15 +550,16 @@ class ArchiveSource:
             raise SourceError(f"source {self.path} is not a file: give an archive (.tar, .tar.gz, .tgz, .zip) or a folder")
         exts = tuple(e.lower() for e in extensions)
         listing = _Listing(exts, self.expand)
-        forget(self.path)  # the archive may have changed since this process last opened it
-        try:
-            loc = locate(self.path)
-            _walk(loc, "", os.path.basename(self.path), listing, top=True)
-        except zipfile.BadZipFile as exc:
-            raise SourceError(f"{self.path} is not a readable zip archive ({exc})") from None
-        except OSError as exc:
-            raise SourceError(f"cannot read the archive {self.path}: {exc.strerror or exc}") from None
-        return listing.discovery()
+        with _LOCK:
+            forget(self.path)  # the archive may have changed since this process last opened it
+            try:
+                loc = locate(self.path)
+                _walk(loc, "", os.path.basename(self.path), listing, top=True)
+            except zipfile.BadZipFile as exc:
+                raise SourceError(f"{self.path} is not a readable zip archive ({exc})") from None
+            except OSError as exc:
+                raise SourceError(f"cannot read the archive {self.path}: {exc.strerror or exc}") from None
+            return listing.discovery()
 
     def read(self, key: str) -> bytes:
         """The bytes of the member ``key`` (:func:`read_member`)."""
@@ -582,14 +592,16 @@ class ExpandedFolderSource:
                 listing.files[rel] = cand.key
             else:
                 archives.append((rel, cand.key))
-        for rel, path in archives:  # discover sorted them
-            stem = rel[: len(rel) - len(archive_suffix(rel) or "")]
-            forget(path)
-            try:
-                _walk(locate(path), stem + "/", rel, listing, top=True)
-            except (SourceError, zipfile.BadZipFile, OSError) as exc:
-                listing.skipped.append((escape_name(rel), f"unreadable archive: {getattr(exc, 'strerror', None) or exc}"))
-        return listing.discovery()
+        with _LOCK:
+            for rel, path in archives:  # discover sorted them
+                stem = rel[: len(rel) - len(archive_suffix(rel) or "")]
+                forget(path)
+                try:
+                    _walk(locate(path), stem + "/", rel, listing, top=True)
+                except (SourceError, zipfile.BadZipFile, OSError) as exc:
+                    reason = f"unreadable archive: {getattr(exc, 'strerror', None) or exc}"
+                    listing.skipped.append((escape_name(rel), reason))
+            return listing.discovery()
 
     def read(self, key: str) -> bytes:
         """An archive member's bytes, or a plain file's (its key is its path)."""
