@@ -494,3 +494,32 @@ def test_dask_shards_of_archives_make_the_single_machine_store(tree: Path, tmp_p
                     assert merged.names == single.names and sorted(merged.skipped) == sorted(single.skipped)
                     np.testing.assert_array_equal(merged[:], single[:])
                     np.testing.assert_array_equal(merged.labels, single.labels)
+
+
+def test_archives_inside_archives_of_every_kind(tree: Path, tmp_path: Path) -> None:
+    """Inside an uncompressed tar, a zip, a .tgz and a tar are read in place; inside a stored zip member a tar
+    too; an archive compressed inside a zip, or inside a compressed tar, is skipped with the reason."""
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    pack(tree / "cat", inner / "cat.zip", "zip-deflated")
+    pack(tree / "dog", inner / "dog.tgz", "tgz", "reversed")
+    pack(tree / "zèbre ü", inner / "zèbre ü.tar", "tar")
+    outer = pack(inner, tmp_path / "outer.tar", "tar")
+    flat = tmp_path / "flat"
+    for cls in ("cat", "dog", "zèbre ü"):
+        shutil.copytree(tree / cls, flat / cls)
+    ingest(flat, tmp_path / "flat.h5", opts(labels="folder"))
+    for workers in (0, 2):
+        ingest(outer, tmp_path / f"outer-{workers}.h5", opts(labels="folder", archives=True, workers=workers))
+        assert_same_store(tmp_path / f"outer-{workers}.h5", tmp_path / "flat.h5")
+
+    with zipfile.ZipFile(tmp_path / "outer.zip", "w") as z:
+        z.write(inner / "zèbre ü.tar", "stored.tar", compress_type=zipfile.ZIP_STORED)
+        z.write(inner / "zèbre ü.tar", "deflated.tar", compress_type=zipfile.ZIP_DEFLATED)
+    found = ArchiveSource(str(tmp_path / "outer.zip"), expand=True).scan(IngestOptions().extensions)
+    assert [c.name for c in found.files] == [f"stored/{p.name}" for p in sorted((tree / "zèbre ü").iterdir())]
+    assert found.skipped == [("deflated.tar", "an archive compressed inside a zip: not expanded (store it uncompressed, zip -0)")]
+    outer_gz = pack(inner, tmp_path / "outer.tgz", "tgz")
+    found = ArchiveSource(str(outer_gz), expand=True).scan(IngestOptions().extensions)
+    reason = "an archive inside a compressed archive: not expanded (decompress the outer one to a .tar)"
+    assert found.files == [] and found.skipped == [(n, reason) for n in ("cat.zip", "dog.tgz", "zèbre ü.tar")]
