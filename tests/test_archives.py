@@ -69,7 +69,7 @@ def _files(root: Path) -> list[Path]:
 
 
 def pack(root: Path, out: Path, kind: str, order: str = "sorted") -> Path:
-    """Pack every file under ``root`` into the archive ``out`` of ``kind``: tar, tar.gz, tgz, tar.bz2, zip (stored)
+    """Pack every file under ``root`` into the archive ``out`` of ``kind``: tar, tar.gz, tgz, tar.bz2, tar.xz, zip (stored)
     or zip-deflated; ``order`` sorted, reversed or shuffled (``tar czf`` writes readdir order, not sorted)."""
     files = _files(root)
     if order == "reversed":
@@ -82,7 +82,7 @@ def pack(root: Path, out: Path, kind: str, order: str = "sorted") -> Path:
             for path in files:
                 z.write(path, path.relative_to(root).as_posix())
         return out
-    mode = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2"}[kind]
+    mode = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}[kind]
     with tarfile.open(out, mode) as t:
         for path in files:
             t.add(path, arcname="./" + path.relative_to(root).as_posix())  # GNU tar's "./" prefix, as tar -C dir .
@@ -102,7 +102,7 @@ def assert_same_store(a: Path, b: Path) -> None:
 
 
 KINDS = [("tar", "photos.tar", "sorted"), ("tar.gz", "photos.tar.gz", "reversed"), ("tgz", "photos.tgz", "shuffled"),
-         ("tar.bz2", "photos.tar.bz2", "shuffled"), ("zip", "photos.zip", "shuffled"),
+         ("tar.bz2", "photos.tar.bz2", "shuffled"), ("tar.xz", "photos.tar.xz", "reversed"), ("zip", "photos.zip", "shuffled"),
          ("zip-deflated", "PHOTOS.ZIP", "reversed")]  # fmt: skip
 
 
@@ -316,11 +316,22 @@ def test_damaged_members_and_archives_are_skip_reasons(tmp_path: Path, tree: Pat
 
     whole = pack(tree, tmp_path / "whole.tar.gz", "tar.gz").read_bytes()
     cut = write(tmp_path / "cut.tar.gz", whole[: len(whole) * 2 // 3])
-    report = ingest(cut, tmp_path / "cut.h5", opts(workers=2))
+    report = ingest(cut, tmp_path / "cut-gz.h5", opts(workers=2))
     reasons = dict(report.skipped)
     assert 0 < report.count < 12
     assert reasons["cut.tar.gz"].startswith("damaged archive after ")
-    assert all(r.startswith(("unreadable: ", "damaged archive", "not an image", "no label")) for r in reasons.values())
+    assert all(r.startswith(("unreadable: ", "damaged archive", "not an image")) for r in reasons.values())
+
+    whole_tar = pack(tree, tmp_path / "whole.tar", "tar")
+    with tarfile.open(whole_tar) as t:
+        members = t.getmembers()
+        victim = next(m for m in members if m.name == "./dog/p04.gif")
+    entries = members.index(victim) + 1  # listed before the cut, the cut one included
+    cut = write(tmp_path / "cut.tar", whole_tar.read_bytes()[: victim.offset_data + victim.size // 2])
+    report = ingest(cut, tmp_path / "cut-tar.h5", opts(workers=2))
+    reasons = dict(report.skipped)
+    assert reasons["dog/p04.gif"] == f"unreadable: the archive ends inside this member ({victim.size // 2} of {victim.size} bytes)"
+    assert reasons["cut.tar"] == f"damaged archive after {entries} entries (unexpected end of data): the entries before were read"
 
 
 # -- the store's life: resume, append, shards, dedupe, verify, extract -------------------------------------------
