@@ -443,8 +443,10 @@ def _plan_streams(files: list[Candidate]) -> None:
         arc = _opened(loc)
         arc.plan = sorted(plan)
         arc.rank = {key: rank for _, _, key, rank in plan}
-        for key in [key for key in arc.kept if key not in arc.rank]:  # replaced by a later member of its name
-            _KEPT[0] -= len(arc.kept.pop(key))
+    keeper = _KEEPER[0]
+    if keeper is not None:  # what the scan kept and no candidate reads (hidden, replaced by a later member, ...)
+        for key in [key for key in keeper.kept if key not in keeper.rank]:
+            _KEPT[0] -= len(keeper.kept.pop(key))
 
 
 def _resolve(entries: dict[str, _Member], raw: str, member: _Member) -> _Member | str:
