@@ -264,7 +264,7 @@ def test_links_duplicates_and_special_members_match_extraction(tmp_path: Path) -
         _add(t, "b/sym.png", type=tarfile.SYMTYPE, linkname="../a/real.png")
         _add(t, "b/dangling.png", type=tarfile.SYMTYPE, linkname="gone.png")
         _add(t, "b/pipe.png", type=tarfile.FIFOTYPE)
-        _add(t, "a/dup.png", second)  # extraction leaves this one
+        _add(t, "./a/dup.png", second)  # the same file for extraction, which leaves this one
     dest = tmp_path / "extracted"
     with tarfile.open(archive) as t:
         t.extractall(dest, filter="tar")

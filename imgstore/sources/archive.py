@@ -449,22 +449,21 @@ def _plan_streams(files: list[Candidate]) -> None:
             _KEPT[0] -= len(keeper.kept.pop(key))
 
 
-def _resolve(entries: dict[str, _Member], raw: str, member: _Member) -> _Member | str:
-    """The regular file a (hard or symbolic) link ``member`` named ``raw`` stands for, or why there is none."""
+def _resolve(by_path: dict[str, _Member], path: str, member: _Member) -> _Member | str:
+    """The regular file a (hard or symbolic) link ``member`` at ``path`` stands for, or why there is none."""
     seen = 0
     while member.kind in ("hard", "link") and seen < 40:
         seen += 1
         if member.kind == "hard":  # relative to the archive's root
-            target = member.target
+            target = member_path(member.target)
+        elif member.target.startswith("/"):  # outside the archive: nothing it holds
+            target = None
         else:  # relative to the link's folder
-            if member.target.startswith("/"):
-                return "broken symlink"
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(raw), member.target))
-        raw = target
-        found = entries.get(target) or entries.get(target.rstrip("/") + "/") or entries.get("./" + target)
-        if found is None:
+            target = member_path(posixpath.normpath(posixpath.join(posixpath.dirname(path), member.target)))
+        found = by_path.get(target) if target is not None else None
+        if target is None or found is None:
             return "broken symlink" if member.kind == "link" else "hard link to a missing member"
-        member = found
+        path, member = target, found
     if member.kind == "dir":
         return "dir"
     if member.kind == "file":
@@ -487,21 +486,26 @@ def _walk(loc: Location, prefix: str, where: str, listing: _Listing, top: bool) 
         raise SourceError(f"{loc.path} is not a readable archive: {damage[0]}")
     for problem in damage:
         listing.skipped.append((escape_name(where), problem))
-    nested: list[tuple[str, _Member]] = []
-    for raw, member in entries.items():
+    by_path: dict[str, _Member] = {}  # by the path extraction writes: "./a.png" and "a.png" are one file
+    for raw, member in entries.items():  # in archive order: the last of a path wins, as extraction leaves it
         path = member_path(raw)
-        base = raw.rstrip("/").rsplit("/", 1)[-1]
         if path is None:
+            base = raw.rstrip("/").rsplit("/", 1)[-1]
             if member.kind != "dir":
                 if base.lower().endswith(listing.extensions):
                     listing.skipped.append((escape_name(raw), "unsafe path: it would be extracted outside the folder"))
                 else:
                     count_ignored(listing.ignored, base)
             continue
+        by_path.pop(path, None)
+        by_path[path] = member
+    nested: list[tuple[str, _Member]] = []
+    for path, member in by_path.items():
         if not path or any(part.startswith(".") for part in path.split("/")):
             continue  # hidden, as the folder walk passes them over (or the archive's own "./")
+        base = path.rsplit("/", 1)[-1]
         name = prefix + path
-        resolved = _resolve(entries, raw, member)
+        resolved = _resolve(by_path, path, member)
         if resolved == "dir":
             continue  # a folder (or a link to one: the folder walk takes each folder once)
         if not base.lower().endswith(listing.extensions):
