@@ -186,11 +186,19 @@ def imagenet(tmp_path: Path) -> tuple[Path, Path]:
     return extracted, outer
 
 
-def test_tar_of_tars_with_archives_gives_imagenet_classes(imagenet: tuple[Path, Path], tmp_path: Path) -> None:
+def test_tar_of_tars_with_archives_gives_imagenet_classes(
+    imagenet: tuple[Path, Path], tmp_path: Path, cli: CliRunner
+) -> None:
     """ILSVRC2012_img_train.tar --archives --labels folder: the class tars are the classes, as if each had been
     extracted into a folder of its name; without --archives the class tars are counted as ignored files."""
     extracted, outer = imagenet
     ingest(extracted, tmp_path / "folder.h5", opts(labels="folder"))
+    result = cli.invoke(app, ["ingest", str(outer), str(tmp_path / "cli.h5"), "--archives", "--labels", "folder",
+                              "--size", "20x14", "--workers", "0", "-q"])  # fmt: skip
+    assert result.exit_code == 0 and result.stdout.startswith("ingested 9 images, skipped 1"), result.output
+    assert_same_store(tmp_path / "cli.h5", tmp_path / "folder.h5")
+    result = cli.invoke(app, ["ingest", str(outer), str(tmp_path / "cli.h5"), "--resume", "-q"])
+    assert result.exit_code == 0 and result.stdout.startswith("nothing to resume"), result.output
     for workers in (0, 2):
         out = tmp_path / f"tars-{workers}.h5"
         ingest(outer, out, opts(labels="folder", archives=True, workers=workers))
