@@ -4,12 +4,13 @@ A compressed tar is one stream: a byte in its middle can only be reached by deco
 An ingest wants the members in sorted-name order, but ``tar czf`` writes them in the order the folder listed them,
 so reading members in archive order and holding the early ones would take memory without bound. Instead the one
 pass that lists the members keeps **checkpoints** of the gzip decompressor (``zlib.decompressobj().copy()``: the
-32 KiB window and the inflate state, 40 KB each by tracemalloc) every ``spacing`` bytes of output; any member is then read
-by resuming from the checkpoint before it, so serving a member costs at most ``spacing`` bytes of decompression
-besides its own, and memory is bounded by the number of checkpoints (at most ``MAX_CHECKPOINTS``: the spacing
-doubles, dropping every other one, when an archive would need more). A reader that goes on where the previous one
-stopped (members in archive order) just continues. A gzip file of several members (``pigz``, ``cat a.gz b.gz``)
-is followed across member boundaries.
+32 KiB window and the inflate state, 40 KB each by tracemalloc) every ``spacing`` bytes of output; any member is
+then read by resuming from the checkpoint before it, so serving a member costs at most ``spacing`` bytes of
+decompression besides its own, and memory is bounded by the number of checkpoints (at most ``MAX_CHECKPOINTS``:
+the spacing doubles, dropping every other one, when an archive would need more). A reader that goes on where the
+previous one stopped (members in archive order) just continues. A gzip file of several members (``pigz``,
+``cat a.gz b.gz``) is followed across member boundaries. (The archive source also keeps, within a budget, the
+members a pass decompresses on its way: :mod:`imgstore.sources.archive`.)
 
 bzip2 and xz decompressors cannot be copied, so their only checkpoint is the start: a read before the current
 position decompresses again from the start. That is cheap for an archive made from a sorted list, slow for one
