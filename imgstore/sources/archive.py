@@ -22,7 +22,9 @@ its file, the window of the file it occupies (an archive inside an uncompressed 
 file), and the member's place. Members of an uncompressed tar are read with one ``pread`` and those of a zip with
 :mod:`zipfile`, in the decoder workers, each process opening each archive once (:func:`_opened`). The members of a
 compressed tar are read in the parent, which alone holds the decompressor checkpoints
-(:mod:`imgstore.sources.stream`); :meth:`ArchiveSource.parent_reads` tells the pool so.
+(:mod:`imgstore.sources.stream`) and the members its scan, and later reads, decompressed on their way and will
+be asked for (``PASSED_OVER_BYTES`` at most): an archive that fits is decompressed once in all, a larger one
+about twice; :meth:`ArchiveSource.parent_reads` tells the pool so.
 """
 
 from __future__ import annotations
