@@ -12,8 +12,9 @@ previous one stopped (members in archive order) just continues. A gzip file of s
 ``cat a.gz b.gz``) is followed across member boundaries. (The archive source also keeps, within a budget, the
 members a pass decompresses on its way: :mod:`imgstore.sources.archive`.)
 
-bzip2 and xz decompressors cannot be copied, so their only checkpoint is the start: a read before the current
-position decompresses again from the start. That is cheap for an archive made from a sorted list, slow for one
+bzip2 and xz decompressors cannot be copied, so their only checkpoints are the start and the boundaries between
+the streams of a file of several (``pbzip2`` writes one per 900 kB block): a read before the current position
+decompresses again from the checkpoint before it. That is cheap for an archive made from a sorted list, slow for one
 in readdir order (documented in the README: recompress such an archive as .tar.gz, or leave it uncompressed).
 """
 
@@ -81,8 +82,8 @@ class CompressedStream:
     def _checkpoint(self) -> None:
         """Remember the cursor if it is ``spacing`` past the last checkpoint (forward progress only)."""
         last = self.checkpoints[-1][0]
-        if self._out < last + self.spacing or not self.copyable:
-            return
+        if self._out < last + self.spacing or (self._dec is not None and not self.copyable):
+            return  # (between two members a checkpoint needs no decompressor: pbzip2's many streams give some)
         dec = self._dec.copy() if self._dec is not None else None
         self.checkpoints.append((self._out, self._in - len(self._tail), dec))
         if len(self.checkpoints) > MAX_CHECKPOINTS:
