@@ -1,6 +1,6 @@
 """imgstore: a folder of photos -> a training-ready HDF5 store -> flat vectors for nearest-neighbour search.
 
-Data flows one way: a source (``sources``: a folder, or what a registered source claims) lists candidates ->
+Data flows one way: a source (``sources``: a folder, an archive, or what a registered source claims) lists candidates ->
 worker processes (``pool``) decode them with the registered decoders (``decoders``) -> one writer
 (``store.writer.ImageIndexer``, on the format and write protocol of ``store``) appends rows, joined by ``ingest``;
 then readers and tools on the finished store: ``store.reader`` (``imgstore.open``), ``store.info``,

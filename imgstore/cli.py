@@ -181,7 +181,7 @@ def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: 
 @app.command(cls=Command)
 def ingest(
     ctx: typer.Context,
-    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped).")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped), or an archive of them: .tar, .tar.gz, .tgz, .zip (also .tar.bz2, .tar.xz).")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The HDF5 store to write, e.g. out.h5.")],
     size: Annotated[Optional[str], _ingest_option("size", GEOMETRY, "Target size: N (square) or WIDTHxHEIGHT, e.g. 320x240.")] = None,
     channels: Annotated[Optional[int], _ingest_option("channels", GEOMETRY, "3 = RGB, 1 = luminance.")] = None,
@@ -195,6 +195,7 @@ def ingest(
     workers: Annotated[Optional[int], _ingest_option("workers", DECODING, "Decoder processes, by default one per CPU this process may use; 0 decodes in this process. With --dask: per task, default 1.")] = None,
     timeout: Annotated[Optional[float], _ingest_option("timeout", DECODING, "Seconds one file may take before it is skipped as hung.")] = None,
     buffer_size: Annotated[Optional[int], _ingest_option("buffer_size", DECODING, "Images held in memory between writes; 0 = about 64 MiB worth.")] = None,
+    archives: Annotated[Optional[bool], _ingest_option("archives", DECODING, "Read the archives (.tar, .tar.gz, .tgz, .zip) inside SRC as the folders they extract to: train/n01.tar/x.JPEG is stored as train/n01/x.JPEG.", "--archives")] = None,
     overwrite: Annotated[Optional[bool], _ingest_option("overwrite", SAFETY, "Replace OUT if it exists.", "--overwrite")] = None,
     append: Annotated[Optional[bool], _ingest_option("append", SAFETY, "Add the files OUT does not hold yet, after its rows (options default to the store's).", "--append")] = None,
     resume: Annotated[Optional[bool], _ingest_option("resume", SAFETY, "Continue an interrupted ingest into OUT; the result equals an uninterrupted run.", "--resume")] = None,
@@ -276,7 +277,7 @@ def merge(
 @app.command(cls=Command)
 def verify(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest (or merge).")],
-    sources: Annotated[Optional[Path], typer.Option(help="The folder the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
+    sources: Annotated[Optional[Path], typer.Option(help="The folder or archive the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""

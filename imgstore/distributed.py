@@ -43,6 +43,7 @@ from imgstore.options import IngestOptions, resolve_path
 from imgstore.outputs import check_target, temp_path
 from imgstore.progress import Progress, ProgressLike, as_progress
 from imgstore.sources import ScannedSource, Source, open_source
+from imgstore.sources.archive import with_archives
 from imgstore.store import open_read
 from imgstore.store.merge import merge_shards
 
@@ -250,6 +251,8 @@ def ingest_dask(
     # Workers may run in another folder (or machine): hand them absolute paths, record SRC as the user gave it.
     label = open_source(src if isinstance(src, Source) else resolve_path(src)).label
     source = open_source(src if isinstance(src, Source) else Path(os.path.abspath(resolve_path(src))))
+    if opts.archives:
+        source = with_archives(source)
     bar = as_progress(progress)
     out_path = Path(os.path.abspath(resolve_path(out)))
     with WriterLock(out_path):

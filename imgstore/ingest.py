@@ -34,7 +34,8 @@ from imgstore.options import IngestOptions, resolve_path, shard_range
 from imgstore.outputs import check_target
 from imgstore.pool import Decoded, DecodePool, decode_in_process
 from imgstore.progress import Progress, ProgressLike, as_progress
-from imgstore.sources import Candidate, Discovery, Source, open_source
+from imgstore.sources import Candidate, Discovery, ScannedSource, Source, open_source
+from imgstore.sources.archive import with_archives
 from imgstore.store import (
     IGNORED_COUNT,
     IGNORED_EXTENSIONS,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 # Options recorded in a store (attribute ``ingest_options``, JSON) and what append and resume check.
 RECORDED = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
-            "extensions", "labels", "dedupe", "compression")  # fmt: skip
+            "extensions", "labels", "dedupe", "compression", "archives")  # fmt: skip
 MUST_MATCH_APPEND = ("size", "channels", "resize_mode", "labels_scheme")
 MUST_MATCH_RESUME = RECORDED
 
@@ -118,7 +119,7 @@ def recorded_options(opts: IngestOptions) -> dict[str, Any]:
         "size": list(d.size), "channels": d.channels, "resize_mode": d.resize_mode.value, "filter": d.filter,
         "pad_color": list(d.pad_color), "background": list(d.background), "max_pixels": d.max_pixels,
         "exact": d.exact, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
-        "compression": opts.compression,
+        "compression": opts.compression, "archives": opts.archives,
     }  # fmt: skip
 
 
@@ -278,6 +279,8 @@ def ingest(
     started = time.perf_counter()
     out_path = resolve_path(out)
     source = open_source(src if isinstance(src, Source) else resolve_path(src))
+    if opts.archives and not isinstance(source, ScannedSource):  # a scan handed over was made expanded already
+        source = with_archives(source)
     with WriterLock(out_path):
         target = plan_target(out_path, opts)
         if target.mode is Mode.DONE:

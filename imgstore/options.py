@@ -212,6 +212,7 @@ class IngestOptions:
     dedupe: bool  # skip files whose bytes (SHA-256) are already stored
     compression: str  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
     flush_every: float  # seconds: the longest a decoded image waits in memory before it is committed
+    archives: bool  # archives inside SRC (a folder or an archive) are expanded: their members become candidates
 
     def __init__(
         self,
@@ -229,6 +230,7 @@ class IngestOptions:
         dedupe: bool = False,
         compression: str | None = "none",
         flush_every: float = 2.0,
+        archives: bool = False,
     ) -> None:
         from imgstore.labels import parse_labels_option
         from imgstore.store.compression import parse_compression
@@ -251,7 +253,8 @@ class IngestOptions:
              workers=workers, timeout=timeout, buffer_size=buffer_size, overwrite=bool(overwrite),
              strict=bool(strict), shard=None if shard is None else parse_shard(shard),
              labels=parse_labels_option(labels), append=bool(append), resume=bool(resume), dedupe=bool(dedupe),
-             compression=parse_compression(compression), flush_every=flush_every)  # fmt: skip
+             compression=parse_compression(compression), flush_every=flush_every,
+             archives=bool(archives))  # fmt: skip
 
 
 def _set(obj: object, **values: object) -> None:

@@ -10,6 +10,11 @@ Data path: the parent owns a ring of ``slots`` image-sized slots in a shared mem
 ``(seq, reason, sha256)``, a few dozen bytes instead of a pickled image. A slot is reused only after the consumer
 has taken its image, so the number of images in flight, and with it memory, is bounded by ``slots`` whatever the
 number of files.
+
+A source may ask for some candidates to be read in the parent (:func:`~imgstore.sources.parent_reads`: the members
+of a compressed tar, which only the parent's decompressor checkpoints can reach). The parent then reads them in
+input order as it sends their tasks, ``(seq, slot, key, data)``, and a read that fails is that file's outcome
+without a worker seeing it.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from imgstore.decoders import Decoder, decode_bytes, decoders
 from imgstore.decoders.pillow import load_plugins
 from imgstore.errors import BadImageError, WorkerError, WriteError, os_cause
 from imgstore.options import DecodeOptions
-from imgstore.sources import Source
+from imgstore.sources import Source, parent_reads
 
 # Tasks queued at each worker. Measured on 2 cores (2,000 500x375 JPEGs): 2 left the workers idle a third of the
 # time, waiting for the parent to be scheduled and refill them (432 images/s); 4 keeps both busy (806 images/s).
@@ -69,13 +74,19 @@ Outcome = tuple[str | None, bytes | None, int | None]  # (reason, sha256, crc32)
 
 
 def decode_one(
-    source: Source, key: str, opts: DecodeOptions, out: np.ndarray, chain: Sequence[Decoder] | None = None
+    source: Source,
+    key: str,
+    opts: DecodeOptions,
+    out: np.ndarray,
+    chain: Sequence[Decoder] | None = None,
+    data: bytes | None = None,
 ) -> Outcome:
-    """Read (through ``source``), hash and decode (with ``chain``, default: the registered decoders) the candidate
-    ``key`` into ``out``; return ``(reason, sha256, crc32 of the pixels)``: the reason when it failed (then the
-    others are None), else None and the two checksums."""
+    """Read (through ``source``, unless its bytes are given as ``data``), hash and decode (with ``chain``, default:
+    the registered decoders) the candidate ``key`` into ``out``; return ``(reason, sha256, crc32 of the pixels)``:
+    the reason when it failed (then the others are None), else None and the two checksums."""
     try:
-        data = source.read(key)
+        if data is None:
+            data = source.read(key)
         digest = hashlib.sha256(data).digest()
         decode_bytes(data, opts, out, chain)
         return None, digest, zlib.crc32(out.data.cast("B"))
@@ -127,8 +138,8 @@ def _worker_main(
             return
         if task is None:
             return
-        seq, slot, key = task
-        reason, digest, crc = decode_one(source, key, opts, ring[slot], chain)
+        seq, slot, key, data = task
+        reason, digest, crc = decode_one(source, key, opts, ring[slot], chain, data)
         try:
             conn.send((seq, reason, digest, crc))
         except (BrokenPipeError, OSError):
@@ -146,11 +157,11 @@ class _Worker:
         self.pending: collections.deque[int] = collections.deque()  # seqs sent, oldest (decoding) first
         self.head_since = time.monotonic()  # when the oldest pending task started decoding
 
-    def send(self, seq: int, slot: int, key: str) -> None:
+    def send(self, seq: int, slot: int, key: str, data: bytes | None = None) -> None:
         if not self.pending:
             self.head_since = time.monotonic()
         self.pending.append(seq)
-        self.conn.send((seq, slot, key))
+        self.conn.send((seq, slot, key, data))
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -380,8 +391,16 @@ class _Run:
         for w in self.pool._workers:
             while len(w.pending) < TASKS_PER_WORKER and self.schedule.has_work():
                 seq, slot = self.schedule.take()
+                key = self.keys[seq]
+                data = None
+                if parent_reads(self.pool.source, key):
+                    try:
+                        data = self.pool.source.read(key)
+                    except BadImageError as exc:  # the file's outcome; no worker needed
+                        self.schedule.finish(seq, (exc.reason, None, None))
+                        continue
                 try:
-                    w.send(seq, slot, self.keys[seq])
+                    w.send(seq, slot, key, data)
                 except OSError:  # the worker died; its sentinel will say so, the task goes elsewhere
                     w.pending.pop()
                     self.schedule.give_back([seq])

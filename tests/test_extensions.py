@@ -123,6 +123,29 @@ def test_registered_source_feeds_a_real_ingest(tmp_path: Path, cli: CliRunner) -
     same_rows(tmp_path / "cli.h5", tmp_path / "folder.h5")
 
 
+def test_a_registered_source_is_asked_before_the_built_in_archive_source(tmp_path: Path) -> None:
+    """A user's factory claims SRC before the built-in archive source; once it is unregistered, the built-in one
+    claims the same .tar again (and gives the same rows)."""
+    from imgstore.sources.archive import ArchiveSource
+
+    folder = photos(tmp_path / "photos", n=4)
+    archive = tmp_path / "p.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(folder / "c0", arcname="c0")
+    assert isinstance(open_source(archive), ArchiveSource)
+    register_source("tar", tar_factory)
+    try:
+        assert isinstance(open_source(archive), TarSource)
+        ingest(archive, tmp_path / "toy.h5", opts())
+    finally:
+        unregister_source("tar")
+    assert isinstance(open_source(archive), ArchiveSource)
+    ingest(archive, tmp_path / "built-in.h5", opts())
+    with imgstore.open(tmp_path / "toy.h5") as toy, imgstore.open(tmp_path / "built-in.h5") as built_in:
+        assert toy.names == built_in.names == ["c0/p00.jpg", "c0/p02.jpg"]
+        np.testing.assert_array_equal(toy[:], built_in[:])
+
+
 def test_a_source_object_is_taken_as_it_is(tmp_path: Path) -> None:
     """ingest() takes a Source object directly, without registering anything."""
     folder = photos(tmp_path / "photos", n=4)

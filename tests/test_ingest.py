@@ -295,9 +295,9 @@ def test_in_flight_images_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     sent = []
     real_send = pool_mod._Worker.send
 
-    def counting_send(self, seq, slot, path):  # type: ignore[no-untyped-def]
+    def counting_send(self, seq, slot, path, data=None):  # type: ignore[no-untyped-def]
         sent.append(seq)
-        return real_send(self, seq, slot, path)
+        return real_send(self, seq, slot, path, data)
 
     monkeypatch.setattr(pool_mod._Worker, "send", counting_send)
     ahead = []

@@ -1,12 +1,21 @@
-"""The decode pool's bookkeeping (Schedule), without processes: order, bounded slots, retries."""
+"""The decode pool's bookkeeping (Schedule), without processes: order, bounded slots, retries; and, with
+processes, candidates a source asks to be read in the parent."""
 
 from __future__ import annotations
 
+import os
 import random
+from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
-from imgstore.pool import Schedule
+from imgstore.errors import BadImageError
+from imgstore.options import DecodeOptions
+from imgstore.pool import DecodePool, Schedule, decode_in_process
+from imgstore.sources import Discovery
+
+from conftest import encode, pattern
 
 
 def ok(seq: int) -> tuple[None, bytes, int]:
@@ -93,3 +102,48 @@ def test_given_back_tasks_go_out_first_with_their_slot() -> None:
     assert s.take() == (2, sent[2])
     assert s.take() == (3, sent[3])
     assert s.take()[0] == 4
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """Candidates ``p:N`` must be read in the parent (process ``parent``), ``w:N`` in a worker; a read in the wrong
+    process fails, so the outcome shows who read what. ``p:bad`` cannot be read at all."""
+
+    parent: int
+
+    @property
+    def label(self) -> str:
+        return "split"
+
+    def scan(self, extensions: tuple[str, ...]) -> Discovery:
+        return Discovery()
+
+    def read(self, key: str) -> bytes:
+        where, n = key.split(":")
+        if n == "bad":
+            raise BadImageError("unreadable: gone")
+        if (os.getpid() == self.parent) != (where == "p"):
+            raise BadImageError(f"unreadable: {key} read in the wrong process")
+        return encode(pattern(20, 16, seed=int(n)), "PNG")
+
+    def parent_reads(self, key: str) -> bool:
+        return key.startswith("p:")
+
+
+def test_the_parent_reads_what_the_source_asks_and_sends_the_bytes() -> None:
+    """Keys the source marks are read by the parent (its failure is that file's reason), the rest by the workers;
+    outcomes come in order and equal an in-process decode of the same bytes."""
+    source = SplitSource(os.getpid())
+    keys = ["p:0", "w:1", "p:bad", "p:2", "w:3", "p:4", "w:5", "p:6"]
+    opts = DecodeOptions(size=(10, 8))
+    with DecodePool(opts, workers=2, slots=3, source=source) as pool:
+        got = [(d.index, d.reason, None if d.image is None else d.image.copy()) for d in pool.imap(keys)]
+    assert [i for i, _, _ in got] == list(range(len(keys)))
+    assert [r for _, r, _ in got] == [None, None, "unreadable: gone", None, None, None, None, None]
+    local = SplitSource(-1)  # in this process every "w:" key reads; compare pixels key by key
+    for (_, _, image), key in zip(got, keys):
+        if image is None:
+            continue
+        expected = next(iter(decode_in_process(local if key.startswith("w") else source, [key], opts)))
+        assert expected.image is not None
+        np.testing.assert_array_equal(image, expected.image)

@@ -68,8 +68,18 @@ class Source(Protocol):
 
     def read(self, key: str) -> bytes:
         """The bytes of the candidate ``key``; raise :class:`~imgstore.errors.BadImageError` (reason
-        ``unreadable: ...``) when they cannot be read. Runs in decoder worker processes."""
+        ``unreadable: ...``) when they cannot be read. Runs in decoder worker processes, unless
+        :func:`parent_reads` says otherwise for ``key``."""
         ...
+
+
+def parent_reads(source: Source, key: str) -> bool:
+    """Whether the candidate ``key`` must be read in the process that scanned ``source`` (which then sends its
+    bytes to a decoder worker) rather than by the worker itself: a source says so with an optional method
+    ``parent_reads(key) -> bool`` (a compressed tar's members can only be reached through the decompressor state
+    its scan built). Sources without the method are read in the workers."""
+    method = getattr(source, "parent_reads", None)
+    return bool(method(key)) if method is not None else False
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,9 @@ class ScannedSource:
 
     def read(self, key: str) -> bytes:
         return self.source.read(key)
+
+    def parent_reads(self, key: str) -> bool:
+        return parent_reads(self.source, key)
 
 
 SourceFactory = Callable[[str], Union[Source, None]]
@@ -125,3 +138,7 @@ def open_source(src: str | os.PathLike[str] | Source) -> Source:
     from imgstore.sources.folder import FolderSource
 
     return FolderSource(spec)
+
+
+# The built-in sources besides the folder walk register themselves (after everything above is defined: they import it).
+from imgstore.sources import archive as _archive  # noqa: E402,F401

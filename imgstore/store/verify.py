@@ -14,6 +14,7 @@ every read, and lists what the checks find.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -24,8 +25,11 @@ from typing import Any
 import h5py
 import numpy as np
 
-from imgstore.errors import SourceError, os_cause
+from imgstore.errors import BadImageError, SourceError, os_cause
+from imgstore.options import default_extensions
 from imgstore.progress import ProgressLike, started
+from imgstore.sources import Source, open_source
+from imgstore.sources.archive import with_archives
 from imgstore.sources.folder import FolderSource
 from imgstore.store.checks import (
     DAMAGED_JOURNAL,
@@ -137,9 +141,11 @@ def verify_store(
     committed image readable; the skipped lists hold ``skipped_count`` rows (or pair up, in older stores); the
     crash-safe ``_journal`` copies of the text columns hold their committed rows and, in a complete store, agree
     with ``image_names``; the files behind virtual (merged) datasets present and holding their datasets (a missing
-    one reads as zeros without error). With ``sources`` (the folder the store was ingested from), every row's file
-    must exist there and, when the store records digests, hash to the stored SHA-256; files in ``sources`` that are
-    not in the store are not problems (they may have been skipped).
+    one reads as zeros without error). With ``sources`` (the folder or archive the store was ingested from), every
+    row's file must exist there and, when the store records digests, hash to the stored SHA-256; files in
+    ``sources`` that are not in the store are not problems (they may have been skipped). A folder is looked up name
+    by name; any other source (an archive, or a folder ingested with ``--archives``: the store's recorded options
+    say) is scanned once with the store's extensions and its files read through it.
 
     Names are judged as readers see them: an incomplete store's from its journal (its string dataset may have been
     left unreadable by a crash and is rebuilt by the next write, so that dataset is not judged). Rows past
@@ -150,14 +156,17 @@ def verify_store(
     the duplicate search keeps 8 bytes per row.
 
     Raises :class:`~imgstore.errors.StoreError` when ``path`` does not exist or is a folder, and
-    :class:`~imgstore.errors.SourceError` when ``sources`` is not a folder.
+    :class:`~imgstore.errors.SourceError` when ``sources`` is neither a folder nor an archive.
     """
     p = _store_file(path)
     src = None
     if sources is not None:
-        src = Path(sources)
-        if not src.is_dir():
-            raise SourceError(f"source folder {src} does not exist or is not a folder: give the folder the store was ingested from")
+        src = Path(os.path.expanduser(os.fspath(sources)))
+        if not src.is_dir() and isinstance(open_source(src), FolderSource):
+            raise SourceError(
+                f"source {src} does not exist or is not a folder or an archive: give the folder or archive the store "
+                "was ingested from"
+            )
     report = VerifyReport(p)
     if not h5py.is_hdf5(p):
         report.problems.append(f"{p} is not an HDF5 file (not a store made by imgstore ingest)")
@@ -459,7 +468,17 @@ class _Run:
 
     def sources(self, src: Path) -> None:
         """Every row's file is in ``src`` and, when the store records digests, hashes to the stored one."""
-        folder = FolderSource(os.fspath(src))
+        source = open_source(src)
+        try:
+            recorded = json.loads(_attr(self.f, "ingest_options") or "{}")
+        except (ValueError, TypeError):
+            recorded = {}  # a damaged attribute is a problem of its own; look the files up as a folder's
+        if recorded.get("archives"):
+            source = with_archives(source)
+        if not isinstance(source, FolderSource):
+            self.source_members(src, source, tuple(recorded.get("extensions") or default_extensions()))
+            return
+        folder = source
         digests = self.datasets.get(SHA256)
         self.listing.add(check_digests_recorded(digests is not None))
         for a, b in _spans(self.count, TEXT_BATCH):
@@ -474,6 +493,40 @@ class _Run:
                     continue  # its shard file is unusable: already a problem
                 want = None if stored is None else bytes(stored[j])
                 file = _source_file(folder.path_of(name, self.version), name, hashed=want is not None)
+                self.listing.add(check_source_file(src, file, want))
+
+
+    def source_members(self, src: Path, source: Source, extensions: tuple[str, ...]) -> None:
+        """Every row's name is a candidate of ``source`` (scanned once for ``extensions``) and, when the store
+        records digests, its bytes read through the source hash to the stored one."""
+        try:
+            keys = {cand.name: cand.key for cand in source.scan(extensions).files}
+        except SourceError as exc:
+            self.listing.add([Problem(f"the source files cannot be checked: {exc}")])
+            return
+        digests = self.datasets.get(SHA256)
+        self.listing.add(check_digests_recorded(digests is not None))
+        for a, b in _spans(self.count, TEXT_BATCH):
+            names = self.names_batch(a, b)
+            stored = self.rows.read(SHA256, digests, a, b) if digests is not None else None
+            if names is None:
+                self.tick(b - a)
+                continue
+            for j, name in enumerate(names):
+                self.tick(1)
+                if is_dead_row(a + j, self.dead):
+                    continue
+                want = None if stored is None else bytes(stored[j])
+                key = keys.get(name)
+                if key is None:
+                    file = SourceFile(name, "missing")
+                elif want is None:
+                    file = SourceFile(name, "found")
+                else:
+                    try:
+                        file = SourceFile(name, "found", hashlib.sha256(source.read(key)).digest())
+                    except BadImageError as exc:
+                        file = SourceFile(name, "unreadable", error=exc.reason)
                 self.listing.add(check_source_file(src, file, want))
 
 
