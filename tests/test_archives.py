@@ -288,6 +288,50 @@ def test_links_duplicates_and_special_members_match_extraction(tmp_path: Path) -
         assert not np.array_equal(store[0], store[2])  # the second dup.png, not the first
 
 
+def test_a_hard_link_reads_its_target_as_it_was_when_the_link_came(tmp_path: Path) -> None:
+    """Extraction links to the file of that name at the link's place in the archive: a later member of the name
+    replaces the name, not the link's data, and a link to a member that comes only later is missing (GNU tar and
+    tarfile fail to make it)."""
+    first, second = encode(pattern(20, 20, seed=1), "PNG"), encode(pattern(20, 20, seed=2), "PNG")
+    archive = tmp_path / "hard.tar"
+    with tarfile.open(archive, "w") as t:
+        _add(t, "a.png", first)
+        _add(t, "h.png", type=tarfile.LNKTYPE, linkname="a.png")
+        _add(t, "./a.png", second)
+        _add(t, "early.png", type=tarfile.LNKTYPE, linkname="late.png")
+        _add(t, "late.png", first)
+    found = ArchiveSource(str(archive)).scan((".png",))
+    assert [c.name for c in found.files] == ["a.png", "h.png", "late.png"]
+    assert found.skipped == [("early.png", "hard link to a missing member")]
+    ingest(archive, tmp_path / "tar.h5", opts())
+    with imgstore.open(tmp_path / "tar.h5") as store:
+        assert store.sha256[1] == store.sha256[2] != store.sha256[0]  # h.png holds the first a.png
+
+
+def test_zip_names_without_the_utf8_flag_are_the_bytes_unzip_writes(tmp_path: Path) -> None:
+    """Info-ZIP on Linux and macOS's Archive Utility store names as raw (UTF-8) bytes without the UTF-8 flag, which
+    zipfile decodes as cp437: the member is named as unzip extracts it (its bytes), not as mojibake; bytes that are
+    not UTF-8 from a Unix zip are escaped as the folder walk escapes them; a DOS zip's names stay cp437."""
+    data = encode(pattern(20, 20), "PNG")
+    archive = tmp_path / "raw.zip"
+    names = {b"zXXbre/XXtXX.png": (b"z\xc3\xa8bre/\xc3\xa9t\xc3\xa9.png", 3), b"cafX.png": (b"caf\xe9.png", 3),
+             b"dosX.png": (b"dos\x82.png", 0)}  # zipfile writes no raw names: ASCII ones of the same length, replaced
+    with zipfile.ZipFile(archive, "w") as z:
+        for placeholder, (_, system) in names.items():
+            info = zipfile.ZipInfo(placeholder.decode())
+            info.create_system = system
+            z.writestr(info, data)
+    blob = archive.read_bytes()
+    for placeholder, (raw, _) in names.items():
+        blob = blob.replace(placeholder, raw)
+    archive.write_bytes(blob)
+    found = ArchiveSource(str(archive)).scan((".png",))
+    assert [c.name for c in found.files] == ["caf\\xe9.png", "dos\u00e9.png", "z\u00e8bre/\u00e9t\u00e9.png"]
+    ingest(archive, tmp_path / "z.h5", opts(labels="folder"))
+    with imgstore.open(tmp_path / "z.h5") as store:
+        assert store.class_names == ["z\u00e8bre"]
+
+
 def test_zip_slip_and_absolute_names_are_skipped(tmp_path: Path) -> None:
     """Members that extraction would write outside the folder are skipped as unsafe, in tar and zip alike."""
     data = encode(pattern(20, 20), "PNG")

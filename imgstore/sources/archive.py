@@ -6,7 +6,7 @@ its path, ``/``-separated, without a leading ``./``, escaped by :func:`~imgstore
 same way. So an archive and its extracted folder make the same store (names, order, pixels, skipped list, labels).
 Like the folder walk, members with a hidden component (``.git/x.jpg``, ``._x.jpg``) are passed over and
 directories are not counted; a later member of the same name replaces an earlier one (tar's rule on extraction); a
-hard link reads its target's data, a symbolic link the member it points at (dangling: skipped, ``broken
+hard link reads its target's data as it was where the link comes, a symbolic link the member it points at (dangling: skipped, ``broken
 symlink``); FIFOs and devices are skipped as ``not a regular file``. A member whose path is absolute or leaves the
 archive with ``..`` (a "zip slip") is skipped as ``unsafe path``.
 
@@ -324,6 +324,7 @@ def _tar_members(loc: Location, arc: _Opened, damage: list[str], extensions: tup
         arc.stream.seek(0)
         arc.keep_here()
     entries: dict[str, _Member] = {}
+    by_path: dict[str, _Member] = {}  # what extraction has made of each path so far: what a hard link links to
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 (closed by the with below)
     except (tarfile.TarError, StreamError, EOFError, OSError) as exc:
@@ -344,7 +345,10 @@ def _tar_members(loc: Location, arc: _Opened, damage: list[str], extensions: tup
             elif info.issym():
                 entries[info.name] = _Member("link", target=info.linkname)
             elif info.islnk():
-                entries[info.name] = _Member("hard", target=info.linkname)
+                # A hard link is the file its target is now: a later member of the target's name replaces the
+                # name, not the link; a target that comes only later is missing (extraction fails to link it).
+                target = member_path(info.linkname)
+                entries[info.name] = by_path.get(target or "") or _Member("hard", target=info.linkname)
             elif info.issparse():
                 entries[info.name] = _Member("sparse")
             elif info.isreg():
@@ -364,6 +368,9 @@ def _tar_members(loc: Location, arc: _Opened, damage: list[str], extensions: tup
                         arc.kept[key] = data
             else:
                 entries[info.name] = _Member("other")
+            path = member_path(info.name)
+            if path is not None:
+                by_path[path] = entries[info.name]
     return entries
 
 
@@ -373,20 +380,36 @@ def _zip_members(loc: Location, arc: _Opened) -> dict[str, _Member]:
     entries: dict[str, _Member] = {}
     for i, info in enumerate(arc.zip.infolist()):
         mode = info.external_attr >> 16
-        entries.pop(info.filename, None)
+        name = zip_name(info)
+        entries.pop(name, None)
         if info.is_dir():
-            entries[info.filename] = _Member("dir")
+            entries[name] = _Member("dir")
         elif stat.S_ISLNK(mode):  # unzip makes a symbolic link of it; its data are the target
             try:
                 target = arc.zip.read(info).decode("utf-8", "surrogateescape")
             except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError):
                 target = ""
-            entries[info.filename] = _Member("link", target=target)
+            entries[name] = _Member("link", target=target)
         elif mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
-            entries[info.filename] = _Member("other")
+            entries[name] = _Member("other")
         else:
-            entries[info.filename] = _Member("file", str(i), info.file_size)
+            entries[name] = _Member("file", str(i), info.file_size)
     return entries
+
+
+def zip_name(info: zipfile.ZipInfo) -> str:
+    """A zip member's path as unzip extracts it on Linux. A name without the UTF-8 flag is bytes in whatever
+    encoding the zipping machine used, which :mod:`zipfile` decodes as cp437: Info-ZIP on Linux and macOS's Archive
+    Utility write UTF-8 bytes without the flag, and unzip writes those bytes as the file name. So: the bytes when
+    they are UTF-8 or the zip was made on Unix (other bytes then as ``os`` gives undecodable ones, surrogate
+    escapes), cp437 for a zip made on DOS or Windows (their OEM code page)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    raw = info.orig_filename.encode("cp437")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape") if info.create_system == 3 else info.filename
 
 
 def _nested_location(loc: Location, arc: _Opened, member: _Member, name: str) -> Location | str:
@@ -452,24 +475,25 @@ def _plan_streams(files: list[Candidate]) -> None:
 
 
 def _resolve(by_path: dict[str, _Member], path: str, member: _Member) -> _Member | str:
-    """The regular file a (hard or symbolic) link ``member`` at ``path`` stands for, or why there is none."""
+    """The regular file a symbolic link ``member`` at ``path`` stands for (a hard link was resolved when it came:
+    :func:`_tar_members`), or why there is none."""
     seen = 0
-    while member.kind in ("hard", "link") and seen < 40:
+    while member.kind == "link" and seen < 40:
         seen += 1
-        if member.kind == "hard":  # relative to the archive's root
-            target = member_path(member.target)
-        elif member.target.startswith("/"):  # outside the archive: nothing it holds
+        if member.target.startswith("/"):  # outside the archive: nothing it holds
             target = None
         else:  # relative to the link's folder
             target = member_path(posixpath.normpath(posixpath.join(posixpath.dirname(path), member.target)))
         found = by_path.get(target) if target is not None else None
         if target is None or found is None:
-            return "broken symlink" if member.kind == "link" else "hard link to a missing member"
+            return "broken symlink"
         path, member = target, found
     if member.kind == "dir":
         return "dir"
     if member.kind == "file":
         return member
+    if member.kind == "hard":  # its target was not there when it came
+        return "hard link to a missing member"
     if member.kind == "sparse":
         return "sparse member: not supported (repack the archive without --sparse)"
     return "not a regular file" if seen < 40 else "symlink loop"
