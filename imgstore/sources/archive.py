@@ -6,8 +6,8 @@ its path, ``/``-separated, without a leading ``./``, escaped by :func:`~imgstore
 same way. So an archive and its extracted folder make the same store (names, order, pixels, skipped list, labels).
 Like the folder walk, members with a hidden component (``.git/x.jpg``, ``._x.jpg``) are passed over and
 directories are not counted; a later member of the same name replaces an earlier one (tar's rule on extraction); a
-hard link reads its target's data as it was where the link comes, a symbolic link the member it points at (dangling: skipped, ``broken
-symlink``); FIFOs and devices are skipped as ``not a regular file``. A member whose path is absolute or leaves the
+hard link reads its target's data as it was where the link comes, a symbolic link the member it points at
+(dangling: skipped, ``broken symlink``); FIFOs and devices are skipped as ``not a regular file``. A member whose path is absolute or leaves the
 archive with ``..`` (a "zip slip") is skipped as ``unsafe path``.
 
 **Expanded archives** (``--archives``): an archive found in a folder (or, one level and more, inside an archive)
