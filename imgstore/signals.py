@@ -84,7 +84,8 @@ def graceful_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers in place before."""
-    if not _in_main_thread() or _state.value:
+    if not _in_main_thread() or _state.value or all(signal.getsignal(s) == signal.SIG_IGN for s in SIGNALS):
+        # (Ignored signals, as in a decoder worker, cannot arrive: nothing to hold, and no handlers to swap.)
         _state.value += 1
         try:
             yield

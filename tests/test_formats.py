@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import signal
 import struct
 import warnings
 from collections.abc import Iterator
@@ -482,3 +483,31 @@ def test_stderr_is_restored_after_every_decode(capfd: pytest.CaptureFixture[str]
     capfd.readouterr()
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+@pytest.mark.parametrize("where", ["redirecting", "restoring"])
+def test_ctrl_c_while_stderr_is_switched_leaves_it_restored(
+    where: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C that lands while fd 2 is being redirected or restored (``--workers 0`` decodes in the main thread)
+    still leaves fd 2 the terminal's: the ``Interrupted`` line and any error after it are seen."""
+    from imgstore.decoders import quiet
+
+    calls = []
+    real = quiet._flush_python_stderr
+
+    def flush_then_ctrl_c() -> None:  # called once while redirecting and once while restoring
+        real()
+        calls.append(1)
+        if (where == "redirecting") == (len(calls) == 1):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(quiet, "_flush_python_stderr", flush_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        decode_bytes(encode(pattern(8, 8), "PNG"), DecodeOptions(size=8))
+    monkeypatch.setattr(quiet, "_flush_python_stderr", real)
+    capfd.readouterr()
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+    decode_bytes(encode(pattern(8, 8), "PNG"), DecodeOptions(size=8))  # and the next decode redirects again
+    assert quiet._FD2.depth == 0
