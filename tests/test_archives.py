@@ -332,6 +332,23 @@ def test_zip_names_without_the_utf8_flag_are_the_bytes_unzip_writes(tmp_path: Pa
         assert store.class_names == ["z\u00e8bre"]
 
 
+def test_an_encrypted_zip_member_is_skipped_with_a_short_reason(tmp_path: Path) -> None:
+    """A member that needs a password (``zip -P``) is skipped as encrypted, on one short line (zipfile's own message
+    carries the member's whole repr); the others are read."""
+    archive = tmp_path / "locked.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("locked.png", encode(pattern(20, 20, seed=1), "PNG"))
+        z.writestr("open.png", encode(pattern(20, 20, seed=2), "PNG"))
+    blob = bytearray(archive.read_bytes())
+    for header, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # the first member's encryption bit
+        blob[blob.index(header) + flag_at] |= 0x1
+    archive.write_bytes(bytes(blob))
+    for workers in (0, 2):
+        report = ingest(archive, tmp_path / f"z{workers}.h5", opts(workers=workers))
+        assert report.count == 1
+        assert report.skipped == [("locked.png", "unreadable: encrypted zip member (a password is needed)")]
+
+
 def test_zip_slip_and_absolute_names_are_skipped(tmp_path: Path) -> None:
     """Members that extraction would write outside the folder are skipped as unsafe, in tar and zip alike."""
     data = encode(pattern(20, 20), "PNG")

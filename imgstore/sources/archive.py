@@ -276,7 +276,10 @@ def _read_member(key: str) -> bytes:
         arc = _opened(loc)
         if loc.kind == "zip":
             assert arc.zip is not None
-            with arc.zip.open(arc.zip.infolist()[int(ref)]) as member:
+            info = arc.zip.infolist()[int(ref)]
+            if info.flag_bits & 0x1:  # zipfile's own message holds the member's whole repr
+                raise BadImageError("unreadable: encrypted zip member (a password is needed)")
+            with arc.zip.open(info) as member:
                 return member.read()
         offset, size = (int(v) for v in ref.split(":"))
         if arc.stream is not None:
@@ -294,7 +297,7 @@ def _read_member(key: str) -> bytes:
         raise BadImageError(f"unreadable: {exc}") from None
     except NotImplementedError as exc:  # a compression zipfile does not know
         raise BadImageError(f"unreadable: {exc}") from None
-    except RuntimeError as exc:  # an encrypted member
+    except RuntimeError as exc:
         raise BadImageError(f"unreadable: {exc}") from None
     except (OSError, EOFError, ValueError) as exc:
         raise BadImageError(f"unreadable: {getattr(exc, 'strerror', None) or exc}") from None
