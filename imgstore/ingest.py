@@ -34,7 +34,7 @@ from imgstore.options import IngestOptions, resolve_path, shard_range
 from imgstore.outputs import check_target
 from imgstore.pool import Decoded, DecodePool, decode_in_process
 from imgstore.progress import Progress, ProgressLike, as_progress
-from imgstore.sources import Candidate, Discovery, ScannedSource, Source, open_source
+from imgstore.sources import Candidate, Discovery, ScannedSource, Source, open_source, release
 from imgstore.sources.archive import with_archives
 from imgstore.store import (
     IGNORED_COUNT,
@@ -290,7 +290,10 @@ def ingest(
                 total = int(f.attrs.get("count", 0))
             return IngestReport(out_path, 0, total=total, nothing_to_do=target.publish_to is None,
                                 published=target.publish_to is not None, seconds=time.perf_counter() - started)  # fmt: skip
-        report = _run(source, target, opts, as_progress(progress), attrs)
+        try:
+            report = _run(source, target, opts, as_progress(progress), attrs)
+        finally:
+            release(source)  # an archive's descriptors and checkpoints
     report.path = out_path
     report.seconds = time.perf_counter() - started
     return report

@@ -496,6 +496,29 @@ def test_verify_sources_reads_members_and_extract_writes_them(tree: Path, tmp_pa
 # -- the compressed stream -----------------------------------------------------------------------------------------
 
 
+def _held(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) in (str(path), f"{path} (deleted)"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_an_ingest_or_a_verify_lets_go_of_the_archives_it_read(tree: Path, tmp_path: Path) -> None:
+    """A program that ingests archive after archive (and verifies them) keeps none open: no descriptor holds a
+    deleted archive's disk space, no decompressor checkpoints stay in memory."""
+    for kind, name in (("tgz", "a.tgz"), ("zip", "b.zip"), ("tar", "c.tar")):
+        archive = pack(tree, tmp_path / name, kind)
+        ingest(archive, tmp_path / f"{name}.h5", opts())
+        assert _held(archive) == 0, kind
+        assert verify_store(tmp_path / f"{name}.h5", sources=archive).ok
+        assert _held(archive) == 0, kind
+    folder = tmp_path / "with-archives"
+    folder.mkdir()
+    pack(tree, folder / "x.tar.gz", "tar.gz")
+    ingest(folder, tmp_path / "folder.h5", opts(archives=True))
+    assert _held(folder / "x.tar.gz") == 0
+
+
 @pytest.mark.parametrize("kind", ["gz", "gz-multi", "bz2", "bz2-multi"])
 def test_compressed_stream_reads_any_range(tmp_path: Path, kind: str) -> None:
     """Reads at random offsets, through checkpoints, equal the decompressed bytes; a gzip of several members is

@@ -82,6 +82,15 @@ def parent_reads(source: Source, key: str) -> bool:
     return bool(method(key)) if method is not None else False
 
 
+def release(source: Source) -> None:
+    """Let go of what reading ``source`` opened in this process (open archives, decompressor checkpoints): a
+    source says how with an optional method ``release()``, which the ingest and ``verify`` call when they are done
+    with it; a later read opens again what it needs."""
+    method = getattr(source, "release", None)
+    if method is not None:
+        method()
+
+
 @dataclass(frozen=True)
 class ScannedSource:
     """``source`` with its scan for ``extensions`` done once, in ``found``: the shard tasks of a Dask run read
@@ -106,6 +115,9 @@ class ScannedSource:
 
     def parent_reads(self, key: str) -> bool:
         return parent_reads(self.source, key)
+
+    def release(self) -> None:
+        release(self.source)
 
 
 SourceFactory = Callable[[str], Union[Source, None]]

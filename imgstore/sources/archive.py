@@ -604,6 +604,11 @@ class ArchiveSource:
         """True for the members of compressed tars: only the parent holds their decompressor checkpoints."""
         return key.split(SEP, 1)[0] in STREAM_KINDS
 
+    def release(self) -> None:
+        """Close what this process holds open of the archive (and of the archives inside it)."""
+        with _LOCK:
+            forget(self.path)
+
 
 @dataclass(frozen=True)
 class ExpandedFolderSource:
@@ -644,6 +649,13 @@ class ExpandedFolderSource:
 
     def parent_reads(self, key: str) -> bool:
         return SEP in key and key.split(SEP, 1)[0] in STREAM_KINDS
+
+    def release(self) -> None:
+        """Close what this process holds open of the archives under the folder."""
+        top = os.path.join(self.root, "")
+        with _LOCK:
+            for path in {loc.path for loc in _OPEN if loc.path.startswith(top)}:
+                forget(path)
 
 
 def with_archives(source: Source) -> Source:

@@ -28,7 +28,7 @@ import numpy as np
 from imgstore.errors import BadImageError, SourceError, os_cause
 from imgstore.options import default_extensions
 from imgstore.progress import ProgressLike, started
-from imgstore.sources import Source, open_source
+from imgstore.sources import Source, open_source, release
 from imgstore.sources.archive import with_archives
 from imgstore.sources.folder import FolderSource
 from imgstore.store.checks import (
@@ -476,7 +476,10 @@ class _Run:
         if recorded.get("archives"):
             source = with_archives(source)
         if not isinstance(source, FolderSource):
-            self.source_members(src, source, tuple(recorded.get("extensions") or default_extensions()))
+            try:
+                self.source_members(src, source, tuple(recorded.get("extensions") or default_extensions()))
+            finally:
+                release(source)  # an archive's descriptors and checkpoints
             return
         folder = source
         digests = self.datasets.get(SHA256)
