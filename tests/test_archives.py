@@ -332,6 +332,27 @@ def test_zip_names_without_the_utf8_flag_are_the_bytes_unzip_writes(tmp_path: Pa
         assert store.class_names == ["z\u00e8bre"]
 
 
+def test_folders_implied_by_paths_are_folders(tmp_path: Path) -> None:
+    """A folder only member paths imply (``d/z.png``, no ``d/`` entry) is a folder like one with an entry: a link
+    to it is a folder link (passed over, not an ignored file), and a file member of the folder's name cannot be
+    extracted over it (GNU tar: "File exists"), so it is skipped, not stored beside the folder's files."""
+    data = encode(pattern(20, 20), "PNG")
+    archive = tmp_path / "implied.tar"
+    with tarfile.open(archive, "w") as t:
+        _add(t, "d/z.png", data)
+        _add(t, "e", type=tarfile.SYMTYPE, linkname="d")
+        _add(t, "x.png", type=tarfile.DIRTYPE)
+        _add(t, "x.png/in.png", data)
+        _add(t, "x.png", data)  # over a folder that holds a file
+        _add(t, "y.png/in.png", data)
+        _add(t, "y.png", data)  # over a folder only implied
+    found = ArchiveSource(str(archive)).scan((".png",))
+    assert [c.name for c in found.files] == ["d/z.png", "x.png/in.png", "y.png/in.png"]
+    reason = "a folder of the same name holds other members: extraction cannot write this file"
+    assert found.skipped == [("x.png", reason), ("y.png", reason)]
+    assert found.ignored == {}
+
+
 def test_an_encrypted_zip_member_is_skipped_with_a_short_reason(tmp_path: Path) -> None:
     """A member that needs a password (``zip -P``) is skipped as encrypted, on one short line (zipfile's own message
     carries the member's whole repr); the others are read."""

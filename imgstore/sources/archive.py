@@ -477,9 +477,9 @@ def _plan_streams(files: list[Candidate]) -> None:
             _KEPT[0] -= len(keeper.kept.pop(key))
 
 
-def _resolve(by_path: dict[str, _Member], path: str, member: _Member) -> _Member | str:
+def _resolve(by_path: dict[str, _Member], path: str, member: _Member, folders: set[str]) -> _Member | str:
     """The regular file a symbolic link ``member`` at ``path`` stands for (a hard link was resolved when it came:
-    :func:`_tar_members`), or why there is none."""
+    :func:`_tar_members`), ``"dir"`` for a folder (``folders``: those member paths imply), or why there is none."""
     seen = 0
     while member.kind == "link" and seen < 40:
         seen += 1
@@ -487,6 +487,8 @@ def _resolve(by_path: dict[str, _Member], path: str, member: _Member) -> _Member
             target = None
         else:  # relative to the link's folder
             target = member_path(posixpath.normpath(posixpath.join(posixpath.dirname(path), member.target)))
+        if target in folders:
+            return "dir"
         found = by_path.get(target) if target is not None else None
         if target is None or found is None:
             return "broken symlink"
@@ -528,13 +530,19 @@ def _walk(loc: Location, prefix: str, where: str, listing: _Listing, top: bool) 
             continue
         by_path.pop(path, None)
         by_path[path] = member
+    folders = {path[:i] for path in by_path for i, c in enumerate(path) if c == "/"}  # with entries or implied
     nested: list[tuple[str, _Member]] = []
     for path, member in by_path.items():
         if not path or any(part.startswith(".") for part in path.split("/")):
             continue  # hidden, as the folder walk passes them over (or the archive's own "./")
         base = path.rsplit("/", 1)[-1]
         name = prefix + path
-        resolved = _resolve(by_path, path, member)
+        if path in folders and member.kind != "dir":  # GNU tar: "Cannot open: File exists"; the folder stays
+            if base.lower().endswith(listing.extensions):
+                reason = "a folder of the same name holds other members: extraction cannot write this file"
+                listing.skipped.append((escape_name(name), reason))
+            continue
+        resolved = _resolve(by_path, path, member, folders)
         if resolved == "dir":
             continue  # a folder (or a link to one: the folder walk takes each folder once)
         if not base.lower().endswith(listing.extensions):
