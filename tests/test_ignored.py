@@ -117,3 +117,19 @@ def test_many_extensions_fit_the_fixed_width_and_keep_the_total() -> None:
     # the most frequent are the ones named
     named = [k for k in kept if k != "..."]
     assert named == sorted(ignored, key=lambda k: -ignored[k])[: len(named)]
+
+
+def test_an_extension_of_undecodable_bytes_is_escaped_like_a_name(tmp_path: Path, cli) -> None:
+    """An extension that is not UTF-8 (``notes.t\\xe9xt`` from a Latin-1 machine) is counted escaped as stored names
+    are, so the summary, ``info`` and ``info --json`` show the same text, and none fails to print it."""
+    src = tmp_path / "src"
+    write(src / "a.png", encode(pattern(20, 16), "PNG"))
+    with open(os.path.join(os.fsencode(src), b"notes.t\xe9xt"), "wb") as f:
+        f.write(b"not a photo")
+    assert discover(src, (".png",)).ignored == {".t\\xe9xt": 1}
+    out = tmp_path / "out.h5"
+    result = cli.invoke(app, ["ingest", str(src), str(out), "--size", "16x12", "--workers", "0", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("1 other file ignored: .t\\xe9xt 1"), result.output
+    assert "ignored     1 other files (.t\\xe9xt 1)" in cli.invoke(app, ["info", str(out)]).output
+    assert json.loads(cli.invoke(app, ["info", str(out), "--json"]).output)["ignored"] == {".t\\xe9xt": 1}

@@ -44,8 +44,11 @@ class Discovery:
 
 
 def count_ignored(counts: dict[str, int], name: str) -> None:
-    """Count the file ``name`` (a base name) in ``counts`` under its lower-case extension (``""`` for none)."""
-    ext = os.path.splitext(name)[1].lower()
+    """Count the file ``name`` (a base name) in ``counts`` under its lower-case extension (``""`` for none), escaped
+    as stored names are (bytes that are not UTF-8 as ``\\xNN``)."""
+    from imgstore.store.format import escape_name
+
+    ext = escape_name(os.path.splitext(name)[1].lower())
     counts[ext] = counts.get(ext, 0) + 1
 
 
