@@ -12,6 +12,7 @@ import itertools
 import os
 import random
 import shutil
+import stat
 import tarfile
 import zipfile
 from pathlib import Path
@@ -388,6 +389,37 @@ def test_zip_slip_and_absolute_names_are_skipped(tmp_path: Path) -> None:
     report = ingest(tmp_path / "evil.zip", tmp_path / "z.h5", opts())
     assert report.count == 1 and report.skipped == [("../escape.png", unsafe)]
     assert member_path("./a//b/./c.png") == "a/b/c.png" and member_path("a/../../b.png") is None
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_zip_member_whose_deflate_data_is_damaged_is_a_skip_reason(
+    tmp_path: Path, workers: int, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Damaged deflate data raises zlib.error inside zipfile: it is the member's skip reason, not the end of the run
+    (--workers 0) or a crashed worker with a traceback over the terminal."""
+    archive = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.png", encode(pattern(60, 60, seed=1), "PNG") * 3)
+        z.writestr("b.png", encode(pattern(20, 20, seed=2), "PNG"))
+    raw = bytearray(archive.read_bytes())
+    raw[60:90] = b"\xff" * 30  # inside a.png's deflate stream
+    archive.write_bytes(bytes(raw))
+    capfd.readouterr()
+    report = ingest(archive, tmp_path / "o.h5", opts(workers=workers))
+    assert report.count == 1
+    [(name, reason)] = report.skipped
+    assert name == "a.png" and reason.startswith("unreadable: damaged compressed data (Error -3 while decompressing"), reason
+    assert capfd.readouterr().err == ""
+    link = tmp_path / "link.zip"  # a symbolic link member (its data: the target) read by the scan itself
+    with zipfile.ZipFile(link, "w", zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo("l.png")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(info, b"target-of-some-length.png" * 4)
+    raw = bytearray(link.read_bytes())
+    raw[35:41] = b"\xff" * 6  # the deflate data, after the 30-byte header and the name
+    link.write_bytes(bytes(raw))
+    assert ArchiveSource(str(link)).scan((".png",)).skipped == [("l.png", "broken symlink")]
 
 
 def test_damaged_members_and_archives_are_skip_reasons(tmp_path: Path, tree: Path) -> None:

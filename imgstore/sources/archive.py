@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import collections
 import io
+import lzma
 import os
 import posixpath
 import stat
@@ -39,6 +40,7 @@ import struct
 import tarfile
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,6 +297,8 @@ def _read_member(key: str) -> bytes:
         raise BadImageError(f"unreadable: {exc}") from None
     except zipfile.BadZipFile as exc:  # a bad CRC-32, a damaged header
         raise BadImageError(f"unreadable: {exc}") from None
+    except (zlib.error, lzma.LZMAError) as exc:  # damaged deflate or lzma data in a zip (bzip2's is an OSError)
+        raise BadImageError(f"unreadable: damaged compressed data ({exc})") from None
     except NotImplementedError as exc:  # a compression zipfile does not know
         raise BadImageError(f"unreadable: {exc}") from None
     except RuntimeError as exc:
@@ -390,7 +394,7 @@ def _zip_members(loc: Location, arc: _Opened) -> dict[str, _Member]:
         elif stat.S_ISLNK(mode):  # unzip makes a symbolic link of it; its data are the target
             try:
                 target = arc.zip.read(info).decode("utf-8", "surrogateescape")
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError):
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error, lzma.LZMAError):
                 target = ""
             entries[name] = _Member("link", target=target)
         elif mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
