@@ -687,3 +687,23 @@ def test_archives_inside_archives_of_every_kind(tree: Path, tmp_path: Path) -> N
     found = ArchiveSource(str(outer_gz), expand=True).scan(IngestOptions().extensions)
     reason = "an archive inside a compressed archive: not expanded (decompress the outer one to a .tar)"
     assert found.files == [] and found.skipped == [(n, reason) for n in ("cat.zip", "dog.tgz", "zèbre ü.tar")]
+
+
+def test_a_damaged_archive_inside_an_archive_costs_only_itself(tmp_path: Path) -> None:
+    """With --archives, a damaged zip inside a tar is skipped with its reason; the tar's other members are read
+    (the zip's error ended the whole scan: an error naming the outer tar as a zip, or the outer tar skipped)."""
+    photo = encode(pattern(20, 20), "PNG")
+    outer = tmp_path / "src" / "outer.tar"
+    outer.parent.mkdir()
+    with tarfile.open(outer, "w") as t:
+        _add(t, "a.png", photo)
+        _add(t, "bad.zip", b"PK\x03\x04 not a zip at all" * 3)
+        _add(t, "bad.tar.gz", b"\x1f\x8b not gzip either")
+    reasons = {"bad.zip": "unreadable archive: File is not a zip file",
+               "bad.tar.gz": "unreadable archive: not a readable tar archive (the compressed data are damaged"}  # fmt: skip
+    for source, prefix in ((ArchiveSource(str(outer), expand=True), ""), (ExpandedFolderSource(str(outer.parent)), "outer/")):
+        found = source.scan((".png",))
+        assert [c.name for c in found.files] == [prefix + "a.png"]
+        assert [name for name, _ in found.skipped] == [prefix + "bad.tar.gz", prefix + "bad.zip"]
+        for name, reason in found.skipped:
+            assert reason.startswith(reasons[name.removeprefix(prefix)]), reason

@@ -335,7 +335,8 @@ def _tar_members(loc: Location, arc: _Opened, damage: list[str], extensions: tup
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")  # noqa: SIM115 (closed by the with below)
     except (tarfile.TarError, StreamError, EOFError, OSError) as exc:
-        raise SourceError(f"{loc.path} is not a readable tar archive ({exc})") from None
+        whole = loc.base == 0 and loc.length < 0  # an archive inside another is named by the skip, not by the file
+        raise SourceError(f"{loc.path + ' is ' if whole else ''}not a readable tar archive ({exc})") from None
     with tar:
         while True:
             try:
@@ -568,7 +569,7 @@ def _walk(loc: Location, prefix: str, where: str, listing: _Listing, top: bool) 
                 listing.skipped.append((escape_name(inner), sub))
                 continue
             _walk(sub, stem + "/", inner, listing, top=False)
-        except (SourceError, OSError) as exc:
+        except (SourceError, OSError, zipfile.BadZipFile) as exc:  # this archive's problem, not the outer one's
             listing.skipped.append((escape_name(inner), f"unreadable archive: {exc}"))
 
 
