@@ -24,13 +24,14 @@ from typer.testing import CliRunner
 
 import imgstore
 from imgstore.cli import app
-from imgstore.errors import OptionError, SourceError
+from imgstore.errors import BadImageError, OptionError, SourceError
 from imgstore.extract import extract_images
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.sources import open_source
-from imgstore.sources.archive import ArchiveSource, ExpandedFolderSource, member_path
+from imgstore.sources.archive import ArchiveSource, ExpandedFolderSource, member_path, read_member
 from imgstore.sources.stream import CompressedStream, StreamError
+from imgstore.store.format import unescape_name
 from imgstore.store.merge import merge_shards
 from imgstore.store.verify import verify_store
 
@@ -707,3 +708,33 @@ def test_a_damaged_archive_inside_an_archive_costs_only_itself(tmp_path: Path) -
         assert [name for name, _ in found.skipped] == [prefix + "bad.tar.gz", prefix + "bad.zip"]
         for name, reason in found.skipped:
             assert reason.startswith(reasons[name.removeprefix(prefix)]), reason
+
+
+def test_zip_members_are_read_without_parsing_the_central_directory(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decoder worker reads a stored or deflated zip member from where the scan's key says it is: it never builds
+    zipfile's list of every member (560 bytes and 5 µs a member in every worker: 700 MB and 6 s each for a zip of
+    ImageNet's 1.28 million photos). Damage is still found (the CRC-32 is checked)."""
+    from imgstore.sources import archive as archive_module
+
+    for kind in ("zip", "zip-deflated"):
+        archive = pack(tree, tmp_path / f"{kind}.zip", kind)
+        found = ArchiveSource(str(archive)).scan((".png", ".jpg", ".webp", ".bmp", ".gif"))
+        with zipfile.ZipFile(archive) as z:
+            want = {c.name: z.read(unescape_name(c.name).decode()) for c in found.files}
+        archive_module.forget(str(archive))  # as a fresh worker
+
+        def no_zipfile(*args: object, **kw: object) -> None:
+            raise AssertionError("the central directory was parsed")
+
+        monkeypatch.setattr(zipfile, "ZipFile", no_zipfile)
+        assert {c.name: read_member(c.key) for c in found.files} == want
+        monkeypatch.undo()
+    raw = bytearray(archive.read_bytes())  # the deflated one: a flipped byte fails the CRC-32 check
+    raw[raw.index(b"cat/p00.png") + len("cat/p00.png") + 40] ^= 0xFF  # the local header's name, then the data
+    archive.write_bytes(bytes(raw))
+    archive_module.forget(str(archive))
+    [key] = [c.key for c in found.files if c.name == "cat/p00.png"]
+    with pytest.raises(BadImageError, match="^unreadable: (Bad CRC-32 for file 'cat/p00.png'|damaged compressed data)"):
+        read_member(key)
