@@ -224,6 +224,12 @@ class _Opened:
                 _KEEPER[0].drop_kept()
             _KEEPER[0] = self
 
+    def drop_zip(self) -> None:
+        """Let go of the zip's reader (its parsed central directory)."""
+        if self.zip is not None:
+            self.zip.close()
+            self.zip = None
+
     def drop_kept(self) -> None:
         _KEPT[0] -= sum(len(v) for v in self.kept.values())
         self.kept.clear()
@@ -232,8 +238,7 @@ class _Opened:
         self.drop_kept()
         if self.stream is not None:
             self.stream.close()
-        if self.zip is not None:
-            self.zip.close()
+        self.drop_zip()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -547,6 +552,7 @@ def _walk(loc: Location, prefix: str, where: str, listing: _Listing, top: bool) 
     damage: list[str] = []
     if loc.kind == "zip":
         entries = _zip_members(loc, arc)
+        arc.drop_zip()  # reads need only the offsets the keys hold; decoder workers fork from this process
     else:
         entries = _tar_members(loc, arc, damage, listing.extensions)
     if top and damage and not entries:
