@@ -42,7 +42,7 @@ from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, resolve_path
 from imgstore.outputs import check_target, temp_path
 from imgstore.progress import Progress, ProgressLike, as_progress
-from imgstore.sources import ScannedSource, Source, open_source
+from imgstore.sources import ScannedSource, Source, open_source, release
 from imgstore.sources.archive import with_archives
 from imgstore.store import open_read
 from imgstore.store.merge import merge_shards
@@ -260,6 +260,7 @@ def ingest_dask(
             return DaskIngestReport(path=resolve_path(out), count=0, nothing_to_do=True, total=_count(out_path))
         check_target(out_path, opts.overwrite or opts.resume)
         found = source.scan(opts.extensions)  # the one walk of SRC: every shard task gets its result
+        release(source)  # the tasks read SRC; this process does not
         total = len(found.files)
         bar.start(total)
         with dask_client(address) as client:

@@ -659,6 +659,7 @@ def test_dask_shards_of_archives_make_the_single_machine_store(tree: Path, tmp_p
                     assert merged.names == single.names and sorted(merged.skipped) == sorted(single.skipped)
                     np.testing.assert_array_equal(merged[:], single[:])
                     np.testing.assert_array_equal(merged.labels, single.labels)
+                assert _held(archive) == 0  # the client's scan, and the tasks in its threads, let go of it
 
 
 def test_archives_inside_archives_of_every_kind(tree: Path, tmp_path: Path) -> None:
