@@ -511,3 +511,43 @@ def test_ctrl_c_while_stderr_is_switched_leaves_it_restored(
     assert capfd.readouterr().err == "after\n"
     decode_bytes(encode(pattern(8, 8), "PNG"), DecodeOptions(size=8))  # and the next decode redirects again
     assert quiet._FD2.depth == 0
+
+
+def test_decodes_overlapping_in_threads_each_get_their_own_warnings_and_leave_none_behind() -> None:
+    """Two threads decoding at once (a threaded Dask worker with ``workers=0``): each decode gets the warnings and
+    log records raised in its own thread, and when both are done the process's warning machinery and root logger
+    are as they were (interleaved ``catch_warnings`` left every later warning appended to a dead decode's list)."""
+    import threading
+
+    from imgstore.decoders.quiet import codec_output
+
+    before = (warnings.showwarning, list(logging.getLogger().handlers))
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    said = {}
+
+    def first() -> None:
+        with codec_output() as s:
+            a_in.set()
+            b_in.wait(5)
+            warnings.warn("from the first", UserWarning, stacklevel=1)
+        said["first"] = s.lines
+        a_out.set()
+
+    def second() -> None:
+        a_in.wait(5)
+        with codec_output() as s:
+            b_in.set()
+            a_out.wait(5)
+            warnings.warn("from the second", UserWarning, stacklevel=1)
+            logging.getLogger("codec").warning("logged by the second")
+        said["second"] = s.lines
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert said == {"first": ["from the first"], "second": ["from the second", "codec: logged by the second"]}
+    assert (warnings.showwarning, list(logging.getLogger().handlers)) == before
+    with pytest.warns(UserWarning, match="after both"):
+        warnings.warn("after both", UserWarning, stacklevel=1)

@@ -6,15 +6,17 @@ text through it is unreadable and ``--quiet`` is not quiet, so :func:`codec_outp
 per-process in-memory file around each decode, records warnings and log records of WARNING and above, and hands
 the text back: :func:`decode_bytes <imgstore.decoders.decode_bytes>` adds it to a failed file's skip reason.
 
-Cost, measured: 25 µs per file in a decoder worker (two ``dup2``, an ``ftruncate``, a warnings context and a log
-handler), 60 µs with ``--workers 0`` (signals are held while fd 2 is switched, so a Ctrl-C never leaves it
-redirected), against 2.8 ms for decoding a 500x375 JPEG to 256x256: 1 and 2 percent.
+Cost, measured: 16 µs per file in a decoder worker (two ``dup2``, an ``ftruncate``, the warnings hook and a log
+handler), 55 µs with ``--workers 0`` (signals are held while fd 2 is switched, so a Ctrl-C never leaves it
+redirected), against 2.8 ms for decoding a 500x375 JPEG to 256x256: half a percent and 2 percent.
 
-Threads: fd 2 belongs to the process. Threads that decode at the same time (a threaded Dask worker with
-``workers=0``) share one redirection: the first in redirects, the last out restores, so nothing escapes to the
-terminal; a thread's text may then include another's. A logging handler the application configured on the root
-logger still receives the records (the application asked for them); without one, Python's last-resort handler
-(which prints to stderr) is never reached.
+Threads: fd 2, the warnings machinery and the root logger belong to the process. Threads that decode at the same
+time (a threaded Dask worker with ``workers=0``) share one capture: the first in sets it up, the last out puts
+everything back, so nothing escapes to the terminal. Warnings and log records go to the decode of the thread they
+come from (a thread that is not decoding warns as usual); fd 2 text cannot be told apart, so a thread's may include
+another's. A logging handler the application configured on the root logger still receives the records (the
+application asked for them); without one, Python's last-resort handler (which prints to stderr) is not reached
+while a decode runs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from imgstore import signals
 
@@ -68,24 +71,44 @@ class CodecOutput:
         return next((line for line in self.lines if DAMAGED.search(line)), None)
 
 
+class _Mine(threading.local):
+    """The warnings and log records of the decode running in this thread (None: no decode is)."""
+
+    caught: list[tuple[type[Warning], str]] | None = None
+    logged: list[str] | None = None
+
+
+_MINE = _Mine()
+
+
 class _LogRecorder(logging.Handler):
-    def __init__(self, into: list[str]) -> None:
+    """On the root logger while a decode runs in any thread: a record goes to the decode of its thread."""
+
+    def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.into = into
 
     def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(Exception):
-            self.into.append(f"{record.name}: {record.getMessage()}")
+        logged = _MINE.logged
+        if logged is not None:
+            with contextlib.suppress(Exception):
+                logged.append(f"{record.name}: {record.getMessage()}")
 
 
 class _Fd2:
-    """This process's redirection of fd 2 into an in-memory file, shared by the threads inside it."""
+    """This process's capture, shared by the threads decoding in it: fd 2 redirected into an in-memory file, one
+    ``warnings.showwarning`` and one root log handler that hand what they get to the decode of the thread it comes
+    from. The first thread in sets them up and the last out puts everything back (``warnings.catch_warnings``
+    nested in several threads restores in the wrong order: it left the process's warnings going to a finished
+    decode's list)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0  # decodes inside the redirection now
         self.sink: int | None = None  # the in-memory file fd 2 points to, made on first use
         self.saved: int | None = None  # fd 2 as it was (None: it was closed)
+        self.recorder = _LogRecorder()
+        self.saved_filters: list[Any] = []
+        self.saved_show: Any = None
 
     def enter(self) -> int:
         """Redirect fd 2 (the first thread in); return where this decode's text starts in the sink."""
@@ -99,11 +122,22 @@ class _Fd2:
                 except OSError:  # fd 2 closed: nothing reaches a terminal, but C writes must not fail
                     self.saved = None
                 os.dup2(self.sink, 2)
+                self.saved_filters, self.saved_show = list(warnings.filters), warnings.showwarning
+                warnings.simplefilter("always")  # every warning, each time: a decode wants its own
+                warnings.showwarning = self._show
+                logging.getLogger().addHandler(self.recorder)
             self.depth += 1
             return os.fstat(self.sink).st_size
 
+    def _show(self, message: Any, category: type[Warning], *args: Any, **kw: Any) -> None:
+        caught = _MINE.caught
+        if caught is None:  # a thread that is not decoding: as it would have been shown
+            self.saved_show(message, category, *args, **kw)
+        else:
+            caught.append((category, str(message)))
+
     def leave(self, start: int) -> str:
-        """The text written since ``start``; restore fd 2 when this is the last thread out."""
+        """The text written since ``start``; restore fd 2 (and the rest) when this is the last thread out."""
         with self.lock:
             assert self.sink is not None
             _flush_python_stderr()
@@ -111,15 +145,25 @@ class _Fd2:
             text = os.pread(self.sink, end - start, start).decode("utf-8", "replace") if end > start else ""
             self.depth -= 1
             if self.depth == 0:
-                if self.saved is None:
-                    os.close(2)
-                else:
-                    os.dup2(self.saved, 2)
-                    os.close(self.saved)
-                    self.saved = None
+                self.restore()
                 os.ftruncate(self.sink, 0)
                 os.lseek(self.sink, 0, os.SEEK_SET)  # fd 2 shared this offset: the next text starts at 0
             return text
+
+    def restore(self) -> None:
+        """Put fd 2, the warnings filters and hook and the root logger's handlers back as they were."""
+        logging.getLogger().removeHandler(self.recorder)
+        warnings.showwarning = self.saved_show
+        warnings.filters[:] = self.saved_filters  # type: ignore[index]  # (a list: typeshed says Sequence)
+        mutated = getattr(warnings, "_filters_mutated", None)  # what simplefilter calls: "once" registries reset
+        if mutated is not None:
+            mutated()
+        if self.saved is None:
+            os.close(2)
+        else:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            self.saved = None
 
 
 def _memory_file() -> int:
@@ -140,12 +184,17 @@ _FD2 = _Fd2()
 
 
 def _forget_in_child() -> None:
-    # A forked worker starts with no decode under way; the parent's sink is the parent's.
+    # A forked worker starts with no decode under way; the parent's sink is the parent's. (Forked while another
+    # thread decoded: the child puts back what that decode changed.)
     global _FD2
+    if _FD2.depth:
+        with contextlib.suppress(Exception):
+            _FD2.restore()
     if _FD2.sink is not None:
         with contextlib.suppress(OSError):
             os.close(_FD2.sink)
     _FD2 = _Fd2()
+    _MINE.caught = _MINE.logged = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -157,31 +206,28 @@ def codec_output() -> Iterator[CodecOutput]:
     """Capture fd 2, warnings and WARNING+ log records inside the block; the yielded object's ``lines`` hold them
     (text written to fd 2 first, then warnings and log records) once the block ends."""
     said = CodecOutput()
-    logged: list[str] = []
-    recorder = _LogRecorder(logged)
-    root = logging.getLogger()
     fd2 = _FD2
+    outer = (_MINE.caught, _MINE.logged)
+    caught: list[tuple[type[Warning], str]] = []
+    logged: list[str] = []
     # A signal (Ctrl-C with --workers 0: the decode runs in the main thread) raising while fd 2 is switched would
     # leave it pointing at the sink, and the "Interrupted" line and every error after it unseen: held until done.
     start = None
-    caught: list[warnings.WarningMessage] = []
     try:
         with signals.deferred():  # a signal held here raises at its end, inside the try: fd 2 is restored
             start = fd2.enter()
-            root.addHandler(recorder)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield said
+            _MINE.caught, _MINE.logged = caught, logged
+        yield said
     finally:
         text = ""
         if start is not None:
             with signals.deferred():
-                root.removeHandler(recorder)
+                _MINE.caught, _MINE.logged = outer
                 text = fd2.leave(start)
         said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
         said.lines.extend(
-            str(w.message).strip()
-            for w in caught
-            if not issubclass(w.category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(str(w.message))
+            message.strip()
+            for category, message in caught
+            if not issubclass(category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(message)
         )
         said.lines.extend(logged)
