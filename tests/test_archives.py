@@ -13,8 +13,10 @@ import os
 import random
 import shutil
 import stat
+import struct
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import h5py
@@ -329,6 +331,15 @@ def test_zip_names_without_the_utf8_flag_are_the_bytes_unzip_writes(tmp_path: Pa
     archive.write_bytes(blob)
     found = ArchiveSource(str(archive)).scan((".png",))
     assert [c.name for c in found.files] == ["caf\\xe9.png", "dos\u00e9.png", "z\u00e8bre/\u00e9t\u00e9.png"]
+    unicode_path = tmp_path / "unicode-path.zip"  # Info-ZIP's Unicode Path field (0x7075) holds the UTF-8 name
+    with zipfile.ZipFile(unicode_path, "w") as z:
+        info = zipfile.ZipInfo("olX.png")
+        info.create_system = 0
+        utf8 = "ol\u00e9.png".encode()
+        info.extra = struct.pack("<HHB", 0x7075, 5 + len(utf8), 1) + struct.pack("<I", zlib.crc32(b"ol\xe9.png")) + utf8
+        z.writestr(info, data)
+    unicode_path.write_bytes(unicode_path.read_bytes().replace(b"olX.png", b"ol\xe9.png"))
+    assert [c.name for c in ArchiveSource(str(unicode_path)).scan((".png",)).files] == ["ol\u00e9.png"]
     ingest(archive, tmp_path / "z.h5", opts(labels="folder"))
     with imgstore.open(tmp_path / "z.h5") as store:
         assert store.class_names == ["z\u00e8bre"]

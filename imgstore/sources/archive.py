@@ -450,11 +450,33 @@ def zip_name(info: zipfile.ZipInfo) -> str:
     escapes), cp437 for a zip made on DOS or Windows (their OEM code page)."""
     if info.flag_bits & 0x800:
         return info.filename
-    raw = info.orig_filename.encode("cp437")
+    try:
+        raw = info.orig_filename.encode("cp437")
+    except UnicodeEncodeError:  # a zipfile that decoded the name otherwise (an Info-ZIP Unicode Path field)
+        return info.filename
+    unicode_path = _unicode_path(info.extra, raw)
+    if unicode_path is not None:
+        return unicode_path
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("utf-8", "surrogateescape") if info.create_system == 3 else info.filename
+
+
+def _unicode_path(extra: bytes, raw: bytes) -> str | None:
+    """The UTF-8 name in Info-ZIP's Unicode Path extra field (0x7075; unzip uses it), when it is there and was
+    written for the name ``raw`` (its CRC-32 says so)."""
+    at = 0
+    while at + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, at)
+        body = extra[at + 4 : at + 4 + size]
+        if tag == 0x7075 and len(body) >= 5 and body[0] == 1 and struct.unpack_from("<I", body, 1)[0] == zlib.crc32(raw):
+            try:
+                return body[5:].decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        at += 4 + size
+    return None
 
 
 def _nested_location(loc: Location, arc: _Opened, member: _Member, name: str) -> Location | str:
