@@ -292,6 +292,21 @@ def test_links_duplicates_and_special_members_match_extraction(tmp_path: Path) -
         assert not np.array_equal(store[0], store[2])  # the second dup.png, not the first
 
 
+def test_backslashes_in_a_windows_zip_are_folder_separators(tmp_path: Path) -> None:
+    """Zips written on Windows by some tools (PowerShell 5's Compress-Archive) separate folders with backslashes;
+    unzip turns them into folders, so they name folders here too (and --labels folder finds the classes). On a zip
+    made on Unix a backslash is part of the name, as there."""
+    data = encode(pattern(20, 20), "PNG")
+    archive = tmp_path / "windows.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, system in (("cat\\1.png", 0), ("dog\\2.png", 11), ("odd\\name.png", 3)):
+            info = zipfile.ZipInfo(name)
+            info.create_system = system
+            z.writestr(info, data)
+    found = ArchiveSource(str(archive)).scan((".png",))
+    assert [c.name for c in found.files] == ["cat/1.png", "dog/2.png", "odd\\\\name.png"]
+
+
 def test_a_hard_link_reads_its_target_as_it_was_when_the_link_came(tmp_path: Path) -> None:
     """Extraction links to the file of that name at the link's place in the archive: a later member of the name
     replaces the name, not the link's data, and a link to a member that comes only later is missing (GNU tar and

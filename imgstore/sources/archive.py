@@ -445,9 +445,18 @@ def _read_zip_member(arc: _Opened, offset: int, csize: int, size: int, method: i
 def zip_name(info: zipfile.ZipInfo) -> str:
     """A zip member's path as unzip extracts it on Linux. A name without the UTF-8 flag is bytes in whatever
     encoding the zipping machine used, which :mod:`zipfile` decodes as cp437: Info-ZIP on Linux and macOS's Archive
-    Utility write UTF-8 bytes without the flag, and unzip writes those bytes as the file name. So: the bytes when
-    they are UTF-8 or the zip was made on Unix (other bytes then as ``os`` gives undecodable ones, surrogate
-    escapes), cp437 for a zip made on DOS or Windows (their OEM code page)."""
+    Utility write UTF-8 bytes without the flag, and unzip writes those bytes as the file name. So: the name in an
+    Info-ZIP Unicode Path field, else the bytes when they are UTF-8 or the zip was made on Unix (other bytes then as
+    ``os`` gives undecodable ones, surrogate escapes), else cp437 (a zip made on DOS or Windows: their OEM code
+    page). A zip made on Windows may separate folders with backslashes (PowerShell 5): they are folders."""
+    name = _zip_text_name(info)
+    return name.replace("\\", "/") if info.create_system in _WINDOWS_SYSTEMS else name
+
+
+_WINDOWS_SYSTEMS = (0, 6, 11, 14)  # the "version made by" hosts MS-DOS/FAT, OS/2 HPFS, NTFS, VFAT: no "\\" in names
+
+
+def _zip_text_name(info: zipfile.ZipInfo) -> str:
     if info.flag_bits & 0x800:
         return info.filename
     try:
