@@ -448,12 +448,11 @@ def zip_name(info: zipfile.ZipInfo) -> str:
     Utility write UTF-8 bytes without the flag, and unzip writes those bytes as the file name. So: the name in an
     Info-ZIP Unicode Path field, else the bytes when they are UTF-8 or the zip was made on Unix (other bytes then as
     ``os`` gives undecodable ones, surrogate escapes), else cp437 (a zip made on DOS or Windows: their OEM code
-    page). A zip made on Windows may separate folders with backslashes (PowerShell 5): they are folders."""
+    page). A zip made on DOS/Windows may separate folders with backslashes (PowerShell 5): they are folders."""
     name = _zip_text_name(info)
-    return name.replace("\\", "/") if info.create_system in _WINDOWS_SYSTEMS else name
-
-
-_WINDOWS_SYSTEMS = (0, 6, 11, 14)  # the "version made by" hosts MS-DOS/FAT, OS/2 HPFS, NTFS, VFAT: no "\\" in names
+    if info.create_system == 0 and "/" not in name:  # unzip's rule: made on MS-DOS/FAT (Windows tools say so)
+        return name.replace("\\", "/")
+    return name
 
 
 def _zip_text_name(info: zipfile.ZipInfo) -> str:
