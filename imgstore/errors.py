@@ -57,9 +57,12 @@ class FormatError(ImgStoreError):
 
 
 class BadImageError(ImgStoreError):
-    """One image cannot be ingested; ``reason`` is the short text recorded in ``skipped_reasons``."""
+    """One image cannot be ingested; ``reason`` is the short text recorded in ``skipped_reasons``, on one line
+    whatever was given (a plugin's or a library's message can hold line breaks)."""
 
     def __init__(self, reason: str) -> None:
+        if "\n" in reason or "\r" in reason:
+            reason = " ".join(reason.split())
         super().__init__(reason)
         self.reason = reason
 

@@ -551,3 +551,27 @@ def test_decodes_overlapping_in_threads_each_get_their_own_warnings_and_leave_no
     assert (warnings.showwarning, list(logging.getLogger().handlers)) == before
     with pytest.warns(UserWarning, match="after both"):
         warnings.warn("after both", UserWarning, stacklevel=1)
+
+
+class MultiLineDecoder:
+    """Claims ``MULTI`` files and fails with a reason of several lines, as a plugin's exception text can be."""
+
+    name = "multiline"
+    extensions = (".multi",)
+
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
+        if not data.startswith(b"MULTI"):
+            raise NotRecognised("")
+        raise BadImageError("corrupt MULTI:\n  bad block\r\n  at 12")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_reason_of_several_lines_is_stored_on_one(tmp_path: Path, workers: int) -> None:
+    """Whatever a decoder (or a source) puts in a reason, the skipped list holds one line per file."""
+    register_decoder(MultiLineDecoder(), first=True)
+    try:
+        write(tmp_path / "src" / "a.multi", b"MULTI data")
+        report = ingest(tmp_path / "src", tmp_path / "o.h5", IngestOptions(workers=workers, decode=DecodeOptions(size=8)))
+    finally:
+        unregister_decoder("multiline")
+    assert report.skipped == [("a.multi", "corrupt MULTI: bad block at 12")]
