@@ -435,7 +435,8 @@ def test_a_zip_member_whose_deflate_data_is_damaged_is_a_skip_reason(
     report = ingest(archive, tmp_path / "o.h5", opts(workers=workers))
     assert report.count == 1
     [(name, reason)] = report.skipped
-    assert name == "a.png" and reason.startswith("unreadable: damaged compressed data (Error -3 while decompressing"), reason
+    assert name == "a.png"
+    assert reason.startswith("unreadable: damaged compressed data (Error -3 while decompressing"), reason
     assert capfd.readouterr().err == ""
     link = tmp_path / "link.zip"  # a symbolic link member (its data: the target) read by the scan itself
     with zipfile.ZipFile(link, "w", zipfile.ZIP_DEFLATED) as z:
@@ -728,8 +729,9 @@ def test_a_damaged_archive_inside_an_archive_costs_only_itself(tmp_path: Path) -
         _add(t, "bad.zip", b"PK\x03\x04 not a zip at all" * 3)
         _add(t, "bad.tar.gz", b"\x1f\x8b not gzip either")
     reasons = {"bad.zip": "unreadable archive: File is not a zip file",
-               "bad.tar.gz": "unreadable archive: not a readable tar archive (the compressed data are damaged"}  # fmt: skip
-    for source, prefix in ((ArchiveSource(str(outer), expand=True), ""), (ExpandedFolderSource(str(outer.parent)), "outer/")):
+               "bad.tar.gz": "unreadable archive: not a readable tar archive (the compressed data are"}  # fmt: skip
+    sources = ((ArchiveSource(str(outer), expand=True), ""), (ExpandedFolderSource(str(outer.parent)), "outer/"))
+    for source, prefix in sources:
         found = source.scan((".png",))
         assert [c.name for c in found.files] == [prefix + "a.png"]
         assert [name for name, _ in found.skipped] == [prefix + "bad.tar.gz", prefix + "bad.zip"]

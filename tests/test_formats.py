@@ -571,7 +571,8 @@ def test_a_reason_of_several_lines_is_stored_on_one(tmp_path: Path, workers: int
     register_decoder(MultiLineDecoder(), first=True)
     try:
         write(tmp_path / "src" / "a.multi", b"MULTI data")
-        report = ingest(tmp_path / "src", tmp_path / "o.h5", IngestOptions(workers=workers, decode=DecodeOptions(size=8)))
+        options = IngestOptions(workers=workers, decode=DecodeOptions(size=8))
+        report = ingest(tmp_path / "src", tmp_path / "o.h5", options)
     finally:
         unregister_decoder("multiline")
     assert report.skipped == [("a.multi", "corrupt MULTI: bad block at 12")]

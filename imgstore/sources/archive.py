@@ -7,8 +7,9 @@ same way. So an archive and its extracted folder make the same store (names, ord
 Like the folder walk, members with a hidden component (``.git/x.jpg``, ``._x.jpg``) are passed over and
 directories are not counted; a later member of the same name replaces an earlier one (tar's rule on extraction); a
 hard link reads its target's data as it was where the link comes, a symbolic link the member it points at
-(dangling: skipped, ``broken symlink``); FIFOs and devices are skipped as ``not a regular file``. A member whose path is absolute or leaves the
-archive with ``..`` (a "zip slip") is skipped as ``unsafe path``.
+(dangling: skipped, ``broken symlink``); FIFOs and devices are skipped as ``not a regular file``. A member whose
+path is absolute or leaves the archive with ``..`` (a "zip slip") is skipped as ``unsafe path``. Zip names are
+those unzip writes (:func:`zip_name`).
 
 **Expanded archives** (``--archives``): an archive found in a folder (or, one level and more, inside an archive)
 stands for the folder it extracts to, named as the archive without its extension:
@@ -408,13 +409,15 @@ def _zip_members(loc: Location, arc: _Opened) -> dict[str, _Member]:
         elif stat.S_ISLNK(mode):  # unzip makes a symbolic link of it; its data are the target
             try:
                 target = zipped.read(info).decode("utf-8", "surrogateescape")
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error, lzma.LZMAError):
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error,
+                    lzma.LZMAError):
                 target = ""
             entries[name] = _Member("link", target=target)
         elif mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
             entries[name] = _Member("other")
         else:
-            fields = (i, info.header_offset, info.compress_size, info.file_size, info.compress_type, info.flag_bits, info.CRC)
+            fields = (i, info.header_offset, info.compress_size, info.file_size, info.compress_type, info.flag_bits,
+                      info.CRC)
             entries[name] = _Member("file", ":".join(map(str, fields)), info.file_size)
     return entries
 
@@ -478,7 +481,8 @@ def _unicode_path(extra: bytes, raw: bytes) -> str | None:
     while at + 4 <= len(extra):
         tag, size = struct.unpack_from("<HH", extra, at)
         body = extra[at + 4 : at + 4 + size]
-        if tag == 0x7075 and len(body) >= 5 and body[0] == 1 and struct.unpack_from("<I", body, 1)[0] == zlib.crc32(raw):
+        for_raw = len(body) >= 5 and struct.unpack_from("<I", body, 1)[0] == zlib.crc32(raw)
+        if tag == 0x7075 and for_raw and body[0] == 1:
             try:
                 return body[5:].decode("utf-8")
             except UnicodeDecodeError:
