@@ -96,7 +96,8 @@ def format_info(info: dict[str, Any]) -> str:
         from imgstore.ingest import by_extension
 
         total = sum(info["ignored"].values())
-        lines.append(f"  ignored     {total} other files" + (f" ({by_extension(info['ignored'])})" if total else ""))
+        noun = "file" if total == 1 else "files"
+        lines.append(f"  ignored     {total} other {noun}" + (f" ({by_extension(info['ignored'])})" if total else ""))
     if info.get("class_names"):
         names = info["class_names"]
         shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10 else "")
