@@ -1,6 +1,6 @@
 """The store's format: dataset names, attributes, name escaping, checksums, the text journal, opening.
 
-Store format, version 2 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
+Store format, versions 2 and 3 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
 
 - ``images``: uint8 ``(N, H, W, C)``, chunks ``(1, H, W, C)``, maxshape ``(None, H, W, C)``.
 - ``image_names``: variable-length UTF-8 ``(N,)``: row i's source path relative to the source root, ``/``
@@ -14,11 +14,20 @@ Store format, version 2 (a contract; the reader, ``verify``, ``merge``, export a
 - ``skipped_names``, ``skipped_reasons``: variable-length UTF-8, one row per file that could not be ingested.
 - ``_journal/<column>.bytes`` (uint8) and ``_journal/<column>.ends`` (int64): the three text columns again as
   plain numeric data (:class:`TextJournal`), because SWMR does not cover variable-length strings.
-- root attributes: ``imgstore_format`` = 2, ``imgstore_version``, ``count`` (rows committed: readers read only rows
-  below it), ``skipped_count`` (the same for the skipped lists), ``complete`` (true only after a clean finish),
-  ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
+- optional meta columns (format 3): ``meta/<column>``, one dataset per column of a list file, row-aligned with
+  ``images``: int64, float64 (NaN for empty) or variable-length UTF-8 text with a journal copy like the names'
+  (``_journal/meta/<column>``); the root attribute ``meta_columns`` lists the column names in order. See
+  :mod:`imgstore.store.meta`.
+- root attributes: ``imgstore_format`` = 2 (3 with meta columns), ``imgstore_version``, ``count`` (rows
+  committed: readers read only rows below it), ``skipped_count`` (the same for the skipped lists), ``complete``
+  (true only after a clean finish), ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
   held when the ingest writing it began ([0, 0], or where an ``--append`` began: what its ``--resume`` retries),
   plus what the caller adds (``resize_mode``, ``source``, ``class_names``, ``ingest_options``, ...).
+
+Version 3 is version 2 plus meta columns, and only a store that has meta columns is written as version 3
+(:func:`format_for`): a store without them stays readable and appendable by imgstore releases that know version 2,
+while one with them is refused by those, since they would append rows without meta values (or drop the columns
+when copying the store) and so break the alignment of rows and meta silently.
 
 Version 1 stores (imgstore 0.1) lack ``checksums`` and escaped undecodable bytes only (a literal backslash was kept
 as it is). Everything here reads them; writing to one first copies it into version 2 (:func:`needs_upgrade`).
@@ -51,8 +60,8 @@ from imgstore.store.h5 import (
     is_lock_conflict,
 )
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3  # the newest format this imgstore writes (3 for stores with meta columns, else 2)
+READABLE_FORMATS = (1, 2, 3)
 LIBVER = ("v110", "v110")  # the 1.10 file format: SWMR writing, and readable by HDF5 1.10 and newer
 
 IMAGES = "images"
@@ -71,6 +80,11 @@ STR = h5py.string_dtype("utf-8")
 # Bytes kept free beyond a commit's rows for HDF5's metadata (new chunks of the per-row datasets and journal,
 # heap collections, index blocks): measured under 300 KiB per commit; a full disk stops the writer before this.
 SPACE_MARGIN = 1 << 20
+
+
+def format_for(has_meta: bool) -> int:
+    """The format version a store is written in: 3 when it has meta columns, else 2 (see the module docstring)."""
+    return 3 if has_meta else 2
 
 
 def store_version() -> str:
