@@ -175,7 +175,7 @@ def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: 
 @app.command(cls=Command)
 def ingest(
     ctx: typer.Context,
-    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped).")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped); or a list file (.csv, .jsonl, .parquet) with a path column, whose label column gives labels and other columns are kept per row (store.meta).")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The HDF5 store to write, e.g. out.h5.")],
     size: Annotated[Optional[str], _ingest_option("size", GEOMETRY, "Target size: N (square) or WIDTHxHEIGHT, e.g. 320x240.")] = None,
     channels: Annotated[Optional[int], _ingest_option("channels", GEOMETRY, "3 = RGB, 1 = luminance.")] = None,
@@ -270,7 +270,7 @@ def merge(
 @app.command(cls=Command)
 def verify(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest (or merge).")],
-    sources: Annotated[Optional[Path], typer.Option(help="The folder the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
+    sources: Annotated[Optional[Path], typer.Option(help="The folder (or list file) the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""

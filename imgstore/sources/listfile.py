@@ -120,6 +120,11 @@ register_source("list", claim_list)
 # ------------------------------------------------------------------------------------------------ reading
 
 
+# The last list read, by (absolute path, modification time, size): an ingest asks whether the list is labelled
+# before it scans it, and a list of a million rows takes seconds to read.
+_LAST: list[tuple[tuple[str, int, int], Table]] = []
+
+
 def read_table(path: str | os.PathLike[str]) -> Table:
     """Read the list file at ``path`` by its extension; raises :class:`SourceError` naming the file (and line)."""
     p = Path(path)
@@ -127,6 +132,16 @@ def read_table(path: str | os.PathLike[str]) -> Table:
         raise SourceError(f"list file {p} does not exist: give a .csv, .jsonl or .parquet file with a path column")
     if not p.is_file():
         raise SourceError(f"list file {p} is not a file")
+    st = p.stat()
+    key = (os.path.abspath(p), st.st_mtime_ns, st.st_size)
+    if _LAST and _LAST[0][0] == key:
+        return _LAST[0][1]
+    table = _read_table(p)
+    _LAST[:] = [(key, table)]
+    return table
+
+
+def _read_table(p: Path) -> Table:
     ext = p.suffix.lower()
     try:
         if ext == ".csv":
