@@ -251,7 +251,10 @@ def _check_options(
         if k in theirs and theirs[k] != mine[k]
     ]
     if differ:
-        raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + " (drop those options to use the store's)")
+        how = "drop those options to use the store's"
+        if LIST_SCHEME in (mine["labels_scheme"], theirs["labels_scheme"]) and mine["labels_scheme"] != theirs["labels_scheme"]:
+            how += "; labels from a list file come from its label column: give a list with one, or rename it"
+        raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + f" ({how})")
 
 
 def _show(value: Any) -> str:

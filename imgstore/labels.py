@@ -74,7 +74,8 @@ def parse_labels_option(value: str | os.PathLike[str] | None) -> str | None:
 
 def folder_labels(names: Sequence[str]) -> Labels:
     """Labels from the first path component of each candidate name."""
-    classes = sorted({n.split("/", 1)[0] for n in names if "/" in n})
+    # An absolute name (a list file's) is in no class folder: its empty first component is not a class.
+    classes = sorted({n.split("/", 1)[0] for n in names if "/" in n and not n.startswith("/")})
     return Labels(FOLDER, classes, {c: i for i, c in enumerate(classes)}, NO_CLASS_FOLDER)
 
 

@@ -27,6 +27,7 @@ more fields than the header) raises one :class:`~imgstore.errors.SourceError` na
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -160,7 +161,7 @@ def _read_table(p: Path) -> Table:
 
 def _read_csv(p: Path) -> Table:
     """A CSV list: a header row, then one row per file (quoted fields may hold commas and newlines)."""
-    with open(p, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(_read_text(p), newline="") as f:
         reader = csv.reader(f, strict=True)
         rows: list[list[str]] = []
         lines: list[int] = []
@@ -183,12 +184,20 @@ def _read_csv(p: Path) -> Table:
                 lines.append(line)
         except csv.Error as exc:
             raise SourceError(f"list file {p} line {reader.line_num}: malformed CSV ({exc})") from None
-        except UnicodeDecodeError:
-            raise SourceError(f"list file {p} near line {start}: not UTF-8 text (save the list as UTF-8)") from None
     if header is None:
         raise SourceError(f"list file {p} is empty: it needs a header row with a path column")
     cells = {name: [row[i] for row in rows] for i, name in enumerate(header)}
     return Table(header, cells, lines)
+
+
+def _read_text(p: Path) -> str:
+    """The list's text (UTF-8, a byte-order mark dropped); text that is not UTF-8 raises naming its line."""
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SourceError(f"list file {p} line {line}: not UTF-8 text (save the list as UTF-8)") from None
 
 
 def _header(p: Path, names: list[str], line: int) -> list[str]:
@@ -207,23 +216,20 @@ def _read_jsonl(p: Path) -> Table:
     columns: dict[str, None] = {}
     objects: list[dict[str, Any]] = []
     lines: list[int] = []
-    with open(p, encoding="utf-8-sig") as f:
-        line = 0
+    # Lines end at \n only: a JSON string cannot hold a raw line break, but other characters str.splitlines()
+    # breaks at (U+2028) may appear in it.
+    for line, text in enumerate(_read_text(p).split("\n"), start=1):
+        if not text.strip():
+            continue
         try:
-            for line, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    obj = json.loads(text)
-                except ValueError as exc:
-                    raise SourceError(f"list file {p} line {line}: malformed JSON ({exc})") from None
-                if not isinstance(obj, dict):
-                    raise SourceError(f"list file {p} line {line}: expected a JSON object, got {type(obj).__name__}")
-                columns.update(dict.fromkeys(obj))
-                objects.append(obj)
-                lines.append(line)
-        except UnicodeDecodeError:
-            raise SourceError(f"list file {p} line {line + 1}: not UTF-8 text (save the list as UTF-8)") from None
+            obj = json.loads(text)
+        except ValueError as exc:
+            raise SourceError(f"list file {p} line {line}: malformed JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise SourceError(f"list file {p} line {line}: expected a JSON object, got {type(obj).__name__}")
+        columns.update(dict.fromkeys(obj))
+        objects.append(obj)
+        lines.append(line)
     names = list(columns)
     for name in names:
         if not name.strip():
