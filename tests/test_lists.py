@@ -270,6 +270,23 @@ def test_every_listed_file_is_a_candidate_whatever_its_extension(lists: Lists, t
     assert reasons["notes.txt"] and "missing" not in reasons["notes.txt"]
 
 
+def test_same_file_under_another_spelling_is_listed_twice(lists: Lists, tmp_path: Path) -> None:
+    """The same file reached by an absolute path, through '..' or a symlink is a second listing: skipped, naming
+    the first; a path written with './' and '//' is stored without them."""
+    os.symlink(lists.folder / "zoo", lists.folder / "link")
+    rows = [{"path": ".//zoo/./a/1.png"}, {"path": str(lists.folder / "zoo/a/1.png")}, {"path": "zoo/b/../a/1.png"},
+            {"path": "link/a/1.png"}, {"path": "zoo/a/5.png"}]  # fmt: skip
+    Lists.write_csv(lists.folder / "l.csv", rows, ["path"])
+    ingest(lists.folder / "l.csv", tmp_path / "o.h5", opts())
+    s = imgstore.open(tmp_path / "o.h5")
+    assert s.names == ["zoo/a/1.png", "zoo/a/5.png"]
+    assert s.skipped == [
+        ("l.csv:3", f"listed twice: {lists.folder}/zoo/a/1.png is listed as zoo/a/1.png at line 2 of l.csv"),
+        ("l.csv:4", "listed twice: zoo/b/../a/1.png is listed as zoo/a/1.png at line 2 of l.csv"),
+        ("l.csv:5", "listed twice: link/a/1.png is listed as zoo/a/1.png at line 2 of l.csv"),
+    ]
+
+
 # -- bad lists ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "text", "message"),

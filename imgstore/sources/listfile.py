@@ -19,8 +19,9 @@ row each, with data that travels with them.
   its JSON text, true and false as ``true`` and ``false``.
 
 What cannot be stored is skipped with a reason: a missing file (``missing: no such file``), a row without a path
-and a file listed a second time (recorded under the name ``LIST:LINE``, since they have no name of their own; the
-reason says where). A list that cannot be read at all (no ``path`` column, a malformed CSV or JSON line, a row with
+and a file listed a second time -- by the same path, or by another that reaches the same file (absolute and
+relative, through a symlink or ``..``: the same device and inode) -- recorded under the name ``LIST:LINE``, since
+they have no name of their own (the reason says where the first listing is). A list that cannot be read at all (no ``path`` column, a malformed CSV or JSON line, a row with
 more fields than the header) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
 """
 
@@ -270,7 +271,9 @@ def list_candidates(list_path: str | os.PathLike[str], table: Table) -> Discover
     labels = table.cells.get(LABEL)
     files: list[Candidate] = []
     skipped: list[tuple[str, str]] = []
-    first: dict[str, int] = {}  # file -> line listing it first
+    # The first listing of each file, by path and by identity (device, inode): the same file listed again under
+    # another spelling (absolute and relative, through a symlink or "..") would be stored twice under two names.
+    first: dict[object, tuple[int, str]] = {}
     for i, (value, line) in enumerate(zip(table.cells[PATH], table.lines)):
         here = f"{escape_name(p.name)}:{line}"
         name = stored_path(value)
@@ -278,12 +281,16 @@ def list_candidates(list_path: str | os.PathLike[str], table: Table) -> Discover
             skipped.append((here, f"no path in the path column ({table.where} {line} of {p.name})"))
             continue
         key = name if name.startswith("/") else os.path.join(folder, name)
-        if key in first:
-            skipped.append((here, f"listed twice: {name} is listed at {table.where} {first[key]} of {p.name}"))
+        identity, reason = _file_identity(key)
+        seen = first.get(key) or (first.get(identity) if identity is not None else None)
+        if seen is not None:
+            also = "" if seen[1] == name else f" as {seen[1]}"
+            skipped.append((here, f"listed twice: {name} is listed{also} at {table.where} {seen[0]} of {p.name}"))
             continue
-        first[key] = line
+        first[key] = (line, name)
+        if identity is not None:
+            first[identity] = (line, name)
         stored = escape_name(name)
-        reason = _not_a_file_reason(key)
         if reason:
             skipped.append((stored, reason))
             continue
@@ -312,19 +319,21 @@ def _label_text(value: Cell) -> str | None:
     return text or None
 
 
-def _not_a_file_reason(path: str) -> str | None:
-    """Why a listed path cannot be read as an image file, or None when it is a regular file."""
+def _file_identity(path: str) -> tuple[tuple[int, int] | None, str | None]:
+    """The listed file's ``(device, inode)`` (None when it cannot be found) and why it cannot be read as an image
+    file (None when it is a regular file)."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except FileNotFoundError:
-        return "missing: no such file"
+        return None, "missing: no such file"
     except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    if stat.S_ISDIR(mode):
-        return "not a file: a folder"
-    if not stat.S_ISREG(mode):
-        return "not a regular file"  # a FIFO or a device would block or never end when read
-    return None
+        return None, f"unreadable: {exc.strerror or exc}"
+    identity = (st.st_dev, st.st_ino)
+    if stat.S_ISDIR(st.st_mode):
+        return identity, "not a file: a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return identity, "not a regular file"  # a FIFO or a device would block or never end when read
+    return identity, None
 
 
 # ------------------------------------------------------------------------------------------- column types
