@@ -379,6 +379,25 @@ def test_verify_finds_damaged_meta_columns(lists: Lists, tmp_path: Path) -> None
     assert "meta/score has 2 rows but count is 4" in report.problems
 
 
+def test_checksums_cover_meta_values(lists: Lists, tmp_path: Path) -> None:
+    """A meta value changed after ingest is a changed row: verify lists it and check=True reading refuses it."""
+    from imgstore.errors import ChecksumError
+
+    out = tmp_path / "o.h5"
+    ingest(lists.csv, out, opts())
+    assert verify_store(out).changed_rows == []
+    with h5py.File(out, "r+") as f:
+        f["meta/count"][1] = 99
+        f["meta/caption"][3] = "edited"
+    report = verify_store(out)
+    assert report.changed_rows == [1, 3]
+    assert "meta/caption row 3 is 'edited' but its journal copy says 'last, at last'" in report.problems
+    with imgstore.open(out, check=True) as s:
+        np.testing.assert_array_equal(s[0], lists.pixels["zoo/b/2.png"])
+        with pytest.raises(ChecksumError, match="row 1"):
+            s[1]
+
+
 # -- workers, append, merge ---------------------------------------------------------------------------------------
 def test_workers_0_1_2_make_identical_stores(lists: Lists, tmp_path: Path) -> None:
     """Decoder processes change nothing: every dataset and attribute is the same for 0, 1 and 2 workers."""

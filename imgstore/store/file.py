@@ -75,6 +75,7 @@ from imgstore.store.meta import (
     create_meta,
     meta_path,
     read_meta,
+    rows_meta_bytes,
     text_columns,
 )
 
@@ -630,7 +631,8 @@ def upgrade(path: Path, schema: Schema | None = None, attrs: Mapping[str, Any] |
                 images = src[IMAGES][a:b]
                 labels = src[LABELS][a:b] if found.labels else None
                 digests = src[SHA256][a:b] if found.sha256 else None
-                sums = row_checksums(images, names[a:b], labels, digests)
+                rows_meta = rows_meta_bytes(found.meta, [column[a:b] for column in meta], b - a)
+                sums = row_checksums(images, names[a:b], labels, digests, rows_meta)
                 store.write_rows(images, names[a:b], None if labels is None else labels.tolist(),
                                  None if digests is None else [bytes(d) for d in digests], sums.tolist(),
                                  [column[a:b] for column in meta])  # fmt: skip

@@ -7,8 +7,9 @@ Store format, versions 2 and 3 (a contract; the reader, ``verify``, ``merge``, e
   separators, escaped by :func:`escape_name` (a backslash is stored as ``\\\\``, a byte that is not UTF-8 as
   ``\\xNN``), so different paths never share a name and :func:`unescape_name` gives back the exact bytes.
 - ``checksums``: uint32 ``(N,)``: CRC-32 (``zlib.crc32``) of the row's pixels, then its label as int64
-  little-endian (stores with labels), its SHA-256 digest (stores with digests) and its name in UTF-8
-  (:func:`row_checksum`), computed before the row is written. ``verify`` and ``imgstore.open(path, check=True)``
+  little-endian (stores with labels), its SHA-256 digest (stores with digests), its name in UTF-8 and its meta
+  values (format 3: :func:`imgstore.store.meta.meta_bytes`) (:func:`row_checksum`), computed before the row is
+  written. ``verify`` and ``imgstore.open(path, check=True)``
   recompute it.
 - optional ``labels`` (int64 ``(N,)``) and ``sha256`` (uint8 ``(N, 32)``: the source file's digest).
 - ``skipped_names``, ``skipped_reasons``: variable-length UTF-8, one row per file that could not be ingested.
@@ -193,21 +194,26 @@ def pixel_crc(image: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(image).data.cast("B"))
 
 
-def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | None) -> int:
-    """The ``checksums`` value of a row: the pixel CRC continued over label (int64 LE), digest and UTF-8 name."""
-    meta = (struct.pack("<q", label) if label is not None else b"") + (sha256 or b"") + name.encode("utf-8")
-    return zlib.crc32(meta, pixels_crc)
+def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | None, meta: bytes = b"") -> int:
+    """The ``checksums`` value of a row: the pixel CRC continued over label (int64 LE), digest, UTF-8 name and, in a
+    store with meta columns, the row's meta values (:func:`imgstore.store.meta.meta_bytes`)."""
+    data = (struct.pack("<q", label) if label is not None else b"") + (sha256 or b"") + name.encode("utf-8") + meta
+    return zlib.crc32(data, pixels_crc)
 
 
 def row_checksums(
-    images: np.ndarray, names: Sequence[str], labels: np.ndarray | None, digests: np.ndarray | None
+    images: np.ndarray,
+    names: Sequence[str],
+    labels: np.ndarray | None,
+    digests: np.ndarray | None,
+    meta: Sequence[bytes] | None = None,
 ) -> np.ndarray:
-    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``."""
+    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``; ``meta``: each row's meta bytes."""
     out = np.empty(len(names), np.uint32)
     for j, name in enumerate(names):
         label = None if labels is None else int(labels[j])
         digest = None if digests is None else bytes(digests[j])
-        out[j] = row_checksum(pixel_crc(images[j]), name, label, digest)
+        out[j] = row_checksum(pixel_crc(images[j]), name, label, digest, b"" if meta is None else meta[j])
     return out
 
 

@@ -56,7 +56,7 @@ from imgstore.store.format import (
     read_text_column,
     row_checksum,
 )
-from imgstore.store.meta import TEXT, Columns, columns_of, meta_path, read_meta
+from imgstore.store.meta import TEXT, Columns, columns_of, meta_bytes, meta_path, read_meta
 from imgstore.store.reader import read_root_attrs
 from imgstore.store.writer import ImageIndexer
 
@@ -466,13 +466,14 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
                         label = None if labels is None else int(labels[j])
                         digest = None if hashes is None else hashes[j].tobytes()
                         crc = pixel_crc(images[j])
-                        if sums is not None and row_checksum(crc, names[j], label, digest) != int(sums[j]):
+                        meta = [_plain(values[start + j]) for values in meta_all]
+                        check = row_checksum(crc, names[j], label, digest, meta_bytes(meta, columns))
+                        if sums is not None and check != int(sums[j]):
                             raise StoreError(
                                 f"{s.path} row {start + j} ({names[j]}) does not match its checksum: the shard is "
                                 "damaged; ingest that shard again"
                             )
                         ix.reserve()[...] = images[j]
-                        meta = [_plain(values[start + j]) for values in meta_all]
                         ix.commit(names[j], label=label, sha256=digest, pixels_crc=crc, meta=meta)
                     tick(stop - start)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,6 +108,26 @@ def as_kind(value: MetaValue | None, kind: str) -> MetaValue:
     elif kind == INT and isinstance(value, int) and not isinstance(value, bool):
         return value
     raise ValueError(f"{value!r} is not {'a number' if kind == FLOAT else 'an integer'}")
+
+
+def meta_bytes(values: Sequence[MetaValue], columns: Columns) -> bytes:
+    """A row's meta values (one per column, of its kind) as the bytes its checksum covers, in column order: int64
+    and float64 little-endian (a NaN as written), text as its UTF-8 length (int64 LE) then the UTF-8 bytes."""
+    out = bytearray()
+    for value, (_, kind) in zip(values, columns):
+        if kind == INT:
+            out += struct.pack("<q", int(value))
+        elif kind == FLOAT:
+            out += struct.pack("<d", float(value))
+        else:
+            text = str(value).encode("utf-8")
+            out += struct.pack("<q", len(text)) + text
+    return bytes(out)
+
+
+def rows_meta_bytes(columns: Columns, values: Sequence[Sequence[Any]], n: int) -> list[bytes]:
+    """:func:`meta_bytes` of ``n`` rows, given each column's values for them (``values[c][j]``)."""
+    return [meta_bytes([column[j] for column in values], columns) for j in range(n)]
 
 
 def column_array(values: Sequence[MetaValue], kind: str) -> Any:

@@ -35,7 +35,7 @@ from imgstore.store.format import (
     read_text_column,
     row_checksum,
 )
-from imgstore.store.meta import Columns, MetaValue, columns_of, read_meta
+from imgstore.store.meta import Columns, MetaValue, columns_of, meta_bytes, read_meta
 
 
 def read_root_attrs(f: h5py.File) -> dict[str, Any]:
@@ -65,6 +65,7 @@ class ImageStore:
         self._names: list[str] | None = None
         self._meta: tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None = None  # for check=True
         self._columns: dict[str, Any] = {}  # meta columns read so far
+        self._kinds: Columns | None = None  # the meta columns, for check=True
         try:
             self._load()
         except BaseException:
@@ -192,7 +193,11 @@ class ImageStore:
         name = self.names[i]
         label = None if labels is None else int(labels[i])
         digest = None if digests is None else bytes(digests[i])
-        if row_checksum(pixel_crc(image), name, label, digest) != int(sums[i]):
+        if self._kinds is None:
+            self._kinds = self.meta_columns
+        columns = self._kinds
+        meta = meta_bytes([self._meta_column(c, kind)[i] for c, kind in columns], columns) if columns else b""
+        if row_checksum(pixel_crc(image), name, label, digest, meta) != int(sums[i]):
             raise ChecksumError(
                 f"{self.path}: row {i} ({name}) does not match its checksum: its stored bytes changed "
                 "(run imgstore verify on the store to list every damaged row)"

@@ -83,7 +83,7 @@ from imgstore.store.format import (
     row_checksums,
     texts,
 )
-from imgstore.store.meta import META, META_COLUMNS, TEXT, kind_of, meta_column, meta_key, meta_path
+from imgstore.store.meta import META, META_COLUMNS, TEXT, kind_of, meta_column, meta_key, meta_path, rows_meta_bytes
 from imgstore.store.reader import check_store_path, read_root_attrs
 
 # Stored rows are read about this many bytes at a time, which bounds the memory verify needs.
@@ -291,6 +291,7 @@ class _Run:
         self.datasets: dict[str, h5py.Dataset] = {}  # the usable per-row datasets
         self.dead: list[tuple[int, int]] = []  # row ranges of image_names served by an unusable shard file
         self.meta: dict[str, str] = {}  # meta column -> kind, of those listed whose dataset is there
+        self.meta_whole = True  # every listed meta column is usable (else its rows' checksums cannot be computed)
 
     @property
     def has_names(self) -> bool:
@@ -355,6 +356,7 @@ class _Run:
                 self.meta[column] = kind_of(self.f, column)
             except (KeyError, ValueError):
                 pass  # not a column of a known type: check_row_dataset says so
+        self.meta_whole = len(self.meta) == len(listed)
         return [meta_path(c) for c in present]
 
     def counts(self) -> bool:
@@ -513,10 +515,31 @@ class _Run:
         names = self.names_batch(a, b) if self.has_names else None
         stored = self.rows.read(CHECKSUMS, sums, a, b)
         meta = {k: self.rows.read(k, self.datasets[k], a, b) for k in (LABELS, SHA256) if k in self.datasets}
-        if names is None or stored is None or any(v is None for v in meta.values()):
+        columns = self.meta_batch(a, b)
+        if names is None or stored is None or any(v is None for v in meta.values()) or columns is None:
             return  # already listed as unreadable
-        computed = row_checksums(batch, names, meta.get(LABELS), meta.get(SHA256))
+        kinds = tuple(self.meta.items())
+        computed = row_checksums(batch, names, meta.get(LABELS), meta.get(SHA256), rows_meta_bytes(kinds, columns, b - a))
         self.report.changed_rows.extend(changed_rows(a, computed, stored, self.dead))
+
+    def meta_batch(self, a: int, b: int) -> list[Any] | None:
+        """Rows ``a:b`` of every meta column (as readers see them), or None when one cannot be read (listed)."""
+        if not self.meta_whole:
+            return None  # a column is missing or damaged (a problem already): the checksums cannot be recomputed
+        out: list[Any] = []
+        for column, kind in self.meta.items():
+            key = meta_path(column)
+            if kind == TEXT and not self.complete and has_journal(self.f, key):
+                values: Any = self.journal_rows(key, a, b)
+            elif key in self.datasets:
+                values = self.rows.read(key, self.datasets[key], a, b)
+                values = None if values is None else texts(values) if kind == TEXT else values.tolist()
+            else:
+                values = None  # not a usable per-row dataset: already a problem
+            if values is None:
+                return None
+            out.append(values)
+        return out
 
     def sources(self, src: Source) -> None:
         """Every row's file is in ``src`` and, when the store records digests, hashes to the stored one."""

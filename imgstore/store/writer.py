@@ -42,7 +42,7 @@ from imgstore.store.format import (
     settable_in_place,
     store_version,
 )
-from imgstore.store.meta import KINDS, Columns, MetaValue, as_kind
+from imgstore.store.meta import KINDS, Columns, MetaValue, as_kind, meta_bytes
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
 DEFAULT_FLUSH_SECONDS = 2.0  # a commit at least this often while rows arrive: what a kill -9 can lose
@@ -352,7 +352,7 @@ class ImageIndexer:
         assert self._buf is not None
         stored = stored_name(name)
         crc = pixel_crc(self._buf[self._fill]) if pixels_crc is None else pixels_crc
-        self._sums.append(row_checksum(crc, stored, label, sha256))
+        self._sums.append(row_checksum(crc, stored, label, sha256, meta_bytes(values, self._meta_columns)))
         self._names.append(stored)
         if label is not None:
             self._labels.append(int(label))
