@@ -338,7 +338,9 @@ def extract(
 
     with cli_errors(), progress_bar("extract", "img", silent=quiet) as bar:
         written = extract_images(store, outdir, indices=indices, overwrite=overwrite, progress=bar)
-    typer.echo(f"wrote {len(written)} PNG files to {outdir}")
+    pngs = [p for p in written if p.suffix == ".png"]
+    also = f" and {written[-1].name} (their meta columns)" if len(pngs) < len(written) else ""
+    typer.echo(f"wrote {len(pngs)} PNG files{also} to {outdir}")
 
 
 def _interrupted_note(out: Path, dask: bool) -> str:

@@ -307,9 +307,12 @@ def _run(
     compression = dataset_args(opts.compression)  # fails early when a plugin is missing
     found = source.scan(opts.extensions)
     if target.mode is Mode.REPLACE and not found.files and opts.shard is None:
+        what = (
+            f"{source.label} lists no file that exists" if found.rows is not None
+            else f"no file in {source.label} has one of the extensions {', '.join(opts.extensions)}"
+        )  # fmt: skip
         raise OptionError(
-            f"no file in {source.label} has one of the extensions {', '.join(opts.extensions)}: --overwrite would "
-            f"replace {target.path} with an empty store, so nothing was changed"
+            f"{what}: --overwrite would replace {target.path} with an empty store, so nothing was changed"
         )
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
     rows = found.rows

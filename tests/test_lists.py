@@ -343,7 +343,7 @@ def test_labels_option_and_label_column(lists: Lists, tmp_path: Path) -> None:
 # -- the CLI, info, verify, extract ---------------------------------------------------------------------------------
 def test_cli_ingest_info_verify_extract(lists: Lists, tmp_path: Path, cli: CliRunner) -> None:
     """The CLI ingests a list, info shows its meta columns, verify --sources re-reads the listed files, extract
-    writes every row (absolute names too)."""
+    writes every row (absolute names too) and the meta columns beside them in meta.jsonl."""
     out = tmp_path / "o.h5"
     result = cli.invoke(app, ["ingest", str(lists.csv), str(out), "--size", f"{W}x{H}", "--workers", "0", "-q"])
     assert result.exit_code == 0, result.output
@@ -363,8 +363,18 @@ def test_cli_ingest_info_verify_extract(lists: Lists, tmp_path: Path, cli: CliRu
     assert f"problem: {lists.abs} changed since ingest (sha256 differs)" in bad.stderr
     assert f"problem: zoo/a/1.png is missing from {lists.csv}" in bad.stderr
     files = extract_images(out, tmp_path / "png")
-    assert len(files) == 4 and all(f.is_file() for f in files)
+    assert len(files) == 5 and all(f.is_file() for f in files) and files[-1].name == "meta.jsonl"
     np.testing.assert_array_equal(np.asarray(Image.open(files[2])), lists.pixels[str(lists.abs)])
+    sidecar = [json.loads(line) for line in files[-1].read_text(encoding="utf-8").splitlines()]
+    assert [r["file"] for r in sidecar] == [f.name for f in files[:4]] and [r["row"] for r in sidecar] == [0, 1, 2, 3]
+    assert sidecar[1] == {"file": files[1].name, "row": 1, "name": "zoo/a/1.png", "label": 2, "class": "dog",
+                          "meta": {"caption": ROWS[1]["caption"], "score": None, "count": 7, "split": "val",
+                                   "boxes": "[]"}}  # fmt: skip
+    again = cli.invoke(app, ["extract", str(out), str(tmp_path / "png2"), "--indices", "3", "-q"])
+    assert again.stdout.strip() == f"wrote 1 PNG files and meta.jsonl (their meta columns) to {tmp_path / 'png2'}"
+    assert json.loads((tmp_path / "png2" / "meta.jsonl").read_text())["meta"]["caption"] == "last, at last"
+    refused = cli.invoke(app, ["extract", str(out), str(tmp_path / "png2"), "-q"])
+    assert refused.exit_code == 1 and "meta.jsonl" in refused.stderr
 
 
 def test_verify_finds_damaged_meta_columns(lists: Lists, tmp_path: Path) -> None:
