@@ -408,6 +408,31 @@ def test_checksums_cover_meta_values(lists: Lists, tmp_path: Path) -> None:
             s[1]
 
 
+def test_image_indexer_writes_meta_columns_directly(tmp_path: Path) -> None:
+    """ImageIndexer(meta=...) takes one value per column per row (None: empty), keeps them across a reopen, and
+    refuses a row with too few values or a value of another kind."""
+    from imgstore.store.writer import ImageIndexer
+
+    out = tmp_path / "own.h5"
+    columns = (("caption", "text"), ("score", "float64"), ("id", "int64"))
+    with ImageIndexer(out, size=(W, H), meta=columns) as ix:
+        ix.add("a", photo(1), meta=("first", 0.5, 10))
+        ix.add("b", photo(2), meta=(None, None, 11))
+        with pytest.raises(OptionError, match="one meta value per meta column"):
+            ix.add("c", photo(3), meta=("x", 1.0))
+        with pytest.raises(OptionError, match="does not fit its column"):
+            ix.add("c", photo(3), meta=("x", 1.0, 2.5))
+    with ImageIndexer.reopen(out) as ix:
+        assert ix.meta_columns == columns
+        ix.add("c", photo(3), meta=("third", 3, 12))
+    s = imgstore.open(out, check=True)
+    assert s.names == ["a", "b", "c"] and s.meta_columns == columns
+    assert meta_of(s) == {"caption": ["first", "", "third"], "score": [0.5, None, 3.0], "id": [10, 11, 12]}
+    np.testing.assert_array_equal(s[2], photo(3))
+    with pytest.raises(OptionError, match="invalid meta column name"):
+        ImageIndexer(tmp_path / "bad.h5", size=(W, H), meta=(("x", "text"), ("x", "int64")))
+
+
 # -- workers, append, merge ---------------------------------------------------------------------------------------
 def test_workers_0_1_2_make_identical_stores(lists: Lists, tmp_path: Path) -> None:
     """Decoder processes change nothing: every dataset and attribute is the same for 0, 1 and 2 workers."""
