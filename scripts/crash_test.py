@@ -873,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         if not strace:
             print("--every-syscall needs strace")
             return 1
-        setup = prepare(args.data, QUICK[0], True)
+        setup = prepare(args.data, dataclasses.replace(QUICK[0], listed=args.listed), True)
         for mode in MODES:
             total = len(setup.syscalls[mode])
             cell = [trial(setup, mode, "KILL", syscall=n) for n in range(1, total + 1)]
