@@ -378,7 +378,8 @@ def _run(
 def _take_shard(found: Discovery, opts: IngestOptions) -> dict[str, Any]:
     """Cut ``found`` down to shard K of N (in place) and return the shard's attributes; nothing without a shard.
 
-    Shard K of N takes a contiguous range of the sorted candidates, so the shards concatenated in order are the
+    Shard K of N takes a contiguous range of the candidates (in the source's order: a folder's sorted, a list's as
+    listed), so the shards concatenated in order are the
     single-machine store. Files the walk itself could not use belong to the first shard, where a single-machine
     ingest lists them too (first).
     """

@@ -21,8 +21,9 @@ row each, with data that travels with them.
 What cannot be stored is skipped with a reason: a missing file (``missing: no such file``), a row without a path
 and a file listed a second time -- by the same path, or by another that reaches the same file (absolute and
 relative, through a symlink or ``..``: the same device and inode) -- recorded under the name ``LIST:LINE``, since
-they have no name of their own (the reason says where the first listing is). A list that cannot be read at all (no ``path`` column, a malformed CSV or JSON line, a row with
-more fields than the header) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
+they have no name of their own (the reason says where the first listing is). A list that cannot be read at all
+(no ``path`` column, a malformed CSV or JSON line, a row with more fields than the header, text that is not
+UTF-8) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
 """
 
 from __future__ import annotations

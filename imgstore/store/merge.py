@@ -1,7 +1,8 @@
 """Join shard stores (``imgstore ingest --shard K/N``) into one store: ``imgstore merge OUT SHARD...``.
 
 HDF5 files cannot be written by several processes at once (without MPI), so a collection too large for one machine
-is ingested as N shard files, each a plain store holding one contiguous range of the sorted file list, and then
+is ingested as N shard files, each a plain store holding one contiguous range of the file list (sorted; a list
+file's in list order), and then
 joined here. Two ways to join:
 
 - virtual (default): OUT holds HDF5 virtual datasets (``h5py.VirtualLayout``) that map the shards' committed rows
