@@ -181,7 +181,7 @@ def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: 
 @app.command(cls=Command)
 def ingest(
     ctx: typer.Context,
-    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped), or an archive of them: .tar, .tar.gz, .tgz, .zip (also .tar.bz2, .tar.xz).")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="Folder of photos, walked recursively (hidden files skipped); an archive of them: .tar, .tar.gz, .tgz, .zip (also .tar.bz2, .tar.xz); or a list file (.csv, .jsonl, .parquet) with a path column, whose label column gives labels and other columns are kept per row (store.meta).")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The HDF5 store to write, e.g. out.h5.")],
     size: Annotated[Optional[str], _ingest_option("size", GEOMETRY, "Target size: N (square) or WIDTHxHEIGHT, e.g. 320x240.")] = None,
     channels: Annotated[Optional[int], _ingest_option("channels", GEOMETRY, "3 = RGB, 1 = luminance.")] = None,
@@ -201,9 +201,9 @@ def ingest(
     resume: Annotated[Optional[bool], _ingest_option("resume", SAFETY, "Continue an interrupted ingest into OUT; the result equals an uninterrupted run.", "--resume")] = None,
     flush_every: Annotated[Optional[float], _ingest_option("flush_every", SAFETY, "Seconds: the longest decoded images wait in memory before they are committed (what a kill can lose).")] = None,
     strict: Annotated[Optional[bool], _ingest_option("strict", SAFETY, "Exit with code 1 if any file was skipped.", "--strict")] = None,
-    labels: Annotated[Optional[str], _ingest_option("labels", LABELS, "'folder': the first-level subfolder is the class; or FILE.csv with file_name,label rows.")] = None,
+    labels: Annotated[Optional[str], _ingest_option("labels", LABELS, "'folder': the first-level subfolder is the class; or FILE.csv with file_name,label rows. (A list file as SRC with a label column labels its rows itself.)")] = None,
     dedupe: Annotated[Optional[bool], _ingest_option("dedupe", LABELS, "Skip files whose bytes (SHA-256) are already stored, as duplicates.", "--dedupe")] = None,
-    shard: Annotated[Optional[str], _ingest_option("shard", SCALE_OUT, "K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (join shards with imgstore merge).")] = None,
+    shard: Annotated[Optional[str], _ingest_option("shard", SCALE_OUT, "K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (a list file's in list order; join shards with imgstore merge).")] = None,
     dask: Annotated[Optional[str], _ingest_option("dask", SCALE_OUT, "Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs pip install 'imgstore[dask]'.", "--dask", shown="none")] = None,
     shards: Annotated[Optional[int], _ingest_option("shards", SCALE_OUT, "With --dask: number of shards.", shown="4 per Dask worker thread, at most one per file")] = None,
     compression: Annotated[Optional[str], _ingest_option("compression", None, "none, gzip, lzf; zstd or blosc need pip install 'imgstore[compression]'.")] = None,
@@ -277,7 +277,7 @@ def merge(
 @app.command(cls=Command)
 def verify(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest (or merge).")],
-    sources: Annotated[Optional[Path], typer.Option(help="The folder or archive the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
+    sources: Annotated[Optional[Path], typer.Option(help="The folder, archive or list file the store was ingested from: check every file is there with the stored SHA-256.", show_default="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Check a store: counts, names, every committed chunk, and (with --sources) the source files. Exit 1 on problems."""
@@ -345,7 +345,9 @@ def extract(
 
     with cli_errors(), progress_bar("extract", "img", silent=quiet) as bar:
         written = extract_images(store, outdir, indices=indices, overwrite=overwrite, progress=bar)
-    typer.echo(f"wrote {len(written)} PNG files to {outdir}")
+    pngs = [p for p in written if p.suffix == ".png"]
+    also = f" and {written[-1].name} (their meta columns)" if len(pngs) < len(written) else ""
+    typer.echo(f"wrote {len(pngs)} PNG files{also} to {outdir}")
 
 
 def _interrupted_note(out: Path, dask: bool) -> str:

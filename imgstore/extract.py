@@ -1,14 +1,18 @@
-"""``imgstore extract``: stored images back as PNG files named after their stored names (:func:`extract_images`);
+"""``imgstore extract``: stored images back as PNG files named after their stored names (:func:`extract_images`),
+with a store's meta columns (a list file's captions, boxes, ...) beside them in ``meta.jsonl``;
 :func:`parse_indices` reads the ``0,5,10-20`` form the command line takes.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import posixpath
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +24,7 @@ from imgstore.store.reader import open_store
 _RANGE = re.compile(r"(-?\d+)\s*-\s*(-?\d+)")
 _UNSAFE = re.compile(r"[^\w.\-]+")
 MAX_NAME_BYTES = 200  # of the sanitised name part; file systems allow 255
+META_SIDECAR = "meta.jsonl"  # written beside the PNGs of a store with meta columns
 
 
 def _resolve_index(i: int, n: int) -> int:
@@ -77,11 +82,14 @@ def extract_images(
     overwrite: bool = False,
     progress: ProgressLike = None,
 ) -> list[Path]:
-    """Write rows of the store at ``path`` as PNG files in ``outdir`` (created if needed); return their paths.
+    """Write rows of the store at ``path`` as PNG files in ``outdir`` (created if needed); return the paths written.
 
     ``indices``: ints (negative count from the end), a string for :func:`parse_indices` (``"0,5,10-20"``), or None
-    for every row. Files are named by :func:`export_file_name`; one-channel stores give grayscale PNGs. Existing
-    files are refused, before anything is written, unless ``overwrite``. ``progress`` gets image increments.
+    for every row. Files are named by :func:`export_file_name`; one-channel stores give grayscale PNGs. A store
+    with meta columns also gets ``meta.jsonl`` (last in the list returned): one JSON object per PNG, in the same
+    order, ``{"file", "row", "name", "label" (with labels), "class" (with class names), "meta": {column: value}}``,
+    an empty number as null; so the captions and boxes stay with the pixels. Existing files are refused, before
+    anything is written, unless ``overwrite``. ``progress`` gets image increments.
     """
     import imageio.v3 as iio
 
@@ -104,15 +112,16 @@ def extract_images(
         names = store.names
         width = max(6, len(str(max(n - 1, 0))))
         targets = [out / export_file_name(i, names[i], width) for i in rows]
+        sidecar = out / META_SIDECAR if store.meta_columns else None
         if not overwrite:
-            existing = [t.name for t in targets if t.exists()]
+            existing = [t.name for t in [*targets, *([sidecar] if sidecar else [])] if t.exists()]
             if existing:
                 shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
                 raise OutputExistsError(
                     f"{len(existing)} file(s) exist in {out} ({shown}): pass overwrite=True (--overwrite) to replace them"
                 )
         out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(*targets)  # what a killed extract left: one scan of the folder
+        remove_stale_temps(*targets, *([sidecar] if sidecar else []))  # what a killed extract left: one scan
         tick = started(progress, len(rows))
         for i, target in zip(rows, targets):
             arr = store[i]
@@ -120,4 +129,23 @@ def extract_images(
             with replaced_when_written(target) as tmp:
                 iio.imwrite(tmp, arr[:, :, 0] if arr.shape[2] == 1 else arr, extension=".png")
             tick(1)
-    return targets
+        if sidecar is None:
+            return targets
+        with replaced_when_written(sidecar) as tmp:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for i, target in zip(rows, targets):
+                    fh.write(json.dumps(_sidecar_row(store, i, names[i], target.name), ensure_ascii=False) + "\n")
+    return [*targets, sidecar]
+
+
+def _sidecar_row(store: Any, i: int, name: str, file: str) -> dict[str, Any]:
+    """Row ``i``'s line of ``meta.jsonl``."""
+    row: dict[str, Any] = {"file": file, "row": i, "name": name}
+    labels = store.labels
+    if labels is not None:
+        row["label"] = int(labels[i])
+        if store.class_names is not None and 0 <= row["label"] < len(store.class_names):
+            row["class"] = store.class_names[row["label"]]
+    meta = store.meta_row(i)
+    row["meta"] = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in meta.items()}
+    return row

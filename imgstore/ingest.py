@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgstore.errors import OptionError, StoreError, os_cause
-from imgstore.labels import Labels, resolve_labels
+from imgstore.labels import Labels, labels_from_texts, resolve_labels
 from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, resolve_path, shard_range
 from imgstore.outputs import check_target
 from imgstore.pool import Decoded, DecodePool, decode_in_process
 from imgstore.progress import Progress, ProgressLike, as_progress
-from imgstore.sources import Candidate, Discovery, ScannedSource, Source, open_source, release
+from imgstore.sources import Candidate, Discovery, ScannedSource, Source, carries_labels, open_source, release
 from imgstore.sources.archive import with_archives
 from imgstore.store import (
     IGNORED_COUNT,
@@ -49,6 +49,7 @@ from imgstore.store import (
     upgrade_v1_name,
 )
 from imgstore.store.compression import dataset_args, load_filters
+from imgstore.store.meta import FLOAT, INT, TEXT, Columns, MetaValue
 from imgstore.store.reader import read_root_attrs
 from imgstore.store.writer import ImageIndexer
 
@@ -186,8 +187,25 @@ def _scheme(labels: str | None) -> str:
     return "none" if labels is None else "folder" if labels == "folder" else "csv"
 
 
-def plan_target(out: Path, opts: IngestOptions) -> Target:
-    """Decide how to write ``out`` (call it holding OUT's writer lock); checks a continued store's options."""
+LIST_SCHEME = "list"  # labels from a list file's label column (the store's labels_source)
+
+
+def labels_scheme(source: Source, opts: IngestOptions) -> str:
+    """The labels scheme of a run: ``--labels``' (none, folder, csv), or "list" when the source labels its rows (a
+    list file with a ``label`` column). Both at once is refused: a row would have two labels."""
+    if not carries_labels(source):
+        return _scheme(opts.labels)
+    if opts.labels is not None:
+        raise OptionError(
+            f"{source.label} has a label column, which labels its rows: drop --labels {opts.labels} (or rename the "
+            "list's label column to keep it as a meta column)"
+        )
+    return LIST_SCHEME
+
+
+def plan_target(out: Path, opts: IngestOptions, scheme: str | None = None) -> Target:
+    """Decide how to write ``out`` (call it holding OUT's writer lock); checks a continued store's options.
+    ``scheme``: the run's labels scheme (:func:`labels_scheme`; default: that of ``--labels``)."""
     partial = partial_path(out)
     if opts.resume or opts.append:
         found = continued_store(out, resume=opts.resume)
@@ -201,7 +219,7 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
                 f"{partial} holds an interrupted --overwrite of {out}: finish it with --resume, or delete it, "
                 "before appending"
             )
-        complete, state = _inspect(found, opts)
+        complete, state = _inspect(found, opts, scheme or _scheme(opts.labels))
         if complete and opts.resume:
             # A complete partial file: the --overwrite was killed between finishing it and its rename.
             return Target(Mode.DONE, found, out if found == partial else None)
@@ -215,7 +233,7 @@ def plan_target(out: Path, opts: IngestOptions) -> Target:
     return Target(Mode.REPLACE if out.exists() else Mode.NEW, out)
 
 
-def _inspect(path: Path, opts: IngestOptions) -> tuple[bool, _StoreState]:
+def _inspect(path: Path, opts: IngestOptions, scheme: str) -> tuple[bool, _StoreState]:
     """Open the store to continue once: check it can be appended to / resumed with ``opts`` (one error naming every
     option that differs) and read what it already holds. Returns whether it is complete, and that state."""
     from imgstore.store.reader import open_store
@@ -229,19 +247,24 @@ def _inspect(path: Path, opts: IngestOptions) -> tuple[bool, _StoreState]:
     with store:
         if store.virtual:
             raise StoreError(f"{path} is a merged (virtual) store: merge with --copy to get a store you can {verb}")
-        _check_options(path, options_of(store.attrs, path), opts, verb)
+        theirs = LIST_SCHEME if store.attrs.get("labels_source") == LIST_SCHEME else None
+        _check_options(path, options_of(store.attrs, path), opts, verb, scheme, theirs)
         try:
             return store.complete, _state_of(store)
         except unreadable as exc:
             raise StoreError(f"{path} cannot be read: {os_cause(exc)} (imgstore verify {path} says more)") from None
 
 
-def _check_options(path: Path, stored: dict[str, Any], opts: IngestOptions, verb: str) -> None:
-    """Refuse ``opts`` where they differ from the options the store was made with."""
+def _check_options(
+    path: Path, stored: dict[str, Any], opts: IngestOptions, verb: str, scheme: str | None = None,
+    their_scheme: str | None = None,
+) -> None:
+    """Refuse ``opts`` where they differ from the options the store was made with. ``scheme`` / ``their_scheme``:
+    the labels schemes of this run and of the store when they are not their ``--labels`` options' (a list file)."""
     mine = recorded_options(opts)
-    mine["labels_scheme"] = _scheme(opts.labels)
+    mine["labels_scheme"] = scheme or _scheme(opts.labels)
     theirs = dict(stored)
-    theirs["labels_scheme"] = _scheme(stored.get("labels"))
+    theirs["labels_scheme"] = their_scheme or _scheme(stored.get("labels"))
     keys = MUST_MATCH_RESUME if opts.resume else MUST_MATCH_APPEND
     differ = [
         f"{k.replace('_', '-')} is {_show(theirs[k])} in the store but {_show(mine[k])} here"
@@ -249,7 +272,10 @@ def _check_options(path: Path, stored: dict[str, Any], opts: IngestOptions, verb
         if k in theirs and theirs[k] != mine[k]
     ]
     if differ:
-        raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + " (drop those options to use the store's)")
+        how = "drop those options to use the store's"
+        if LIST_SCHEME in (mine["labels_scheme"], theirs["labels_scheme"]) and mine["labels_scheme"] != theirs["labels_scheme"]:
+            how += "; labels from a list file come from its label column: give a list with one, or rename it"
+        raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + f" ({how})")
 
 
 def _show(value: Any) -> str:
@@ -281,8 +307,9 @@ def ingest(
     source = open_source(src if isinstance(src, Source) else resolve_path(src))
     if opts.archives and not isinstance(source, ScannedSource):  # a scan handed over was made expanded already
         source = with_archives(source)
+    scheme = labels_scheme(source, opts)
     with WriterLock(out_path):
-        target = plan_target(out_path, opts)
+        target = plan_target(out_path, opts, scheme)
         if target.mode is Mode.DONE:
             if target.publish_to is not None:
                 publish(target.path, target.publish_to)
@@ -306,19 +333,31 @@ def _run(
     compression = dataset_args(opts.compression)  # fails early when a plugin is missing
     found = source.scan(opts.extensions)
     if target.mode is Mode.REPLACE and not found.files and opts.shard is None:
+        what = (
+            f"{source.label} lists no file that exists" if found.rows is not None
+            else f"no file in {source.label} has one of the extensions {', '.join(opts.extensions)}"
+        )  # fmt: skip
         raise OptionError(
-            f"no file in {source.label} has one of the extensions {', '.join(opts.extensions)}: --overwrite would "
-            f"replace {target.path} with an empty store, so nothing was changed"
+            f"{what}: --overwrite would replace {target.path} with an empty store, so nothing was changed"
         )
     # Labels come from the whole walk, before sharding, so every shard numbers the classes alike.
-    labels = resolve_labels(opts.labels, [c.name for c in found.files])
+    rows = found.rows
+    if rows is not None and rows.labelled:
+        raw = {c.name: c.label for c in found.files if c.label is not None}
+        labels: Labels | None = labels_from_texts(LIST_SCHEME, raw, f"no label in {rows.where}")
+    else:
+        labels = resolve_labels(opts.labels, [c.name for c in found.files])
+    columns = rows.columns if rows is not None else ()
     # What was passed over is counted over the whole walk, before sharding: every shard of SRC records the same.
     run_attrs = {**_run_attrs(source, opts, labels), **ignored_attrs(found.ignored), **_take_shard(found, opts),
                  **(attrs or {})}  # fmt: skip
     state = _StoreState()
+    order: list[int] | None = None  # where each of the store's meta columns is in a candidate's meta
     if continuing:
         assert target.state is not None
         state = target.state
+        order = _meta_order(target.path, state.meta, columns, rows.where if rows else source.label, opts)
+        columns = state.meta
         if opts.append:  # a new run begins here: what --resume of it must not take as handled comes before
             run_attrs[RUN_START] = list(state.counts)
         if labels is not None and labels.class_names is not None and state.class_names is not None:
@@ -345,7 +384,7 @@ def _run(
             ix = ImageIndexer(
                 target.path, size=opts.decode.size, channels=opts.decode.channels, buffer_size=opts.buffer_size,
                 overwrite=opts.overwrite, attrs=run_attrs, labels=labels is not None, sha256=True,
-                flush_every=opts.flush_every, **compression,
+                flush_every=opts.flush_every, meta=columns, **compression,
             )  # fmt: skip
         stack.enter_context(ix)
         report.candidates = len(todo)
@@ -358,7 +397,7 @@ def _run(
             results = pool.imap(keys, on_idle=ix.flush_if_due)
         else:
             results = decode_in_process(source, keys, opts.decode)
-        _consume(results, todo, ix, report, progress, opts.dedupe, seen, state.skipped)
+        _consume(results, todo, ix, report, progress, opts.dedupe, seen, state.skipped, order)
         report.count = ix.count - before
     report.total = ix.count
     return report
@@ -367,7 +406,8 @@ def _run(
 def _take_shard(found: Discovery, opts: IngestOptions) -> dict[str, Any]:
     """Cut ``found`` down to shard K of N (in place) and return the shard's attributes; nothing without a shard.
 
-    Shard K of N takes a contiguous range of the sorted candidates, so the shards concatenated in order are the
+    Shard K of N takes a contiguous range of the candidates (in the source's order: a folder's sorted, a list's as
+    listed), so the shards concatenated in order are the
     single-machine store. Files the walk itself could not use belong to the first shard, where a single-machine
     ingest lists them too (first).
     """
@@ -414,6 +454,7 @@ class _StoreState:
     # Stores made before imgstore counted ignored files get no such attributes on append: adding one would cost a
     # copy of the whole store (see store.settable_in_place).
     records_ignored: bool = False
+    meta: Columns = ()  # the store's meta columns
 
 
 def _state_of(store: ImageStore) -> _StoreState:
@@ -424,10 +465,39 @@ def _state_of(store: ImageStore) -> _StoreState:
         names, skipped = [upgrade_v1_name(n) for n in names], [upgrade_v1_name(n) for n in skipped]
     start = int(np.asarray(store.attrs.get(RUN_START, [0, 0])).ravel()[-1])
     state = _StoreState(set(names), set(skipped), set(skipped[start:]), class_names=store.class_names,
-                        counts=(len(names), len(skipped)), records_ignored=IGNORED_EXTENSIONS in store.attrs)  # fmt: skip
+                        counts=(len(names), len(skipped)), records_ignored=IGNORED_EXTENSIONS in store.attrs,
+                        meta=store.meta_columns)  # fmt: skip
     for name, digest in zip(names, store.sha256 or []):
         state.digests.setdefault(bytes.fromhex(digest), name)
     return state
+
+
+# A column of one kind can be added to a stored column of these kinds (numbers become text as JSON spells them).
+_FITS = {INT: (INT, FLOAT, TEXT), FLOAT: (FLOAT, TEXT), TEXT: (TEXT,)}
+
+
+def _meta_order(path: Path, stored: Columns, mine: Columns, where: str, opts: IngestOptions) -> list[int] | None:
+    """Where each of a continued store's meta columns is among this run's (None when neither has any); refuses a
+    run whose columns are not the store's, or whose values do not fit the store's column kinds."""
+    if not stored and not mine:
+        return None
+    verb = "resume" if opts.resume else "append to"
+    names, have = [n for n, _ in stored], dict(mine)
+    if sorted(names) != sorted(have):
+        shown = ", ".join(names) or "none"
+        theirs = ", ".join(have) or "none"
+        raise StoreError(
+            f"cannot {verb} {path}: its meta columns are {shown} but {where} has {theirs}: give a list with exactly "
+            "the store's columns (add empty ones, drop or rename the others), or ingest into a new store"
+        )
+    bad = [f"{n} is {k} in the store but {have[n]} here" for n, k in stored if k not in _FITS[have[n]]]
+    if bad:
+        raise StoreError(
+            f"cannot {verb} {path}: meta values do not fit the store's columns: {'; '.join(bad)} (fix those values in "
+            "the list, or ingest into a new store)"
+        )
+    position = {n: i for i, (n, _) in enumerate(mine)}
+    return [position[n] for n in names]
 
 
 def _plan(
@@ -465,6 +535,7 @@ def _consume(
     dedupe: bool,
     seen: dict[bytes, str],
     recorded: set[str],
+    order: list[int] | None = None,
 ) -> None:
     for item in results:
         cand, label = todo[item.index]
@@ -481,5 +552,6 @@ def _consume(
         else:
             assert item.image is not None
             ix.reserve()[...] = item.image  # the one copy: shared-memory slot -> write buffer
-            ix.commit(cand.name, label=label, sha256=item.sha256, pixels_crc=item.crc32)
+            meta: tuple[MetaValue, ...] = cand.meta if order is None else tuple(cand.meta[i] for i in order)
+            ix.commit(cand.name, label=label, sha256=item.sha256, pixels_crc=item.crc32, meta=meta)
         progress.advance(1)

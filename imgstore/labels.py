@@ -25,7 +25,7 @@ NO_CLASS_FOLDER = "no label: not inside a class folder"
 class Labels:
     """How each candidate name maps to a label.
 
-    ``scheme`` is ``"folder"`` or ``"csv"``; ``class_names`` (label i names class i) is None for integer CSV labels.
+    ``scheme`` is ``"folder"``, ``"csv"`` or ``"list"`` (a list file's ``label`` column); ``class_names`` (label i names class i) is None for integer CSV labels.
     """
 
     scheme: str
@@ -74,7 +74,8 @@ def parse_labels_option(value: str | os.PathLike[str] | None) -> str | None:
 
 def folder_labels(names: Sequence[str]) -> Labels:
     """Labels from the first path component of each candidate name."""
-    classes = sorted({n.split("/", 1)[0] for n in names if "/" in n})
+    # An absolute name (a list file's) is in no class folder: its empty first component is not a class.
+    classes = sorted({n.split("/", 1)[0] for n in names if "/" in n and not n.startswith("/")})
     return Labels(FOLDER, classes, {c: i for i, c in enumerate(classes)}, NO_CLASS_FOLDER)
 
 
@@ -108,12 +109,19 @@ def csv_labels(path: str | os.PathLike[str]) -> Labels:
         if name in raw and raw[name] != value:
             raise ConfigError(f"labels file {p} line {line}: {name} has two labels, {raw[name]!r} and {value!r}")
         raw[name] = value
+    return labels_from_texts("csv", raw, f"no label in {p.name}")
+
+
+def labels_from_texts(scheme: str, raw: dict[str, str], missing_reason: str) -> Labels:
+    """Labels from label texts by candidate name (the one rule for CSV labels and a list file's ``label`` column):
+    when every text is an integer the integers are the labels (no class names), otherwise the texts are class
+    names, sorted, and a label is its class's position. ``missing_reason`` is recorded for a file without one."""
     values = set(raw.values())
     if all(_is_int(v) for v in values):
-        return Labels("csv", None, {n: int(v) for n, v in raw.items()}, f"no label in {p.name}")
+        return Labels(scheme, None, {n: int(v) for n, v in raw.items()}, missing_reason)
     classes = sorted(values)
     index = {c: i for i, c in enumerate(classes)}
-    return Labels("csv", classes, {n: index[v] for n, v in raw.items()}, f"no label in {p.name}")
+    return Labels(scheme, classes, {n: index[v] for n, v in raw.items()}, missing_reason)
 
 
 def _is_int(text: str) -> bool:

@@ -131,7 +131,8 @@ def parse_shard(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 
 def shard_range(total: int, shard: tuple[int, int]) -> tuple[int, int]:
-    """The ``[start, stop)`` slice of ``total`` sorted candidates that shard ``(K, N)`` ingests (contiguous, even)."""
+    """The ``[start, stop)`` slice of ``total`` candidates (in the source's order) that shard ``(K, N)`` ingests
+    (contiguous, even)."""
     k, n = shard
     return ((k - 1) * total // n, k * total // n)
 

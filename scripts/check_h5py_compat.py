@@ -1,8 +1,8 @@
 """Prove that every kind of store imgstore writes is read whole by older HDF5 and h5py.
 
 The promise (README, "Reading it without imgstore"): a store, whatever made it (a plain ingest, a compressed one,
-the shard files of ``--shard K/N``, a virtual or ``--copy`` merge, an ingest killed midway, an ``ImageIndexer``
-that added nothing), reads whole with HDF5 1.10 (``h5dump``), h5py 3.8 (HDF5 1.12), h5py 3.11 (HDF5 1.14) and the
+the shard files of ``--shard K/N``, a virtual or ``--copy`` merge, a list file with meta columns, an ingest killed
+midway, an ``ImageIndexer`` that added nothing), reads whole with HDF5 1.10 (``h5dump``), h5py 3.8 (HDF5 1.12), h5py 3.11 (HDF5 1.14) and the
 newest h5py. A file written with the newest format features breaks that without the writer noticing: HDF5 1.12
 and 1.14 refuse the bool attributes HDF5 2.0 writes under ``libver="latest"`` ("bad version number for datatype
 message").
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import os
 import re
@@ -291,6 +292,21 @@ def make_killed_store(photos: Path, out: Path) -> str | None:
     return f"no ingest was stopped midway by SIGKILL after any of the delays {KILL_DELAYS} s"
 
 
+def write_photo_list(photos: Path, out: Path) -> Path:
+    """A CSV list of the sample photos, newest name first (lists keep their order), with a label column and text,
+    float (some empty) and integer meta columns: a format-3 store with ``meta/`` datasets and their journals."""
+    files = sorted((p for p in photos.rglob("*") if p.is_file()), reverse=True)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        rows = csv.writer(fh)
+        rows.writerow(["path", "label", "caption", "score", "n"])
+        for i, p in enumerate(files):
+            rel = p.relative_to(photos).as_posix()
+            if not rel.isprintable() or rel != rel.encode("utf-8", "replace").decode("utf-8"):
+                continue  # a name that is not UTF-8 text cannot be written in a UTF-8 list
+            rows.writerow([rel, rel.split("/")[0], f"photo {i}, «{p.stem}»", "" if i % 4 == 0 else i / 3, i])
+    return out
+
+
 def make_stores(work: Path) -> tuple[list[Store], list[str]]:
     """Write every kind of store under ``work/stores``; returns the stores made and what could not be made."""
     photos, stores = work / "photos", work / "stores"
@@ -324,6 +340,9 @@ def make_stores(work: Path) -> tuple[list[Store], list[str]]:
         copies = [Path(shutil.copy2(s, copy_parts / s.name)) for s in shard_files]
         merged_copy = imgstore_cli("merge", "merged-copy.h5", *copies, "--copy", cwd=stores)
         keep("merge --copy", stores / "merged-copy.h5", merged_copy)
+    listed = write_photo_list(photos, work / "photos.csv")
+    keep("list file, meta columns", stores / "listed.h5", imgstore_cli("ingest", listed, stores / "listed.h5",
+                                                                       *INGEST_ARGS, cwd=stores))  # fmt: skip
     keep("ingest killed (SIGKILL)", stores / "killed.h5", make_killed_store(photos, stores / "killed.h5"))
     empty = stores / "empty.h5"
     proc = run([PROJECT_PYTHON, "-c", EMPTY_STORE, empty])

@@ -30,12 +30,14 @@ Usage:
   python scripts/crash_test.py                  # the full matrix: sizes 32, 48, 256 (several minutes per size)
   python scripts/crash_test.py --quick          # the subset the test suite runs
   python scripts/crash_test.py --sizes 32 --trials 3 --points 20 --no-enospc
+  python scripts/crash_test.py --quick --listed  # SRC a list file with meta columns (make_list)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import os
 import random
@@ -70,6 +72,7 @@ class Corpus:
     count: int  # photos (plus three broken files)
     photo: tuple[int, int]  # (width, height) of each JPEG
     flush_every: float = 2.0  # --flush-every of the runs (the default)
+    listed: bool = False  # SRC is a CSV list of the photos with meta columns (make_list), not their folder
 
 
 FULL = (Corpus(32, 2000, (500, 375)), Corpus(48, 120, (4000, 3000)), Corpus(256, 600, (500, 375)))
@@ -95,6 +98,22 @@ def make_photos(root: Path, corpus: Corpus, subset: int | None = None) -> Path:
             (half / rel).parent.mkdir(parents=True, exist_ok=True)
             os.link(full / rel, half / rel)
     return half
+
+
+def make_list(folder: Path) -> Path:
+    """A CSV list of every JPEG under ``folder`` (broken ones too), in reverse name order (a list keeps its order),
+    with meta columns of every kind: text with a comma, a quote, a line break and non-ASCII, float (some empty) and
+    int. It lies in ``folder``, so ``--labels folder`` finds the class folders in the listed paths."""
+    import csv
+
+    out = folder / "_list.csv"
+    files = sorted((p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg")), reverse=True)
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        rows = csv.writer(fh)
+        rows.writerow(["path", "caption", "score", "n"])
+        for i, rel in enumerate(files):
+            rows.writerow([rel, f'photo {i}, "{rel}"\nsecond line «✓»', "" if i % 5 == 0 else i / 4, i])
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -213,17 +232,21 @@ class Snapshot:
     sha256: list[str]
     class_names: list[str] | None
     pixels: list[str]  # sha256 of each row's pixels
+    meta: list[str] = field(default_factory=list)  # each row's meta values as JSON (a list file's columns)
 
 
 def snapshot(path: Path) -> Snapshot:
     """Read every committed row of ``path`` through ``imgstore.open`` (raises if any of it cannot be read)."""
+    import json
+
     import imgstore
 
     with imgstore.open(path) as s:
         pixels = [hashlib.sha256(s[i].tobytes()).hexdigest() for i in range(len(s))]
         labels = s.labels
+        meta = [json.dumps(s.meta_row(i)) for i in range(len(s))] if s.meta_columns else []
         return Snapshot(len(s), s.complete, s.names, s.skipped, [] if labels is None else labels.tolist(),
-                        s.sha256 or [], s.class_names, pixels)  # fmt: skip
+                        s.sha256 or [], s.class_names, pixels, meta)  # fmt: skip
 
 
 def prefix_problems(got: Snapshot, ref: Snapshot, what: str) -> list[str]:
@@ -232,7 +255,7 @@ def prefix_problems(got: Snapshot, ref: Snapshot, what: str) -> list[str]:
     out = []
     if n > ref.count:
         out.append(f"{what} holds {n} rows, more than the uninterrupted run's {ref.count}")
-    for key in ("names", "labels", "sha256", "pixels"):
+    for key in ("names", "labels", "sha256", "pixels", "meta"):
         if getattr(got, key) != getattr(ref, key)[:n]:
             out.append(f"{what}: {key} differ from the uninterrupted run's first {n} rows")
     if got.skipped != ref.skipped[:k]:
@@ -243,7 +266,7 @@ def prefix_problems(got: Snapshot, ref: Snapshot, what: str) -> list[str]:
 def same_problems(got: Snapshot, ref: Snapshot, what: str) -> list[str]:
     """Differences between two finished stores."""
     out = [f"{what}: {key} differ from the uninterrupted run"
-           for key in ("count", "names", "skipped", "labels", "sha256", "class_names", "pixels")
+           for key in ("count", "names", "skipped", "labels", "sha256", "class_names", "pixels", "meta")
            if getattr(got, key) != getattr(ref, key)]  # fmt: skip
     if not got.complete:
         out.append(f"{what} is not marked complete")
@@ -315,6 +338,8 @@ def prepare(root: Path, corpus: Corpus, strace: bool) -> Setup:
     full = make_photos(root / "photos", corpus)
     n_photos = sum(1 for _ in full.rglob("*.jpg"))
     half = make_photos(root / "photos", corpus, subset=n_photos // 2)
+    if corpus.listed:
+        full, half = make_list(full), make_list(half)
     stores = root / f"stores-{corpus.size}"
     shutil.rmtree(stores, ignore_errors=True)
     stores.mkdir()
@@ -828,11 +853,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-second-writer", action="store_true", help="skip the second-writer trials")
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data" / "crash")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--listed", action="store_true", help="SRC is a CSV list of the photos with meta columns")
     args = ap.parse_args(argv)
     corpora = QUICK if args.quick else FULL
     if args.sizes:
         wanted = {int(s) for s in args.sizes.split(",")}
         corpora = tuple(c for c in (FULL if not args.quick else QUICK) if c.size in wanted)
+    if args.listed:
+        corpora = tuple(dataclasses.replace(c, listed=True) for c in corpora)
     per_cell = args.trials if args.trials is not None else (2 if args.quick else 8)
     n_points = args.points if args.points is not None else (2 if args.quick else 12)
     strace = have_strace()
@@ -845,7 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         if not strace:
             print("--every-syscall needs strace")
             return 1
-        setup = prepare(args.data, QUICK[0], True)
+        setup = prepare(args.data, dataclasses.replace(QUICK[0], listed=args.listed), True)
         for mode in MODES:
             total = len(setup.syscalls[mode])
             cell = [trial(setup, mode, "KILL", syscall=n) for n in range(1, total + 1)]

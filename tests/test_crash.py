@@ -16,6 +16,7 @@ that was never reached, fails too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> C.Setup:
     """Photos, the before-stores of every mode and their uninterrupted references (and their kill points, every
     file-changing system call, when strace is present)."""
     return C.prepare(tmp_path_factory.mktemp("crash"), C.QUICK[0], C.have_strace())
+
+
+@pytest.fixture(scope="module")
+def list_setup(tmp_path_factory: pytest.TempPathFactory) -> C.Setup:
+    """The same photos with SRC a CSV list of them (reverse order, text, float and int meta columns): its
+    before-stores and references, timed (no strace: the list adds no write of its own to count)."""
+    return C.prepare(tmp_path_factory.mktemp("crash-list"), dataclasses.replace(C.QUICK[0], listed=True), False)
 
 
 def _report(trials: list[C.Trial]) -> str:
@@ -91,6 +99,17 @@ def test_interrupted_run_keeps_the_store_promise(setup: C.Setup, mode: str, sig:
     assert not _report(trials), _report(trials)
     # A cell whose every interruption came after the run had finished would have tried nothing.
     assert any(t.outcome != "finished" for t in trials), [t.outcome for t in trials]
+
+
+@pytest.mark.parametrize("mode", C.MODES)
+def test_interrupted_list_ingest_keeps_the_store_promise(list_setup: C.Setup, mode: str) -> None:
+    """A list file as SRC, killed at moments over the run: OUT as promised with the uninterrupted run's first rows
+    and their meta values, and --resume ends identical to it, meta columns included."""
+    rng = random.Random(f"list/{mode}")
+    trials = [interrupted(list_setup, mode, "KILL", after=a) for a in C.moments(list_setup.duration[mode], 3, rng)]
+    assert not _report(trials), _report(trials)
+    assert any(t.outcome != "finished" for t in trials), [t.outcome for t in trials]
+    assert C.snapshot(list_setup.before["append"]).meta, "the list's meta columns were not stored"
 
 
 def test_full_disk_at_every_phase(setup: C.Setup) -> None:

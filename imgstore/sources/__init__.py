@@ -1,6 +1,6 @@
 """Sources: where the photos of an ingest come from, behind one protocol and a registry.
 
-A :class:`Source` lists its candidates (:meth:`~Source.scan`: sorted, each with the name it is stored under, plus
+A :class:`Source` lists its candidates (:meth:`~Source.scan`: in a deterministic order, each with the name it is stored under, plus
 what it had to skip and why) and reads one candidate's bytes (:meth:`~Source.read`). It is picklable: the decoder
 workers and Dask tasks get the source itself and read their candidates through it, so nothing downstream assumes
 a candidate is a local file. :func:`open_source` turns what a user typed (SRC) into a source: registered factories
@@ -21,21 +21,41 @@ from imgstore.errors import OptionError
 @dataclass(frozen=True)
 class Candidate:
     """One image to ingest: ``key`` for the source's :meth:`Source.read` (a folder's: the file path), ``name`` as
-    stored (relative, ``/``-separated, escaped by :func:`imgstore.store.escape_name`)."""
+    stored (relative, ``/``-separated, escaped by :func:`imgstore.store.escape_name`).
+
+    A source whose rows carry data (a list file, see :class:`RowData`) fills ``label`` (the label's text; None: this
+    row has none) and ``meta`` (one value per meta column, in the column order of :attr:`RowData.columns`: int,
+    float or str). Both stay small, so a candidate stays cheap to hold and to pickle.
+    """
 
     key: str
     name: str
+    label: str | None = None
+    meta: tuple[int | float | str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RowData:
+    """What the candidates of a source with per-row data carry: whether they are labelled (then
+    :attr:`Candidate.label` is each one's label text) and the meta columns of :attr:`Candidate.meta` as
+    ``(column, kind)`` pairs, kind ``"int64"``, ``"float64"`` or ``"text"`` (see :mod:`imgstore.store.meta`)."""
+
+    labelled: bool = False
+    columns: tuple[tuple[str, str], ...] = ()
+    where: str = ""  # the file the rows come from, for messages (a list file's name)
 
 
 @dataclass
 class Discovery:
-    """What a source holds: candidates sorted by stored name, what had to be skipped: ``(name, reason)``, and the
-    files that are not candidates: ``ignored`` counts them by lower-case extension (``""`` for none), so a run can
-    say what it passed over instead of passing it over silently."""
+    """What a source holds: candidates in the order they are stored (a folder's sorted by name, a list file's in
+    list order), what had to be skipped: ``(name, reason)``, and the files that are not candidates: ``ignored``
+    counts them by lower-case extension (``""`` for none), so a run can say what it passed over instead of passing
+    it over silently. ``rows`` describes the per-row data the candidates carry (None: none, as for a folder)."""
 
     files: list[Candidate] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
+    rows: RowData | None = None
 
     @property
     def ignored_count(self) -> int:
@@ -62,7 +82,8 @@ class Source(Protocol):
         ...
 
     def scan(self, extensions: tuple[str, ...]) -> Discovery:
-        """The candidates whose name ends in one of ``extensions`` (lower-case, with the dot), sorted by name.
+        """The candidates whose name ends in one of ``extensions`` (lower-case, with the dot), in the source's order
+        (a folder's sorted by name; a list file's in list order, every listed file a candidate).
 
         Raise :class:`~imgstore.errors.SourceError` when the source cannot be listed at all; an entry that cannot
         be used goes to ``skipped`` with its reason.
@@ -111,7 +132,7 @@ class ScannedSource:
         if tuple(extensions) != self.extensions:
             return self.source.scan(extensions)
         # A copy: callers cut it to a shard.
-        return Discovery(list(self.found.files), list(self.found.skipped), dict(self.found.ignored))
+        return Discovery(list(self.found.files), list(self.found.skipped), dict(self.found.ignored), self.found.rows)
 
     def read(self, key: str) -> bytes:
         return self.source.read(key)
@@ -155,5 +176,22 @@ def open_source(src: str | os.PathLike[str] | Source) -> Source:
     return FolderSource(spec)
 
 
-# The built-in sources besides the folder walk register themselves (after everything above is defined: they import it).
-from imgstore.sources import archive as _archive  # noqa: E402,F401
+def carries_labels(source: Source) -> bool:
+    """True when ``source`` labels its candidates itself (a list file with a ``label`` column), as it says through
+    a ``carries_labels`` attribute (a scanned source: through its scan)."""
+    if isinstance(source, ScannedSource):
+        return bool(source.found.rows is not None and source.found.rows.labelled)
+    return bool(getattr(source, "carries_labels", False))
+
+
+# The built-in sources that claim a SRC (the folder walker takes what none claims): registered first, so a factory
+# registered later is asked before them.
+def _register_builtins() -> None:
+    import importlib
+
+    # Each registers itself; they need the names above.
+    importlib.import_module("imgstore.sources.archive")
+    importlib.import_module("imgstore.sources.listfile")
+
+
+_register_builtins()

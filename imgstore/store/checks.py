@@ -121,12 +121,19 @@ ROW_LAYOUTS: dict[str, tuple[str, Callable[[np.dtype, tuple[int, ...]], bool]]] 
 }
 
 
+# A meta column (``meta/<column>``): numbers or text, one per row.
+META_LAYOUT: tuple[str, Callable[[np.dtype, tuple[int, ...]], bool]] = (
+    "1-D int64, float64 or strings",
+    lambda dt, shape: len(shape) == 1 and (dt in (np.int64, np.float64) or h5py.check_string_dtype(dt) is not None),
+)
+
+
 def check_row_dataset(obj: RowObject) -> list[Problem]:
-    """A per-row dataset is a dataset of at least one dimension with its name's dtype and shape; one that is not
-    is left out of every other check."""
+    """A per-row dataset is a dataset of at least one dimension with its name's dtype and shape (a meta column's:
+    :data:`META_LAYOUT`); one that is not is left out of every other check."""
     if obj.kind != "Dataset" or obj.shape is None or len(obj.shape) < 1:
         return [Problem(f"{obj.name} is not a per-row dataset ({obj.kind}, shape {obj.shape})")]
-    want, fits = ROW_LAYOUTS[obj.name]
+    want, fits = ROW_LAYOUTS.get(obj.name, META_LAYOUT)
     if obj.dtype is None or not fits(obj.dtype, obj.shape):
         return [Problem(f"{obj.name} must be {want}, found {obj.dtype} {obj.shape}")]
     return []
@@ -140,6 +147,7 @@ class CountFacts:
     objects: tuple[RowObject, ...]
     count: Any
     names_from_journal: bool = False
+    meta_from_journal: tuple[str, ...] = ()  # text meta columns read from their journals (same reason)
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,8 @@ def _usable_rows(facts: CountFacts) -> dict[str, int]:
     rows = {obj.name: int(obj.shape[0]) for obj in facts.objects if obj.shape and not check_row_dataset(obj)}
     if facts.names_from_journal:
         rows.pop(NAMES, None)
+    for key in facts.meta_from_journal:
+        rows.pop(key, None)
     return rows
 
 
@@ -198,6 +208,10 @@ def check_counts(facts: CountFacts) -> list[Finding]:
             found.append(Note(f"image_names has {n} rows but count is {count}: readers use the journal, the next write rebuilds it"))
     elif names is None and IMAGES in rows and not facts.names_from_journal:
         found.append(Problem(f"image_names is missing (images has {rows[IMAGES]} rows)"))
+    for key in facts.meta_from_journal:
+        obj = present.get(key)
+        if obj is not None and not check_row_dataset(obj) and int(obj.shape[0]) < count:  # type: ignore[index]
+            found.append(Note(f"{key} has {int(obj.shape[0])} rows but count is {count}: readers use the journal, the next write rebuilds it"))  # type: ignore[index]
     short = {name: n for name, n in rows.items() if n < count}
     found += [Problem(f"{name} has {n} rows but count is {count}") for name, n in short.items()]
     extra = {name: n for name, n in rows.items() if n > count}
@@ -378,10 +392,11 @@ def check_skipped(rows: Mapping[str, int], count: Any) -> list[Problem]:
 # --------------------------------------------------------------------------------------------------- names
 
 
-def check_journal_copy(start: int, names: Sequence[str], copy: Sequence[str]) -> list[Problem]:
-    """Rows ``start, start + 1, ...`` of ``image_names`` agree with their journal copy."""
+def check_journal_copy(start: int, names: Sequence[str], copy: Sequence[str], column: str = NAMES) -> list[Problem]:
+    """Rows ``start, start + 1, ...`` of the text column ``column`` (``image_names``, or a text meta column) agree
+    with their journal copy."""
     return [
-        Problem(f"image_names row {start + j} is {x!r} but its journal copy says {y!r}", NAMES_UNLIKE_JOURNAL)
+        Problem(f"{column} row {start + j} is {x!r} but its journal copy says {y!r}", NAMES_UNLIKE_JOURNAL)
         for j, (x, y) in enumerate(zip(names, copy))
         if x != y
     ]
@@ -398,6 +413,14 @@ def duplicate_candidates(hashes: np.ndarray, dead: Sequence[tuple[int, int]] = (
         return []
     rows = np.unique(np.concatenate([order[1:][same], order[:-1][same]])).tolist()
     return [i for i in rows if not is_dead_row(i, dead)]
+
+
+def check_meta_columns(listed: Sequence[str], present: Sequence[str], extra: Sequence[str]) -> list[Problem]:
+    """Every column the ``meta_columns`` attribute lists has its dataset (``present``: those that do), and every
+    dataset in ``meta/`` is listed (``extra``: those that are not)."""
+    found = [Problem(f"meta column {c!r} is listed in meta_columns but its dataset is missing") for c in listed if c not in present]
+    found += [Problem(f"meta/{key} is not listed in meta_columns: readers do not see it") for key in extra]
+    return found
 
 
 def check_duplicates(named: Iterable[tuple[int, str]]) -> list[Problem]:

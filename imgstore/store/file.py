@@ -20,6 +20,7 @@ previous store exactly as it was, or a store every reader opens holding every ro
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import errno
 import os
@@ -35,7 +36,6 @@ from imgstore.errors import OutputExistsError, StoreError, WriteError, is_os_fai
 from imgstore.outputs import temp_path, temp_target
 from imgstore.store.format import (
     CHECKSUMS,
-    FORMAT_VERSION,
     IMAGES,
     JOURNAL,
     LABELS,
@@ -50,6 +50,7 @@ from imgstore.store.format import (
     STR,
     TEXT_COLUMNS,
     TextJournal,
+    format_for,
     format_version,
     grow,
     has_journal,
@@ -65,6 +66,18 @@ from imgstore.store.format import (
 from imgstore.store.h5 import (
     end_of_allocation,
 )
+from imgstore.store.meta import (
+    TEXT,
+    Columns,
+    MetaValue,
+    column_array,
+    columns_of,
+    create_meta,
+    meta_path,
+    read_meta,
+    rows_meta_bytes,
+    text_columns,
+)
 
 # ------------------------------------------------------------------------------------------------ the layout
 
@@ -79,6 +92,12 @@ class Schema:
     sha256: bool  # a ``sha256`` dataset (source file digests)
     compression: Any = None  # for ``images``: None, "gzip", "lzf" or an hdf5plugin filter id
     compression_opts: Any = None
+    meta: Columns = ()  # meta columns, ((column, kind), ...): see imgstore.store.meta
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The journaled text columns: the names, the skipped lists and the text meta columns."""
+        return (*TEXT_COLUMNS, *text_columns(self.meta))
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -95,7 +114,7 @@ def schema_of(f: h5py.File) -> Schema | None:
         return None
     h, w, c = (int(v) for v in images.shape[1:])
     compression, opts = compression_of(images)
-    return Schema((w, h), c, LABELS in f, SHA256 in f, compression, opts)
+    return Schema((w, h), c, LABELS in f, SHA256 in f, compression, opts, columns_of(f))
 
 
 def compression_of(ds: h5py.Dataset) -> tuple[Any, Any]:
@@ -113,7 +132,7 @@ def compression_of(ds: h5py.Dataset) -> tuple[Any, Any]:
 def _create_layout(f: h5py.File, schema: Schema, attrs: Mapping[str, Any]) -> None:
     """Every dataset and root attribute of a new, empty store (before SWMR writing starts)."""
     root = f.attrs
-    root["imgstore_format"] = FORMAT_VERSION
+    root["imgstore_format"] = format_for(bool(schema.meta))
     root["imgstore_version"] = store_version()
     root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     root["count"] = 0
@@ -137,18 +156,20 @@ def _create_layout(f: h5py.File, schema: Schema, attrs: Mapping[str, Any]) -> No
         f.create_dataset(SHA256, shape=(0, 32), maxshape=(None, 32), chunks=(1024, 32), dtype=np.uint8)
     for key in (SKIPPED_NAMES, SKIPPED_REASONS):
         f.create_dataset(key, shape=(0,), maxshape=(None,), chunks=(256,), dtype=STR)
+    create_meta(f, schema.meta, STR)
     group = f.create_group(JOURNAL)
-    for key in TEXT_COLUMNS:
+    for key in schema.text_columns:
         TextJournal.create(group, key)
 
 
 def needs_upgrade(f: h5py.File) -> bool:
     """True when a writer must first copy the store into the current layout (a format-1 store, or one created
     before its image size was known): SWMR writing cannot create the datasets it lacks."""
-    if format_version(f) < FORMAT_VERSION or schema_of(f) is None:
+    schema = schema_of(f)
+    if format_version(f) < 2 or schema is None:
         return True
     required = (NAMES, CHECKSUMS, SKIPPED_NAMES, SKIPPED_REASONS)
-    return any(key not in f for key in required) or not all(has_journal(f, key) for key in TEXT_COLUMNS)
+    return any(key not in f for key in required) or not all(has_journal(f, key) for key in schema.text_columns)
 
 
 # ---------------------------------------------------------------------------------------------- the protocol
@@ -172,10 +193,12 @@ class StoreFile:
         self.schema = schema
         self.count = int(f.attrs.get("count", 0))
         self.skipped_count = int(f.attrs.get("skipped_count", 0))
-        self._journals = {key: TextJournal(f[JOURNAL], key) for key in TEXT_COLUMNS}
+        self._journals = {key: TextJournal(f[JOURNAL], key) for key in schema.text_columns}
+        # The meta columns are per-row datasets like the others: written with the rows, trimmed with them.
+        self._row_keys = (*ROW_DATASETS, *(meta_path(name) for name, _ in schema.meta))
         # The datasets stay open while the store is written: h5py closes a dataset when its last Python handle
         # goes, and HDF5 then writes its cached chunks -- inside a destructor, where a failed write cannot be seen.
-        self._datasets = {key: f[key] for key in (*ROW_DATASETS, SKIPPED_NAMES, SKIPPED_REASONS) if key in f}
+        self._datasets = {key: f[key] for key in (*self._row_keys, SKIPPED_NAMES, SKIPPED_REASONS) if key in f}
         self._failed = False  # a write failed or could not be started: no more writes
         self._sealed = False  # a write failed half-way: HDF5 must not touch the file again (see _seal)
         self._reserved = 0  # the file's bytes known to be allocated on disk
@@ -273,7 +296,7 @@ class StoreFile:
         try:
             schema = schema_of(f)
             if schema is None or needs_upgrade(f):
-                raise StoreError(f"{path} is not in store format {FORMAT_VERSION}: it must be upgraded first")
+                raise StoreError(f"{path} is not in the current store layout: it must be upgraded first")
             was_complete = bool(f.attrs.get("complete", False))
             store = cls(f, path, schema, publish_to=publish_to)
         except BaseException:
@@ -282,7 +305,7 @@ class StoreFile:
         try:
             store._check_journals()  # before the first change: a refused store stays exactly as it was
             # Rewriting the text columns takes about twice their journal's bytes.
-            rebuild = 0 if was_complete else sum(int(f[JOURNAL][f"{k}.bytes"].shape[0]) for k in TEXT_COLUMNS)
+            rebuild = 0 if was_complete else sum(int(f[JOURNAL][f"{k}.bytes"].shape[0]) for k in schema.text_columns)
             with store._os_errors("continue", 2 * rebuild):
                 set_attr(f, "complete", False)  # the first change: readers know rows may follow
                 f.flush()
@@ -303,10 +326,17 @@ class StoreFile:
         labels: Sequence[int] | None,
         digests: Sequence[bytes] | None,
         checksums: Sequence[int],
+        meta: Sequence[Sequence[MetaValue]] | None = None,
     ) -> None:
-        """Write ``len(names)`` rows at the committed count (not visible to readers until :meth:`commit`)."""
+        """Write ``len(names)`` rows at the committed count (not visible to readers until :meth:`commit`).
+
+        ``meta``: one sequence of values per meta column of the schema, in its order (each of the column's kind).
+        """
         n, k = self.count, len(names)
-        nbytes = int(images[:k].nbytes) + sum(len(name) for name in names) * 2 + k * 64
+        if len(meta or ()) != len(self.schema.meta):
+            raise StoreError(f"{self.path} has {len(self.schema.meta)} meta columns but {len(meta or ())} were given")
+        texts = sum(len(str(v)) for (_, kind), values in zip(self.schema.meta, meta or ()) if kind == TEXT for v in values)
+        nbytes = int(images[:k].nbytes) + (sum(len(name) for name in names) + texts) * 2 + k * (64 + 8 * len(meta or ()))
         with self._os_errors("write rows to", nbytes):
             ds = self._datasets[IMAGES]
             grow(ds, n + k)
@@ -328,6 +358,11 @@ class StoreFile:
             if self.schema.sha256:
                 assert digests is not None
                 self._put(SHA256, n, np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(k, 32))
+            for (name, kind), values in zip(self.schema.meta, meta or ()):
+                key = meta_path(name)
+                self._put(key, n, column_array(values, kind))
+                if key in self._journals:  # a text column: its journal copy, as for the names
+                    self._journals[key].append(n, [str(v) for v in values])
         self._pending_rows = k
 
     def write_skipped(self, names: Sequence[str], reasons: Sequence[str]) -> None:
@@ -471,7 +506,8 @@ class StoreFile:
         )
 
     def _text_counts(self) -> dict[str, int]:
-        return {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count}
+        rows = {key: self.count for key in text_columns(self.schema.meta)}
+        return {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count, **rows}
 
     def _check_journals(self) -> None:
         """Refuse a store whose journals hold fewer rows than are committed (damage the journal cannot repair)."""
@@ -486,7 +522,7 @@ class StoreFile:
     def _trim(self, rebuild_strings: bool) -> None:
         """Cut every per-row dataset back to the committed counts; rewrite the strings from the journal."""
         f = self.file
-        for key in ROW_DATASETS:
+        for key in self._row_keys:
             if key in f:
                 grow(self._datasets[key], self.count)
         for key in (SKIPPED_NAMES, SKIPPED_REASONS):
@@ -564,23 +600,25 @@ def upgrade(path: Path, schema: Schema | None = None, attrs: Mapping[str, Any] |
 
     For a format-1 store, one created before its image size was known (then ``schema`` gives it), or one whose
     attributes must change in a way SWMR cannot do in place (``attrs``: e.g. more class names). The committed
-    rows, names (re-escaped from format 1), labels, digests and skipped lists are copied, checksums computed, the
-    attributes (updated with ``attrs``) and ``complete`` kept. The copy is built under a temporary name and renamed
+    rows, names (re-escaped from format 1), labels, digests, meta columns and skipped lists are copied, checksums
+    computed, the attributes (updated with ``attrs``) and ``complete`` kept. The copy is built under a temporary name and renamed
     over ``path`` only when whole, so ``path`` is never anything but the old store or the new one.
     """
     with open_read(path) as src:
         version = format_version(src)
-        found = schema_of(src) or schema
+        found = schema_of(src) or (dataclasses.replace(schema, meta=columns_of(src)) if schema is not None else None)
         if found is None:
             raise StoreError(f"{path} holds no images and records no image size: give the size to write to it")
         complete = bool(src.attrs.get("complete", False))
         count = int(src.attrs.get("count", 0))
         skipped = int(src.attrs.get("skipped_count", src[SKIPPED_NAMES].shape[0] if SKIPPED_NAMES in src else 0))
-        keep = {k: v for k, v in src.attrs.items() if k not in ("imgstore_format", "count", "skipped_count", "complete")}
+        drop = ("imgstore_format", "count", "skipped_count", "complete", "meta_columns")  # set by the new layout
+        keep = {k: v for k, v in src.attrs.items() if k not in drop}
         keep.update(attrs or {})
         names = read_text_column(src, NAMES, count, complete=complete)
         skipped_names = read_text_column(src, SKIPPED_NAMES, skipped, complete=complete)
         reasons = read_text_column(src, SKIPPED_REASONS, skipped, complete=complete)
+        meta = [read_meta(src, name, kind, count, complete=complete) for name, kind in found.meta]
         if version < 2:
             names = [upgrade_v1_name(n) for n in names]
             skipped_names = [upgrade_v1_name(n) for n in skipped_names]
@@ -593,9 +631,11 @@ def upgrade(path: Path, schema: Schema | None = None, attrs: Mapping[str, Any] |
                 images = src[IMAGES][a:b]
                 labels = src[LABELS][a:b] if found.labels else None
                 digests = src[SHA256][a:b] if found.sha256 else None
-                sums = row_checksums(images, names[a:b], labels, digests)
+                rows_meta = rows_meta_bytes(found.meta, [column[a:b] for column in meta], b - a)
+                sums = row_checksums(images, names[a:b], labels, digests, rows_meta)
                 store.write_rows(images, names[a:b], None if labels is None else labels.tolist(),
-                                 None if digests is None else [bytes(d) for d in digests], sums.tolist())  # fmt: skip
+                                 None if digests is None else [bytes(d) for d in digests], sums.tolist(),
+                                 [column[a:b] for column in meta])  # fmt: skip
                 store.commit()
             if skipped:
                 store.write_skipped(skipped_names, reasons)

@@ -1,24 +1,34 @@
 """The store's format: dataset names, attributes, name escaping, checksums, the text journal, opening.
 
-Store format, version 2 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
+Store format, versions 2 and 3 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
 
 - ``images``: uint8 ``(N, H, W, C)``, chunks ``(1, H, W, C)``, maxshape ``(None, H, W, C)``.
 - ``image_names``: variable-length UTF-8 ``(N,)``: row i's source path relative to the source root, ``/``
   separators, escaped by :func:`escape_name` (a backslash is stored as ``\\\\``, a byte that is not UTF-8 as
   ``\\xNN``), so different paths never share a name and :func:`unescape_name` gives back the exact bytes.
 - ``checksums``: uint32 ``(N,)``: CRC-32 (``zlib.crc32``) of the row's pixels, then its label as int64
-  little-endian (stores with labels), its SHA-256 digest (stores with digests) and its name in UTF-8
-  (:func:`row_checksum`), computed before the row is written. ``verify`` and ``imgstore.open(path, check=True)``
+  little-endian (stores with labels), its SHA-256 digest (stores with digests), its name in UTF-8 and its meta
+  values (format 3: :func:`imgstore.store.meta.meta_bytes`) (:func:`row_checksum`), computed before the row is
+  written. ``verify`` and ``imgstore.open(path, check=True)``
   recompute it.
 - optional ``labels`` (int64 ``(N,)``) and ``sha256`` (uint8 ``(N, 32)``: the source file's digest).
 - ``skipped_names``, ``skipped_reasons``: variable-length UTF-8, one row per file that could not be ingested.
 - ``_journal/<column>.bytes`` (uint8) and ``_journal/<column>.ends`` (int64): the three text columns again as
   plain numeric data (:class:`TextJournal`), because SWMR does not cover variable-length strings.
-- root attributes: ``imgstore_format`` = 2, ``imgstore_version``, ``count`` (rows committed: readers read only rows
-  below it), ``skipped_count`` (the same for the skipped lists), ``complete`` (true only after a clean finish),
-  ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
+- optional meta columns (format 3): ``meta/<column>``, one dataset per column of a list file, row-aligned with
+  ``images``: int64, float64 (NaN for empty) or variable-length UTF-8 text with a journal copy like the names'
+  (``_journal/meta/<column>``); the root attribute ``meta_columns`` lists the column names in order. See
+  :mod:`imgstore.store.meta`.
+- root attributes: ``imgstore_format`` = 2 (3 with meta columns), ``imgstore_version``, ``count`` (rows
+  committed: readers read only rows below it), ``skipped_count`` (the same for the skipped lists), ``complete``
+  (true only after a clean finish), ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
   held when the ingest writing it began ([0, 0], or where an ``--append`` began: what its ``--resume`` retries),
   plus what the caller adds (``resize_mode``, ``source``, ``class_names``, ``ingest_options``, ...).
+
+Version 3 is version 2 plus meta columns, and only a store that has meta columns is written as version 3
+(:func:`format_for`): a store without them stays readable and appendable by imgstore releases that know version 2,
+while one with them is refused by those, since they would append rows without meta values (or drop the columns
+when copying the store) and so break the alignment of rows and meta silently.
 
 Version 1 stores (imgstore 0.1) lack ``checksums`` and escaped undecodable bytes only (a literal backslash was kept
 as it is). Everything here reads them; writing to one first copies it into version 2 (:func:`needs_upgrade`).
@@ -52,8 +62,8 @@ from imgstore.store.h5 import (
     is_lock_conflict,
 )
 
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3  # the newest format this imgstore writes (3 for stores with meta columns, else 2)
+READABLE_FORMATS = (1, 2, 3)
 LIBVER = ("v110", "v110")  # the 1.10 file format: SWMR writing, and readable by HDF5 1.10 and newer
 
 IMAGES = "images"
@@ -75,6 +85,11 @@ STR = h5py.string_dtype("utf-8")
 # Bytes kept free beyond a commit's rows for HDF5's metadata (new chunks of the per-row datasets and journal,
 # heap collections, index blocks): measured under 300 KiB per commit; a full disk stops the writer before this.
 SPACE_MARGIN = 1 << 20
+
+
+def format_for(has_meta: bool) -> int:
+    """The format version a store is written in: 3 when it has meta columns, else 2 (see the module docstring)."""
+    return 3 if has_meta else 2
 
 
 def store_version() -> str:
@@ -183,21 +198,26 @@ def pixel_crc(image: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(image).data.cast("B"))
 
 
-def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | None) -> int:
-    """The ``checksums`` value of a row: the pixel CRC continued over label (int64 LE), digest and UTF-8 name."""
-    meta = (struct.pack("<q", label) if label is not None else b"") + (sha256 or b"") + name.encode("utf-8")
-    return zlib.crc32(meta, pixels_crc)
+def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | None, meta: bytes = b"") -> int:
+    """The ``checksums`` value of a row: the pixel CRC continued over label (int64 LE), digest, UTF-8 name and, in a
+    store with meta columns, the row's meta values (:func:`imgstore.store.meta.meta_bytes`)."""
+    data = (struct.pack("<q", label) if label is not None else b"") + (sha256 or b"") + name.encode("utf-8") + meta
+    return zlib.crc32(data, pixels_crc)
 
 
 def row_checksums(
-    images: np.ndarray, names: Sequence[str], labels: np.ndarray | None, digests: np.ndarray | None
+    images: np.ndarray,
+    names: Sequence[str],
+    labels: np.ndarray | None,
+    digests: np.ndarray | None,
+    meta: Sequence[bytes] | None = None,
 ) -> np.ndarray:
-    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``."""
+    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``; ``meta``: each row's meta bytes."""
     out = np.empty(len(names), np.uint32)
     for j, name in enumerate(names):
         label = None if labels is None else int(labels[j])
         digest = None if digests is None else bytes(digests[j])
-        out[j] = row_checksum(pixel_crc(images[j]), name, label, digest)
+        out[j] = row_checksum(pixel_crc(images[j]), name, label, digest, b"" if meta is None else meta[j])
     return out
 
 

@@ -10,6 +10,7 @@ import h5py
 
 from imgstore.errors import StoreError, os_cause
 from imgstore.lock import read_holder
+from imgstore.store.meta import META_COLUMNS, meta_path
 from imgstore.store.reader import open_store
 
 
@@ -52,6 +53,8 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
     with open_store(p) as store:
         f = store._h5()
         datasets = {name: _dataset_info(obj) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
+        meta = dict(store.meta_columns)
+        datasets.update((meta_path(c), _dataset_info(f[meta_path(c)])) for c in meta)
         images = datasets.get("images", {})
         info: dict[str, Any] = {
             "path": str(p),
@@ -64,6 +67,7 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
             "size_on_disk": p.stat().st_size,
             "labels": store.labels is not None,
             "class_names": store.class_names,
+            "meta": meta,
             "skipped_count": len(store.skipped),
             "ignored": store.ignored,
             "attributes": store.attrs,
@@ -102,9 +106,11 @@ def format_info(info: dict[str, Any]) -> str:
         names = info["class_names"]
         shown = ", ".join(names[:10]) + (f", ... ({len(names)} classes)" if len(names) > 10 else "")
         lines.append(f"  classes     {shown}")
+    if info.get("meta"):
+        lines.append("  meta        " + ", ".join(f"{name} ({kind})" for name, kind in info["meta"].items()))
     lines.append("  attributes")
     for key in sorted(info["attributes"]):
-        if key in ("class_names", "ingest_options", "ignored_extensions"):  # shown above / in --json: too long
+        if key in ("class_names", "ingest_options", "ignored_extensions", META_COLUMNS):  # shown above / in --json
             continue
         lines.append(f"    {key:<18} {info['attributes'][key]}")
     lines.append("  datasets")

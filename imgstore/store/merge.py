@@ -1,7 +1,8 @@
 """Join shard stores (``imgstore ingest --shard K/N``) into one store: ``imgstore merge OUT SHARD...``.
 
 HDF5 files cannot be written by several processes at once (without MPI), so a collection too large for one machine
-is ingested as N shard files, each a plain store holding one contiguous range of the sorted file list, and then
+is ingested as N shard files, each a plain store holding one contiguous range of the file list (sorted; a list
+file's in list order), and then
 joined here. Two ways to join:
 
 - virtual (default): OUT holds HDF5 virtual datasets (``h5py.VirtualLayout``) that map the shards' committed rows
@@ -56,6 +57,7 @@ from imgstore.store.format import (
     read_text_column,
     row_checksum,
 )
+from imgstore.store.meta import TEXT, Columns, columns_of, meta_bytes, meta_path, read_meta
 from imgstore.store.reader import read_root_attrs
 from imgstore.store.writer import ImageIndexer
 
@@ -73,6 +75,7 @@ COMPAT_ATTRS = (
     ("exact", "exact"),
     ("labels_source", "labels scheme"),
     ("class_names", "class names"),
+    ("meta_columns", "meta columns"),
 )
 
 # Rows are copied about this many bytes at a time (plus the writer's own buffer), whatever the store size.
@@ -120,6 +123,7 @@ class _Shard:
     skipped: int  # committed rows of the skipped lists (``skipped_count``, or all rows in older stores)
     rows: dict[str, tuple[int, ...]]  # dataset name -> full shape on disk
     compression: tuple[Any, Any]  # (compression, compression_opts) of ``images`` for --copy
+    meta: Columns = ()  # meta columns, ((column, kind), ...)
 
     @property
     def label(self) -> str:
@@ -161,11 +165,16 @@ def _read_shard(path: Path) -> _Shard:
             )
         count = int(attrs.get("count", 0))
         rows = {name: tuple(obj.shape) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
+        try:
+            meta = columns_of(f)
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"{path} is damaged: {exc} (imgstore verify {path} says more)") from None
+        rows.update((meta_path(c), tuple(f[meta_path(c)].shape)) for c, _ in meta)
         skipped = int(attrs.get("skipped_count", rows.get(SKIPPED_NAMES, (0,))[0]))
         for name in (SKIPPED_NAMES, SKIPPED_REASONS):
             if rows.get(name, (0,))[0] < skipped:
                 raise StoreError(f"{path} is damaged: skipped_count says {skipped} but {name} holds fewer rows")
-        for name in (IMAGES, NAMES, SHA256, LABELS):  # the last two are optional
+        for name in (IMAGES, NAMES, SHA256, LABELS, *(meta_path(c) for c, _ in meta)):  # all but two optional
             required = name in rows or name in (IMAGES, NAMES)
             if count and required and rows.get(name, (0,))[0] < count:
                 raise StoreError(f"{path} is damaged: count says {count} images but {name} holds fewer rows")
@@ -175,7 +184,7 @@ def _read_shard(path: Path) -> _Shard:
             if ds.dtype != np.uint8 or ds.ndim != 4:
                 raise StoreError(f"{path} is damaged: images is {ds.dtype} {ds.shape}, not uint8 (N, H, W, C)")
             compression = compression_of(ds)
-    return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression)
+    return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression, meta)
 
 
 def _show(key: str, value: Any) -> str:
@@ -251,6 +260,10 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
         if having and len(having) != len(filled):
             lacking = next(s for s in filled if not s.has(name))
             raise StoreError(f"shards disagree on {what}: {having[0].path} has them but {lacking.path} has none")
+    for s in ordered[1:]:
+        if s.meta != first.meta:
+            show = lambda m: ", ".join(f"{c} ({k})" for c, k in m) or "none"  # noqa: E731
+            raise StoreError(f"shards disagree on meta columns: {first.path} has {show(first.meta)} but {s.path} has {show(s.meta)}")
     shapes = {s.rows[IMAGES][1:] for s in ordered if s.has(IMAGES)}
     if len(shapes) > 1:
         raise StoreError(f"shards disagree on the image shape (H, W, C): {sorted(shapes)}")
@@ -351,7 +364,7 @@ def _read_skipped(shard: _Shard) -> list[tuple[str, str]]:
 
 
 def _vds_name(relative: str) -> str:
-    # HDF5 reads printf-style specifiers (%b) in source file names: a literal % must be written %%.
+    # HDF5 reads printf-style specifiers (%b) in source file and dataset names: a literal % must be written %%.
     return relative.replace("%", "%%")
 
 
@@ -367,7 +380,7 @@ def _write_virtual(tmp: Path, out_dir: Path, shards: list[_Shard], attrs: dict[s
         layout = h5py.VirtualLayout(shape=(total, *row_shape), dtype=dtype, maxshape=(None, *row_shape))
         offset = 0
         for s, r in parts:
-            src = h5py.VirtualSource(sources[id(s)], name, shape=s.rows[name], dtype=dtype)
+            src = h5py.VirtualSource(sources[id(s)], _vds_name(name), shape=s.rows[name], dtype=dtype)  # meta/a%2Fb
             layout[offset : offset + r] = src[:r]
             offset += r
         f.create_virtual_dataset(name, layout, fillvalue=0 if dtype is not STR else None)
@@ -383,6 +396,8 @@ def _write_virtual(tmp: Path, out_dir: Path, shards: list[_Shard], attrs: dict[s
             virtual(f, LABELS, np.int64, (), lambda s: s.count)
         if filled and all(s.has(CHECKSUMS) for s in filled):
             virtual(f, CHECKSUMS, np.uint32, (), lambda s: s.count)
+        for column, kind in shards[0].meta:
+            virtual(f, meta_path(column), STR if kind == TEXT else np.dtype(kind), (), lambda s: s.count)
         for name in (SKIPPED_NAMES, SKIPPED_REASONS):
             virtual(f, name, STR, (), lambda s: s.skipped)
         # OUT appears under its name only when written whole (renamed by the caller), so no staged counts here.
@@ -429,15 +444,18 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
     hashes_on = bool(filled) and filled[0].has(SHA256)
     step = max(1, COPY_BATCH_BYTES // max(1, int(np.prod(shape))))
     h, w, c = shape
+    columns = shards[0].meta
+    attrs = {k: v for k, v in attrs.items() if k != "meta_columns"}  # the writer records its own
     with ImageIndexer(
         out, size=(w, h), channels=c, attrs=attrs, compression=compression, compression_opts=opts, overwrite=True,
-        labels=labels_on, sha256=hashes_on, staged=True,
+        labels=labels_on, sha256=hashes_on, staged=True, meta=columns,
     ) as ix:  # fmt: skip
         for s in shards:
             for name, reason in _read_skipped(s):
                 ix.skip(name, reason)
             with open_read(s.path) as f:
                 names_all = read_text_column(f, NAMES, s.count, complete=True)
+                meta_all = [read_meta(f, column, kind, s.count, complete=True) for column, kind in columns]
                 for start in range(0, s.count, step):
                     stop = min(start + step, s.count)
                     images = f[IMAGES][start:stop]
@@ -449,11 +467,18 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
                         label = None if labels is None else int(labels[j])
                         digest = None if hashes is None else hashes[j].tobytes()
                         crc = pixel_crc(images[j])
-                        if sums is not None and row_checksum(crc, names[j], label, digest) != int(sums[j]):
+                        meta = [_plain(values[start + j]) for values in meta_all]
+                        check = row_checksum(crc, names[j], label, digest, meta_bytes(meta, columns))
+                        if sums is not None and check != int(sums[j]):
                             raise StoreError(
                                 f"{s.path} row {start + j} ({names[j]}) does not match its checksum: the shard is "
                                 "damaged; ingest that shard again"
                             )
                         ix.reserve()[...] = images[j]
-                        ix.commit(names[j], label=label, sha256=digest, pixels_crc=crc)
+                        ix.commit(names[j], label=label, sha256=digest, pixels_crc=crc, meta=meta)
                     tick(stop - start)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python int or float (the writer checks kinds on Python values); text as it is."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -9,7 +9,7 @@ checked against its stored checksum (:func:`imgstore.store.row_checksum`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from imgstore.store.format import (
     read_text_column,
     row_checksum,
 )
+from imgstore.store.meta import Columns, MetaValue, columns_of, meta_bytes, read_meta
 
 
 def read_root_attrs(f: h5py.File) -> dict[str, Any]:
@@ -48,7 +49,8 @@ class ImageStore:
 
     ``len(store)`` images; ``store[i]`` is one ``(H, W, C)`` uint8 array; ``store[a:b]``, ``store[[i, j]]`` and
     boolean masks give ``(n, H, W, C)`` batches. ``names``, ``labels`` (or None), ``class_names`` (or None),
-    ``skipped`` and ``attrs`` describe the rows. ``iter_batches(n)`` walks the store in order.
+    ``meta`` (the meta columns of a list file: ``store.meta["caption"][i]``), ``skipped`` and ``attrs`` describe
+    the rows; ``meta_row(i)`` is row i's meta values as a dict. ``iter_batches(n)`` walks the store in order.
 
     ``check=True`` recomputes each row's checksum as it is read and raises
     :class:`~imgstore.errors.ChecksumError` naming the row when its bytes changed (stores of format 1 carry no
@@ -63,6 +65,8 @@ class ImageStore:
         self._pid = -1
         self._names: list[str] | None = None
         self._meta: tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None = None  # for check=True
+        self._columns: dict[str, Any] = {}  # meta columns read so far
+        self._kinds: Columns | None = None  # the meta columns, for check=True
         try:
             self._load()
         except BaseException:
@@ -109,6 +113,7 @@ class ImageStore:
             # After a fork the inherited HDF5 handle must not be used: open our own.
             self._file = None
             self._names = None
+            self._columns = {}
             self._ds = None
             try:
                 self._file = open_read(self.path)
@@ -143,6 +148,7 @@ class ImageStore:
         state["_ds"] = None
         state["_names"] = None
         state["_meta"] = None
+        state["_columns"] = {}
         state["_pid"] = -1
         return state
 
@@ -188,7 +194,11 @@ class ImageStore:
         name = self.names[i]
         label = None if labels is None else int(labels[i])
         digest = None if digests is None else bytes(digests[i])
-        if row_checksum(pixel_crc(image), name, label, digest) != int(sums[i]):
+        if self._kinds is None:
+            self._kinds = self.meta_columns
+        columns = self._kinds
+        meta = meta_bytes([self._meta_column(c, kind)[i] for c, kind in columns], columns) if columns else b""
+        if row_checksum(pixel_crc(image), name, label, digest, meta) != int(sums[i]):
             raise ChecksumError(
                 f"{self.path}: row {i} ({name}) does not match its checksum: its stored bytes changed "
                 "(run imgstore verify on the store to list every damaged row)"
@@ -293,6 +303,40 @@ class ImageStore:
         return [bytes(row).hex() for row in f[SHA256][: self._count]]
 
     @property
+    def meta_columns(self) -> Columns:
+        """The meta columns, ``((column, kind), ...)`` in order, kind ``"int64"``, ``"float64"`` or ``"text"``; ()
+        for a store without them (see :mod:`imgstore.store.meta`)."""
+        try:
+            return columns_of(self._h5())
+        except (KeyError, ValueError) as exc:
+            raise StoreError(f"{self.path}: its meta columns cannot be read: {exc} (run imgstore verify on it)") from None
+
+    @property
+    def meta(self) -> MetaColumns:
+        """The meta columns by name, each read whole on first use: ``store.meta["caption"]`` is a list of str,
+        ``store.meta["score"]`` an int64 or float64 numpy array (NaN where the list had no value), one per row.
+        ``store.meta.keys()`` lists them in the list's column order; a store without meta columns has none."""
+        return MetaColumns(self)
+
+    def meta_row(self, i: int) -> dict[str, MetaValue]:
+        """Row ``i``'s meta values, ``{column: value}`` (Python int, float or str)."""
+        n = self._count
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for a store of {n}")
+        return {name: _plain(self._meta_column(name, kind)[i]) for name, kind in self.meta_columns}
+
+    def _meta_column(self, column: str, kind: str) -> Any:
+        if column not in self._columns or self._pid != os.getpid():
+            try:
+                values = read_meta(self._h5(), column, kind, self._count, complete=self.complete)
+            except (OSError, ValueError, KeyError) as exc:
+                raise StoreError(
+                    f"{self.path}: meta column {column!r} cannot be read: {os_cause(exc)} (run imgstore verify on it)"
+                ) from None
+            self._columns[column] = values
+        return self._columns[column]
+
+    @property
     def skipped(self) -> list[tuple[str, str]]:
         """``(name, reason)`` for every file the ingest could not store."""
         f = self._h5()
@@ -300,6 +344,35 @@ class ImageStore:
             return []
         n = int(self.attrs.get("skipped_count", f[SKIPPED_NAMES].shape[0]))
         return list(zip(self._text_column(SKIPPED_NAMES, n), self._text_column(SKIPPED_REASONS, n)))
+
+
+class MetaColumns(Mapping[str, Any]):
+    """A store's meta columns by name (:attr:`ImageStore.meta`): values of column ``c`` are ``meta[c]``."""
+
+    def __init__(self, store: ImageStore) -> None:
+        self._store = store
+        self._kinds = dict(store.meta_columns)
+
+    def __getitem__(self, column: str) -> Any:
+        kind = self._kinds.get(column)
+        if kind is None:
+            have = ", ".join(self._kinds) or "none: it was not ingested from a list file with more columns"
+            raise KeyError(f"{self._store.path} has no meta column {column!r} (its meta columns: {have})")
+        return self._store._meta_column(column, kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+    def __repr__(self) -> str:
+        return f"<meta columns of {self._store.path}: {', '.join(f'{n} ({k})' for n, k in self._kinds.items())}>"
+
+
+def _plain(value: Any) -> MetaValue:
+    """A numpy scalar as a Python int or float; text as it is."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _missing(path: Path) -> str:

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from imgstore.errors import BadImageError, SourceError, os_cause
-from imgstore.options import default_extensions
+from imgstore.options import default_extensions, resolve_path
 from imgstore.progress import ProgressLike, started
 from imgstore.sources import Source, open_source, release
 from imgstore.sources.archive import with_archives
@@ -56,6 +56,7 @@ from imgstore.store.checks import (
     check_journal,
     check_journal_copy,
     check_labels,
+    check_meta_columns,
     check_row_dataset,
     check_skipped,
     check_source_file,
@@ -84,6 +85,7 @@ from imgstore.store.format import (
     row_checksums,
     texts,
 )
+from imgstore.store.meta import META, META_COLUMNS, TEXT, kind_of, meta_column, meta_key, meta_path, rows_meta_bytes
 from imgstore.store.reader import check_store_path, read_root_attrs
 
 # Stored rows are read about this many bytes at a time, which bounds the memory verify needs.
@@ -141,11 +143,13 @@ def verify_store(
     committed image readable; the skipped lists hold ``skipped_count`` rows (or pair up, in older stores); the
     crash-safe ``_journal`` copies of the text columns hold their committed rows and, in a complete store, agree
     with ``image_names``; the files behind virtual (merged) datasets present and holding their datasets (a missing
-    one reads as zeros without error). With ``sources`` (the folder or archive the store was ingested from), every
-    row's file must exist there and, when the store records digests, hash to the stored SHA-256; files in
-    ``sources`` that are not in the store are not problems (they may have been skipped). A folder is looked up name
-    by name; any other source (an archive, or a folder ingested with ``--archives``: the store's recorded options
-    say) is scanned once with the store's extensions and its files read through it.
+    one reads as zeros without error); every meta column listed in ``meta_columns`` present, per-row like the others
+    and (text) agreeing with its journal copy in a complete store. With ``sources`` (what the store was ingested
+    from: a folder, an archive or a list file), every row's file must exist there and, when the store records
+    digests, hash to the stored SHA-256; files in ``sources`` that are not in the store are not problems (they may
+    have been skipped). A folder or a list names each row's file (``path_of``) and is looked up row by row; any other
+    source (an archive, or a folder ingested with ``--archives``: the store's recorded options say) is scanned once
+    with the store's extensions and its files read through it.
 
     Names are judged as readers see them: an incomplete store's from its journal (its string dataset may have been
     left unreadable by a crash and is rebuilt by the next write, so that dataset is not judged). Rows past
@@ -156,17 +160,10 @@ def verify_store(
     the duplicate search keeps 8 bytes per row.
 
     Raises :class:`~imgstore.errors.StoreError` when ``path`` does not exist or is a folder, and
-    :class:`~imgstore.errors.SourceError` when ``sources`` is neither a folder nor an archive.
+    :class:`~imgstore.errors.SourceError` when ``sources`` is not a folder, an archive or a list file.
     """
     p = _store_file(path)
-    src = None
-    if sources is not None:
-        src = Path(os.path.expanduser(os.fspath(sources)))
-        if not src.is_dir() and isinstance(open_source(src), FolderSource):
-            raise SourceError(
-                f"source {src} does not exist or is not a folder or an archive: give the folder or archive the store "
-                "was ingested from"
-            )
+    src = None if sources is None else _files_of(sources)
     report = VerifyReport(p)
     if not h5py.is_hdf5(p):
         report.problems.append(f"{p} is not an HDF5 file (not a store made by imgstore ingest)")
@@ -184,6 +181,20 @@ def verify_store(
             return report
         run.run()
     return report
+
+
+def _files_of(sources: str | os.PathLike[str] | Source) -> Source:
+    """The source ``--sources`` names (:func:`~imgstore.sources.open_source`), refused unless it exists."""
+    source = open_source(sources if isinstance(sources, Source) else resolve_path(sources))
+    if isinstance(source, FolderSource) and not os.path.isdir(source.root):
+        raise SourceError(
+            f"source {source.root} does not exist or is not a folder, an archive or a list file: give the folder, "
+            "archive or list file the store was ingested from"
+        )
+    label = getattr(source, "path", None)
+    if label is not None and not os.path.isfile(label):
+        raise SourceError(f"list file {label} does not exist: give the list file the store was ingested from")
+    return source
 
 
 def _store_file(path: str | os.PathLike[str]) -> Path:
@@ -266,7 +277,7 @@ class _Rows:
 class _Run:
     """One verification of an open store: each step reads its facts, runs its checks and lists what they find."""
 
-    def __init__(self, f: h5py.File, path: Path, src: Path | None, report: VerifyReport, progress: ProgressLike) -> None:
+    def __init__(self, f: h5py.File, path: Path, src: Source | None, report: VerifyReport, progress: ProgressLike) -> None:
         self.f, self.path, self.src, self.report, self.progress = f, path, src, report, progress
         self.listing = _Listing(report)
         self.rows = _Rows(self.listing)
@@ -280,6 +291,8 @@ class _Run:
         self.count = 0  # committed rows every usable per-row dataset (and the names' journal) holds: those checked
         self.datasets: dict[str, h5py.Dataset] = {}  # the usable per-row datasets
         self.dead: list[tuple[int, int]] = []  # row ranges of image_names served by an unusable shard file
+        self.meta: dict[str, str] = {}  # meta column -> kind, of those listed whose dataset is there
+        self.meta_whole = True  # every listed meta column is usable (else its rows' checksums cannot be computed)
 
     @property
     def has_names(self) -> bool:
@@ -310,6 +323,9 @@ class _Run:
         self.step("the journal", self.journal)
         if self.has_names:
             self.step("the names", self.names)
+        for column, kind in self.meta.items():
+            if kind == TEXT:
+                self.step(f"meta column {column!r}", self.meta_text, column)
         self.step("the skipped lists", self.skipped)
         passes = (images is not None) + (self.src is not None)  # each checked row is one step of each pass
         self.tick = started(self.progress, self.count * passes)
@@ -329,15 +345,34 @@ class _Run:
         self.version = format_version(self.f)
         return True
 
+    def meta_columns(self) -> list[str]:
+        """The meta columns' datasets (``meta/<key>``), after checking the ``meta_columns`` attribute against them."""
+        listed = [str(v) for v in _texts_of(_attr(self.f, META_COLUMNS))]
+        group = self.f.get(META)
+        keys = list(group) if isinstance(group, h5py.Group) else []
+        present = [c for c in listed if meta_key(c) in keys]
+        self.listing.add(check_meta_columns(listed, present, [k for k in keys if meta_column(k) not in listed]))
+        for column in present:
+            try:
+                self.meta[column] = kind_of(self.f, column)
+            except (KeyError, ValueError):
+                pass  # not a column of a known type: check_row_dataset says so
+        self.meta_whole = len(self.meta) == len(listed)
+        return [meta_path(c) for c in present]
+
     def counts(self) -> bool:
         objects: dict[str, tuple[RowObject, Any]] = {}
-        for name in ROW_DATASETS:
+        meta = self.step("the meta columns", self.meta_columns) or []
+        for name in (*ROW_DATASETS, *meta):
             if name in self.f:
                 obj = self.f[name]
                 objects[name] = (_row_object(name, obj), obj)
                 self.listing.add(check_row_dataset(objects[name][0]))
         found = tuple(row for row, _ in objects.values())
-        facts = CountFacts(found, _attr(self.f, "count"), self.names_from_journal)
+        journaled = () if self.complete else tuple(
+            meta_path(c) for c, kind in self.meta.items() if kind == TEXT and has_journal(self.f, meta_path(c))
+        )
+        facts = CountFacts(found, _attr(self.f, "count"), self.names_from_journal, journaled)
         self.listing.add(check_counts(facts))
         self.plan = row_plan(facts)
         self.count = self.plan.checked
@@ -366,10 +401,13 @@ class _Run:
     def journal(self) -> None:
         skipped = self.skipped_count()
         committed = {NAMES: self.plan.committed, SKIPPED_NAMES: skipped, SKIPPED_REASONS: skipped}
+        committed.update((meta_path(c), self.plan.committed) for c, kind in self.meta.items() if kind == TEXT)
         journaled = {key: _journal_rows(self.f, key) for key in committed if has_journal(self.f, key)}
         self.listing.add(check_journal(committed, journaled))
-        if self.names_from_journal and NAMES in journaled:
-            self.count = min(self.count, journaled[NAMES])  # readers take the names from there
+        if not self.complete:  # readers take the text columns from their journals
+            for key in (NAMES, *(meta_path(c) for c, kind in self.meta.items() if kind == TEXT)):
+                if key in journaled and (key != NAMES or self.names_from_journal):
+                    self.count = min(self.count, journaled[key])
 
     def skipped_count(self) -> int:
         names = self.f.get(SKIPPED_NAMES)
@@ -440,6 +478,23 @@ class _Run:
             if batch is not None:
                 yield from ((i, batch[i - a]) for i in wanted)
 
+    def meta_text(self, column: str) -> None:
+        """A text meta column's rows read (from the journal in an incomplete store, as readers do); in a complete
+        store they agree with their journal copy."""
+        key = meta_path(column)
+        ds = self.datasets.get(key)
+        journaled = has_journal(self.f, key)
+        for a, b in _spans(self.count, TEXT_BATCH):
+            if not self.complete and journaled:
+                self.journal_rows(key, a, b)
+                continue
+            if ds is None:
+                return
+            batch = self.rows.read(key, ds, a, b)
+            copy = self.journal_rows(key, a, b) if journaled and _journal_rows(self.f, key) >= b else None
+            if batch is not None and copy is not None:
+                self.listing.add(check_journal_copy(a, texts(batch), copy, key))
+
     def images(self, images: h5py.Dataset) -> None:
         """Read every committed image; with checksums, recompute each row's and compare."""
         step = max(1, min(TEXT_BATCH, BATCH_BYTES // max(1, math.prod(images.shape[1:]))))
@@ -461,27 +516,49 @@ class _Run:
         names = self.names_batch(a, b) if self.has_names else None
         stored = self.rows.read(CHECKSUMS, sums, a, b)
         meta = {k: self.rows.read(k, self.datasets[k], a, b) for k in (LABELS, SHA256) if k in self.datasets}
-        if names is None or stored is None or any(v is None for v in meta.values()):
+        columns = self.meta_batch(a, b)
+        if names is None or stored is None or any(v is None for v in meta.values()) or columns is None:
             return  # already listed as unreadable
-        computed = row_checksums(batch, names, meta.get(LABELS), meta.get(SHA256))
+        kinds = tuple(self.meta.items())
+        computed = row_checksums(batch, names, meta.get(LABELS), meta.get(SHA256), rows_meta_bytes(kinds, columns, b - a))
         self.report.changed_rows.extend(changed_rows(a, computed, stored, self.dead))
 
-    def sources(self, src: Path) -> None:
+    def meta_batch(self, a: int, b: int) -> list[Any] | None:
+        """Rows ``a:b`` of every meta column (as readers see them), or None when one cannot be read (listed)."""
+        if not self.meta_whole:
+            return None  # a column is missing or damaged (a problem already): the checksums cannot be recomputed
+        out: list[Any] = []
+        for column, kind in self.meta.items():
+            key = meta_path(column)
+            if kind == TEXT and not self.complete and has_journal(self.f, key):
+                values: Any = self.journal_rows(key, a, b)
+            elif key in self.datasets:
+                values = self.rows.read(key, self.datasets[key], a, b)
+                values = None if values is None else texts(values) if kind == TEXT else values.tolist()
+            else:
+                values = None  # not a usable per-row dataset: already a problem
+            if values is None:
+                return None
+            out.append(values)
+        return out
+
+    def sources(self, src: Source) -> None:
         """Every row's file is in ``src`` and, when the store records digests, hashes to the stored one."""
-        source = open_source(src)
+        source = src
         try:
             recorded = json.loads(_attr(self.f, "ingest_options") or "{}")
         except (ValueError, TypeError):
-            recorded = {}  # a damaged attribute is a problem of its own; look the files up as a folder's
+            recorded = {}  # a damaged attribute is a problem of its own; look the files up as the source names them
         if recorded.get("archives"):
             source = with_archives(source)
-        if not isinstance(source, FolderSource):
+        path_of = getattr(source, "path_of", None)  # not in the Source protocol: a folder and a list file have it
+        where = Path(source.label)
+        if not callable(path_of):
             try:
-                self.source_members(src, source, tuple(recorded.get("extensions") or default_extensions()))
+                self.source_members(where, source, tuple(recorded.get("extensions") or default_extensions()))
             finally:
                 release(source)  # an archive's descriptors and checkpoints
             return
-        folder = source
         digests = self.datasets.get(SHA256)
         self.listing.add(check_digests_recorded(digests is not None))
         for a, b in _spans(self.count, TEXT_BATCH):
@@ -495,9 +572,8 @@ class _Run:
                 if is_dead_row(a + j, self.dead):
                     continue  # its shard file is unusable: already a problem
                 want = None if stored is None else bytes(stored[j])
-                file = _source_file(folder.path_of(name, self.version), name, hashed=want is not None)
-                self.listing.add(check_source_file(src, file, want))
-
+                file = _source_file(path_of(name, self.version), name, hashed=want is not None)
+                self.listing.add(check_source_file(where, file, want))
 
     def source_members(self, src: Path, source: Source, extensions: tuple[str, ...]) -> None:
         """Every row's name is a candidate of ``source`` (scanned once for ``extensions``) and, when the store
@@ -546,6 +622,13 @@ def _journal_rows(f: h5py.File, column: str) -> int:
     return int(f[JOURNAL][f"{column}.ends"].shape[0])
 
 
+def _texts_of(value: Any) -> list[str]:
+    """A string-array attribute (None: missing) as a list of str."""
+    if value is None:
+        return []
+    return texts(np.asarray(value).ravel().tolist())
+
+
 def _is_virtual(obj: Any) -> bool:
     return isinstance(obj, h5py.Dataset) and obj.is_virtual
 
@@ -581,7 +664,9 @@ def _chunk_facts(name: str, ds: h5py.Dataset, rows: int) -> ChunkFacts | None:
 def _virtual_mappings(f: h5py.File) -> list[VirtualMapping]:
     """Every source of every virtual per-row dataset and skipped list that maps at least one row."""
     found = []
-    for name in (*ROW_DATASETS, SKIPPED_NAMES, SKIPPED_REASONS):
+    group = f.get(META)
+    meta = [f"{META}/{key}" for key in group] if isinstance(group, h5py.Group) else []
+    for name in (*ROW_DATASETS, *meta, SKIPPED_NAMES, SKIPPED_REASONS):
         ds = f.get(name)
         if not _is_virtual(ds):
             continue
@@ -595,7 +680,7 @@ def _virtual_mappings(f: h5py.File) -> list[VirtualMapping]:
             except _READ_ERRORS:
                 rows = None
             file = vmap.file_name.replace("%%", "%")  # HDF5 escapes a literal % in source names
-            found.append(VirtualMapping(name, file, vmap.dset_name, rows))
+            found.append(VirtualMapping(name, file, vmap.dset_name.replace("%%", "%"), rows))
     return found
 
 

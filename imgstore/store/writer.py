@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,6 +42,7 @@ from imgstore.store.format import (
     settable_in_place,
     store_version,
 )
+from imgstore.store.meta import KINDS, Columns, MetaValue, as_kind, meta_bytes
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
 DEFAULT_FLUSH_SECONDS = 2.0  # a commit at least this often while rows arrive: what a kill -9 can lose
@@ -81,6 +82,18 @@ def stored_name(name: str | bytes) -> str:
     return escape_name(name)
 
 
+def _check_columns(columns: Columns) -> Columns:
+    """``columns`` as a tuple of ``(column, kind)``, refused when a name is empty or repeated or a kind unknown."""
+    out = tuple((str(name), str(kind)) for name, kind in columns)
+    names = [name for name, _ in out]
+    for name, kind in out:
+        if kind not in KINDS:
+            raise OptionError(f"meta column {name!r} has kind {kind!r}: use {', '.join(KINDS)}")
+        if not name or names.count(name) > 1:
+            raise OptionError(f"invalid meta column name {name!r}: give each column a unique, non-empty name")
+    return out
+
+
 def auto_buffer_size(shape: tuple[int, int, int], budget: int = DEFAULT_BUFFER_BYTES) -> int:
     """How many images of ``shape`` (H, W, C) fit in ``budget`` bytes, at least 1 and at most 4096."""
     per_image = int(np.prod(shape))
@@ -100,6 +113,8 @@ class ImageIndexer:
     ``clock`` gives seconds for ``flush_every`` (``time.monotonic``). Names are stored as given; bytes, and text
     with undecodable bytes, are escaped (:func:`stored_name`). ``staged=True`` builds the store under a
     temporary name and gives it ``path`` only when complete (for stores that cannot be resumed, like a merge).
+    ``meta``: the store's meta columns, ``((column, kind), ...)`` with kind ``"int64"``, ``"float64"`` or ``"text"``
+    (see :mod:`imgstore.store.meta`); then every row gives one value per column (``commit(..., meta=...)``).
 
     The writer lock of ``path`` is taken at once (a second writer raises
     :class:`~imgstore.errors.StoreBusyError`). The file appears when its layout is known (size, labels, digests:
@@ -110,6 +125,7 @@ class ImageIndexer:
     """
 
     _finalizer: weakref.finalize[Any, Any] | None = None  # releases the lock of an indexer collected unclosed
+    _meta_columns: Columns = ()
 
     def __init__(
         self,
@@ -127,6 +143,7 @@ class ImageIndexer:
         flush_every: float = DEFAULT_FLUSH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         staged: bool = False,
+        meta: Columns = (),
     ) -> None:
         if channels not in (1, 3):
             raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
@@ -138,6 +155,7 @@ class ImageIndexer:
         self._labels_on, self._hashes_on = labels, sha256
         self._compression, self._compression_opts = compression, compression_opts
         self._attrs = dict(attrs or {})
+        self._meta_columns = _check_columns(meta)
         self._take(self.path)
         try:
             check_target(self.path, overwrite)
@@ -168,6 +186,8 @@ class ImageIndexer:
         self._labels: list[int] = []
         self._hashes: list[bytes] = []
         self._sums: list[int] = []
+        self._meta_columns = ()
+        self._meta: list[list[MetaValue]] = []  # buffered values, one list per meta column
         self._skipped: list[tuple[str, str]] = []
         self._stage = "link"
         self._claim = ""
@@ -235,6 +255,7 @@ class ImageIndexer:
             schema = self._store.schema
             self._size, self._channels = schema.size, schema.channels
             self._labels_on, self._hashes_on = schema.labels, schema.sha256
+            self._meta_columns = schema.meta
             self._alloc_buffer()
         except BaseException:
             self._release()
@@ -272,6 +293,11 @@ class ImageIndexer:
         return (self._size[1], self._size[0], self._channels)
 
     @property
+    def meta_columns(self) -> Columns:
+        """The store's meta columns, ``((column, kind), ...)``; () when it has none."""
+        return self._meta_columns
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` or :meth:`abort` ran."""
         return self._closed
@@ -303,11 +329,13 @@ class ImageIndexer:
         label: int | None = None,
         sha256: bytes | None = None,
         pixels_crc: int | None = None,
+        meta: Sequence[MetaValue | None] = (),
     ) -> None:
         """Record the row filled through :meth:`reserve` under ``name`` (with its label and file digest).
 
         ``pixels_crc``: ``zlib.crc32`` of the row's pixels when the caller has it (a decoder worker computes it
-        while the pixels are in its cache); otherwise it is computed here.
+        while the pixels are in its cache); otherwise it is computed here. ``meta``: one value per meta column (None:
+        empty, NaN in a float column); a store without meta columns takes none.
         """
         self._check_open()
         if self._labels_on is None or self._hashes_on is None:
@@ -320,23 +348,33 @@ class ImageIndexer:
             raise OptionError(f"image {name!r}: give a sha256 for every image or for none")
         if sha256 is not None and len(sha256) != 32:
             raise OptionError(f"image {name!r}: sha256 must be the 32-byte digest, got {len(sha256)} bytes")
+        values = self._meta_values(name, meta)
         assert self._buf is not None
         stored = stored_name(name)
         crc = pixel_crc(self._buf[self._fill]) if pixels_crc is None else pixels_crc
-        self._sums.append(row_checksum(crc, stored, label, sha256))
+        self._sums.append(row_checksum(crc, stored, label, sha256, meta_bytes(values, self._meta_columns)))
         self._names.append(stored)
         if label is not None:
             self._labels.append(int(label))
         if sha256 is not None:
             self._hashes.append(bytes(sha256))
+        for column, value in zip(self._meta, values):
+            column.append(value)
         self._fill += 1
         if self._fill == len(self._buf) or self._due():
             self.flush()
 
     def add(
-        self, name: str | bytes, image: np.ndarray, *, label: int | None = None, sha256: bytes | None = None
+        self,
+        name: str | bytes,
+        image: np.ndarray,
+        *,
+        label: int | None = None,
+        sha256: bytes | None = None,
+        meta: Sequence[MetaValue | None] = (),
     ) -> None:
-        """Append one image: uint8 ``(H, W, C)`` (or ``(H, W)`` when channels is 1) named ``name``."""
+        """Append one image: uint8 ``(H, W, C)`` (or ``(H, W)`` when channels is 1) named ``name``, with one value
+        per meta column in ``meta``."""
         self._check_open()
         arr = np.asarray(image)
         if arr.ndim == 2:
@@ -350,7 +388,7 @@ class ImageIndexer:
         if arr.shape != self.shape:
             raise OptionError(f"image {name!r} has shape {arr.shape}, the store holds {self.shape} (H, W, C)")
         self.reserve()[...] = arr
-        self.commit(name, label=label, sha256=sha256)
+        self.commit(name, label=label, sha256=sha256, meta=meta)
 
     def skip(self, name: str | bytes, reason: str) -> None:
         """Record a file that could not be ingested, with a one-line reason."""
@@ -407,6 +445,19 @@ class ImageIndexer:
             self._release()
 
     # -- internals --------------------------------------------------------------------------------------------
+    def _meta_values(self, name: str | bytes, meta: Sequence[MetaValue | None]) -> list[MetaValue]:
+        """A row's meta values checked against the columns (one each, of the column's kind)."""
+        if len(meta) != len(self._meta_columns):
+            raise OptionError(
+                f"image {name!r}: give one meta value per meta column ({len(self._meta_columns)}), got {len(meta)}"
+            )
+        if len(self._meta) != len(self._meta_columns):
+            self._meta = [[] for _ in self._meta_columns]
+        try:
+            return [as_kind(value, kind) for value, (_, kind) in zip(meta, self._meta_columns)]
+        except ValueError as exc:
+            raise OptionError(f"image {name!r}: a meta value does not fit its column: {exc}") from None
+
     def _due(self) -> bool:
         return self._store is not None and self._clock() - self._last_commit >= self._flush_every
 
@@ -418,7 +469,7 @@ class ImageIndexer:
             assert self._buf is not None
             store.write_rows(
                 self._buf[:k], self._names, self._labels if self._labels_on else None,
-                self._hashes if self._hashes_on else None, self._sums,
+                self._hashes if self._hashes_on else None, self._sums, self._meta,
             )  # fmt: skip
         if self._skipped:
             store.write_skipped([n for n, _ in self._skipped], [r for _, r in self._skipped])
@@ -428,6 +479,8 @@ class ImageIndexer:
         self._labels.clear()
         self._hashes.clear()
         self._sums.clear()
+        for column in self._meta:
+            column.clear()
         self._skipped.clear()
         self._last_commit = self._clock()
 
@@ -439,7 +492,7 @@ class ImageIndexer:
             return
         schema = Schema(
             self._size, self._channels, bool(self._labels_on), bool(self._hashes_on),
-            self._compression, self._compression_opts,
+            self._compression, self._compression_opts, self._meta_columns,
         )  # fmt: skip
         self._labels_on, self._hashes_on = schema.labels, schema.sha256
         with signals.deferred():
