@@ -25,7 +25,8 @@ NO_CLASS_FOLDER = "no label: not inside a class folder"
 class Labels:
     """How each candidate name maps to a label.
 
-    ``scheme`` is ``"folder"``, ``"csv"`` or ``"list"`` (a list file's ``label`` column); ``class_names`` (label i names class i) is None for integer CSV labels.
+    ``scheme`` is ``"folder"``, ``"csv"`` or ``"list"`` (a list file's ``label`` column); ``class_names`` (label i
+    names class i) is None for integer labels.
     """
 
     scheme: str

@@ -1,9 +1,9 @@
 """Sources: where the photos of an ingest come from, behind one protocol and a registry.
 
-A :class:`Source` lists its candidates (:meth:`~Source.scan`: in a deterministic order, each with the name it is stored under, plus
-what it had to skip and why) and reads one candidate's bytes (:meth:`~Source.read`). It is picklable: the decoder
-workers and Dask tasks get the source itself and read their candidates through it, so nothing downstream assumes
-a candidate is a local file. :func:`open_source` turns what a user typed (SRC) into a source: registered factories
+A :class:`Source` lists its candidates (:meth:`~Source.scan`: in a fixed order, each with the name it is stored
+under, plus what it had to skip and why) and reads one candidate's bytes (:meth:`~Source.read`). It is picklable:
+the decoder workers and Dask tasks get the source itself and read their candidates through it, so nothing
+downstream assumes a candidate is a local file. :func:`open_source` turns what a user typed (SRC) into a source: registered factories
 are asked in turn, newest first, and the folder walker (:mod:`imgstore.sources.folder`) takes what none claims. An
 archive or a list file is one module and one :func:`register_source` call.
 """
