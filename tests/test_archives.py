@@ -566,7 +566,7 @@ def test_verify_sources_reads_members_and_extract_writes_them(tree: Path, tmp_pa
     pack(tree / "cat", mixed / "cat.tar", "tar")
     ingest(mixed, tmp_path / "m.h5", opts(archives=True))
     assert verify_store(tmp_path / "m.h5", sources=mixed).ok
-    with pytest.raises(SourceError, match="is not a folder or an archive"):
+    with pytest.raises(SourceError, match="is not a folder, an archive or a list file"):
         verify_store(out, sources=write(tmp_path / "plain.txt", b"x"))
 
     written = extract_images(out, tmp_path / "png")

@@ -131,5 +131,5 @@ def test_an_extension_of_undecodable_bytes_is_escaped_like_a_name(tmp_path: Path
     result = cli.invoke(app, ["ingest", str(src), str(out), "--size", "16x12", "--workers", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("1 other file ignored: .t\\xe9xt 1"), result.output
-    assert "ignored     1 other files (.t\\xe9xt 1)" in cli.invoke(app, ["info", str(out)]).output
+    assert "ignored     1 other file (.t\\xe9xt 1)" in cli.invoke(app, ["info", str(out)]).output
     assert json.loads(cli.invoke(app, ["info", str(out), "--json"]).output)["ignored"] == {".t\\xe9xt": 1}
