@@ -34,12 +34,8 @@ class FolderSource:
         return discover(self.root, extensions)
 
     def read(self, key: str) -> bytes:
-        """The whole file at ``key`` (its path); an OS error becomes a one-line :class:`BadImageError`."""
-        try:
-            with open(key, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise BadImageError(f"unreadable: {exc.strerror or exc}") from None
+        """The whole file at ``key`` (its path): :func:`read_file`."""
+        return read_file(key)
 
     def path_of(self, name: str, format_version: int = FORMAT_VERSION) -> Path:
         """The file a stored ``name`` came from (``/``-separated, escaped as the store's format version says)."""
@@ -52,6 +48,15 @@ class FolderSource:
         if direct.exists():
             return direct
         return self.path_of(upgrade_v1_name(name), 2)
+
+
+def read_file(path: str) -> bytes:
+    """The whole file at ``path``; an OS error becomes a one-line :class:`BadImageError` (``unreadable: ...``)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise BadImageError(f"unreadable: {exc.strerror or exc}") from None
 
 
 def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Discovery:

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imgstore.errors import BadImageError, MissingExtraError, SourceError
+from imgstore.errors import MissingExtraError, SourceError
 from imgstore.sources import Candidate, Discovery, RowData, register_source
+from imgstore.sources.folder import read_file
 from imgstore.store.format import FORMAT_VERSION, escape_name, unescape_name
 from imgstore.store.meta import FLOAT, INT, TEXT, MetaValue
 
@@ -95,12 +96,8 @@ class ListSource:
         return list_candidates(self.path, read_table(self.path))
 
     def read(self, key: str) -> bytes:
-        """The whole file at ``key`` (its path); an OS error becomes a one-line :class:`BadImageError`."""
-        try:
-            with open(key, "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise BadImageError(f"unreadable: {exc.strerror or exc}") from None
+        """The whole file at ``key`` (its path), as a folder reads it."""
+        return read_file(key)
 
     def path_of(self, name: str, format_version: int = FORMAT_VERSION) -> Path:
         """The file a stored ``name`` came from: the name as written in the list, against the list's folder."""

@@ -559,21 +559,9 @@ class _Run:
             finally:
                 release(source)  # an archive's descriptors and checkpoints
             return
-        digests = self.datasets.get(SHA256)
-        self.listing.add(check_digests_recorded(digests is not None))
-        for a, b in _spans(self.count, TEXT_BATCH):
-            names = self.names_batch(a, b)
-            stored = self.rows.read(SHA256, digests, a, b) if digests is not None else None
-            if names is None:
-                self.tick(b - a)
-                continue
-            for j, name in enumerate(names):
-                self.tick(1)
-                if is_dead_row(a + j, self.dead):
-                    continue  # its shard file is unusable: already a problem
-                want = None if stored is None else bytes(stored[j])
-                file = _source_file(path_of(name, self.version), name, hashed=want is not None)
-                self.listing.add(check_source_file(where, file, want))
+        for name, want in self.rows_to_find():
+            file = _source_file(path_of(name, self.version), name, hashed=want is not None)
+            self.listing.add(check_source_file(where, file, want))
 
     def source_members(self, src: Path, source: Source, extensions: tuple[str, ...]) -> None:
         """Every row's name is a candidate of ``source`` (scanned once for ``extensions``) and, when the store
@@ -583,6 +571,22 @@ class _Run:
         except SourceError as exc:
             self.listing.add([Problem(f"the source files cannot be checked: {exc}")])
             return
+        for name, want in self.rows_to_find():
+            key = keys.get(name)
+            if key is None:
+                file = SourceFile(name, "missing")
+            elif want is None:
+                file = SourceFile(name, "found")
+            else:
+                try:
+                    file = SourceFile(name, "found", hashlib.sha256(source.read(key)).digest())
+                except BadImageError as exc:
+                    file = SourceFile(name, "unreadable", error=exc.reason)
+            self.listing.add(check_source_file(src, file, want))
+
+    def rows_to_find(self) -> Iterator[tuple[str, bytes | None]]:
+        """``(name, stored SHA-256 or None)`` of every row whose file ``--sources`` must find, ticking progress;
+        rows of an unusable shard file and unreadable names are problems already, so they are passed over."""
         digests = self.datasets.get(SHA256)
         self.listing.add(check_digests_recorded(digests is not None))
         for a, b in _spans(self.count, TEXT_BATCH):
@@ -593,20 +597,8 @@ class _Run:
                 continue
             for j, name in enumerate(names):
                 self.tick(1)
-                if is_dead_row(a + j, self.dead):
-                    continue
-                want = None if stored is None else bytes(stored[j])
-                key = keys.get(name)
-                if key is None:
-                    file = SourceFile(name, "missing")
-                elif want is None:
-                    file = SourceFile(name, "found")
-                else:
-                    try:
-                        file = SourceFile(name, "found", hashlib.sha256(source.read(key)).digest())
-                    except BadImageError as exc:
-                        file = SourceFile(name, "unreadable", error=exc.reason)
-                self.listing.add(check_source_file(src, file, want))
+                if not is_dead_row(a + j, self.dead):
+                    yield name, None if stored is None else bytes(stored[j])
 
 
 # -- facts ----------------------------------------------------------------------------------------------------
