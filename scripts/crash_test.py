@@ -417,6 +417,7 @@ class Trial:
     commit_age: float | None = None  # SIGKILL: seconds since the last commit at the kill
     rerun: bool = False  # --resume found nothing begun, so the command ran again
     landed: bool = True  # the signal reached the run before it finished (False: the run completed first)
+    before_start: bool = False  # the signal landed in the interpreter's own start, before imgstore's first line
 
 
 def trial(setup: Setup, mode: str, sig: str, *, after: float | None = None, syscall: int | None = None) -> Trial:
@@ -440,6 +441,7 @@ def trial(setup: Setup, mode: str, sig: str, *, after: float | None = None, sysc
             assert after is not None
             done = run_interrupted(cmd, sig, after)
         t.problems += status_problems(done, sig, strace=syscall is not None)
+        t.before_start = in_interpreter_start(done)
         t.landed = done.returncode != 0
         if not no_process_mentions(str(out)):
             t.problems.append("a decoder process outlived the interrupted run")
@@ -452,9 +454,19 @@ def trial(setup: Setup, mode: str, sig: str, *, after: float | None = None, sysc
     return t
 
 
+def in_interpreter_start(done: Run) -> bool:
+    """The run was interrupted while the interpreter itself was starting (``site``, ``runpy``): Python's own
+    KeyboardInterrupt traceback, no frame of imgstore's code in it, before imgstore could install a handler. That
+    window (about 20-40 ms, longer on a loaded machine) belongs to every Python program; it is counted and reported,
+    not judged: nothing of imgstore has run, so there is nothing it could have written."""
+    return "Traceback" in done.stderr and "/imgstore/" not in done.stderr and "imgstore" not in done.stdout
+
+
 def status_problems(done: Run, sig: str, strace: bool) -> list[str]:
     """Exit status and stderr of an interrupted run."""
     out = []
+    if in_interpreter_start(done):
+        return out if done.returncode in (1, -2, 130) else [f"exit status {done.returncode} in the interpreter's start"]
     if "Traceback" in done.stderr:
         out.append(f"a traceback on stderr: {done.stderr.strip().splitlines()[-1]}")
     if done.returncode == 0:
@@ -828,6 +840,8 @@ def summarize(trials: list[Trial], flush_every: dict[int, float]) -> int:
     print(f"runs stopped before they changed anything (then run again instead of resumed): {reruns}")
     interrupted = [t for t in trials if t.sig in SIGNALS]
     print(f"signals that reached their run before it ended: {sum(t.landed for t in interrupted)} of {len(interrupted)}")
+    early = sum(t.before_start for t in trials)
+    print(f"signals that landed in the interpreter's own start, before imgstore's first line (Python's traceback): {early}")
     ages = [(t.commit_age, flush_every[t.size]) for t in trials if t.commit_age is not None]
     if ages:
         worst = max(a - f for a, f in ages)
