@@ -768,3 +768,62 @@ def test_zip_members_are_read_without_parsing_the_central_directory(
     [key] = [c.key for c in found.files if c.name == "cat/p00.png"]
     with pytest.raises(BadImageError, match="^unreadable: (Bad CRC-32 for file 'cat/p00.png'|damaged compressed data)"):
         read_member(key)
+
+
+@pytest.fixture(scope="module")
+def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """160 textured photos of 320x240 in 4 class folders, a corrupt one and a note: an ingest long enough to be
+    killed while it writes (decoding them takes well over a second)."""
+    root = tmp_path_factory.mktemp("bigtree") / "photos"
+    for i in range(160):
+        write(root / f"c{i % 4}" / f"{i:03d}.png", encode(pattern(320, 240, seed=i), "PNG", compress_level=1))
+    write(root / "c1" / "bad.png", b"\x89PNG\r\n\x1a\n cut short")
+    write(root / "notes.txt", b"not a photo")
+    return root
+
+
+def _committed(path: Path) -> int:
+    from imgstore.store import open_read
+
+    try:
+        with open_read(path) as f:
+            return int(f.attrs["count"])
+    except (OSError, KeyError):
+        return 0
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip-deflated", "tar"])
+def test_kill_9_then_resume_of_an_archive_equals_the_extracted_folder(big_tree: Path, tmp_path: Path, kind: str) -> None:
+    """SIGKILL a real ``imgstore ingest ARCHIVE`` once rows are committed: the store opens holding the first rows of
+    the extracted folder's store, and ``--resume`` ends identical to that store (a .tar.gz in shuffled member
+    order: the parent reads it; a zip and a tar: the workers do)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    archive = pack(big_tree, tmp_path / f"photos.{kind.split('-')[0]}", kind, order="shuffled")
+    folder_store = tmp_path / "folder.h5"
+    base = ["--size", "48", "-q", "--buffer-size", "4", "--workers", "2", "--labels", "folder"]
+
+    def cli(src: Path, out: Path, *more: str) -> list[str]:
+        return [sys.executable, "-m", "imgstore", "ingest", str(src), str(out), *base, *more]
+
+    assert subprocess.run(cli(big_tree, folder_store), capture_output=True).returncode == 0
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen(cli(archive, out))
+    deadline = time.monotonic() + 60
+    while _committed(out) < 8 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with imgstore.open(out) as s, imgstore.open(folder_store) as r:
+        n = len(s)
+        assert 1 <= n < len(r) and not s.complete, "the kill did not land while the run was writing"
+        assert s.names == r.names[:n]
+        np.testing.assert_array_equal(s[:], r[:n])
+    done = subprocess.run(cli(archive, out, "--resume"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_store(out, folder_store)
+    with imgstore.open(out) as s:
+        assert s.complete and s.ignored == {".txt": 1}
