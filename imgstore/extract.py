@@ -134,8 +134,23 @@ def extract_images(
         with replaced_when_written(sidecar) as tmp:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for i, target in zip(rows, targets):
-                    fh.write(json.dumps(_sidecar_row(store, i, names[i], target.name), ensure_ascii=False) + "\n")
+                    fh.write(_sidecar_line(_sidecar_row(store, i, names[i], target.name)) + "\n")
     return [*targets, sidecar]
+
+
+def _sidecar_line(row: dict[str, Any]) -> str:
+    """``row`` as one line of strict JSON: an infinite meta number, which JSON has no word for (``json.dumps``
+    writes ``Infinity``, which JSON parsers refuse), is written as the number ``1e999`` (``-1e999``), which
+    parsers read back as infinity."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, float) and math.isinf(v):
+            return "1e999" if v > 0 else "-1e999"
+        return json.dumps(v, ensure_ascii=False, allow_nan=False)
+
+    head = json.dumps({k: v for k, v in row.items() if k != "meta"}, ensure_ascii=False, allow_nan=False)
+    meta = ", ".join(f"{value(k)}: {value(v)}" for k, v in row["meta"].items())
+    return f'{head[:-1]}, "meta": {{{meta}}}}}'
 
 
 def _sidecar_row(store: Any, i: int, name: str, file: str) -> dict[str, Any]:

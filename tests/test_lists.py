@@ -601,3 +601,25 @@ def test_kill_9_then_resume_equals_uninterrupted_run(big_list: Path, tmp_path: P
     x = h5_contents(out)
     y = h5_contents(ref)
     assert x.pop("attrs") == y.pop("attrs") and x == y
+
+
+def test_extract_meta_jsonl_is_strict_json_with_infinite_and_nan_numbers(tmp_path: Path) -> None:
+    """A float meta column holding Infinity, -Infinity and NaN (JSON lines allow them, as Python's json does)
+    extracts to a meta.jsonl every strict JSON parser reads: infinity as 1e999 / -1e999, NaN as null."""
+    for i in range(4):
+        write(tmp_path / f"p{i}.png", encode(Image.fromarray(photo(i)), "PNG"))
+    rows = ['{"path": "p0.png", "x": Infinity, "t": "Infinity"}', '{"path": "p1.png", "x": -Infinity, "t": "a"}',
+            '{"path": "p2.png", "x": NaN, "t": "b"}', '{"path": "p3.png", "x": 0.5, "t": "c"}']  # fmt: skip
+    (tmp_path / "l.jsonl").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "l.h5"
+    ingest(str(tmp_path / "l.jsonl"), out, opts())
+    sidecar = extract_images(out, tmp_path / "png")[-1]
+
+    def refuse(word: str) -> Any:
+        raise ValueError(f"not strict JSON: {word}")
+
+    lines = [json.loads(line, parse_constant=refuse) for line in sidecar.read_text().splitlines()]
+    assert [line["meta"]["x"] for line in lines[:2]] == [math.inf, -math.inf]
+    assert lines[2]["meta"]["x"] is None and lines[3]["meta"]["x"] == 0.5
+    assert [line["meta"]["t"] for line in lines] == ["Infinity", "a", "b", "c"]
+    assert [line["name"] for line in lines] == ["p0.png", "p1.png", "p2.png", "p3.png"]
