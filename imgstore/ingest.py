@@ -36,6 +36,7 @@ from imgstore.pool import Decoded, DecodePool, decode_in_process
 from imgstore.progress import Progress, ProgressLike, as_progress
 from imgstore.sources import Candidate, Discovery, ScannedSource, Source, carries_labels, open_source, release
 from imgstore.sources.archive import with_archives
+from imgstore.sources.listfile import ListSource
 from imgstore.store import (
     IGNORED_COUNT,
     IGNORED_EXTENSIONS,
@@ -357,6 +358,11 @@ def _run(
         assert target.state is not None
         state = target.state
         order = _meta_order(target.path, state.meta, columns, rows.where if rows else source.label, opts)
+        # A column that is text in the store takes this run's numbers as the list writes them (a CSV's 1.50).
+        here = dict(columns)
+        retext = [order[k] for k, (n, kind) in enumerate(state.meta) if kind == TEXT and here[n] != TEXT] if order else []
+        if retext and isinstance(source, ListSource):
+            found.files = source.texts_as_written(found.files, retext)
         columns = state.meta
         if opts.append:  # a new run begins here: what --resume of it must not take as handled comes before
             run_attrs[RUN_START] = list(state.counts)

@@ -623,3 +623,20 @@ def test_extract_meta_jsonl_is_strict_json_with_infinite_and_nan_numbers(tmp_pat
     assert lines[2]["meta"]["x"] is None and lines[3]["meta"]["x"] == 0.5
     assert [line["meta"]["t"] for line in lines] == ["Infinity", "a", "b", "c"]
     assert [line["name"] for line in lines] == ["p0.png", "p1.png", "p2.png", "p3.png"]
+
+
+def test_append_to_a_text_column_keeps_the_csv_spelling_of_numbers(tmp_path: Path) -> None:
+    """A store whose column is text, appended with a CSV whose column holds only numbers: the values are stored
+    as the list writes them (1.50, +5, 1e3, -0), not re-spelled from the parsed numbers (1.5, 5, 1000.0, 0)."""
+    for i in range(7):
+        write(tmp_path / f"p{i}.png", encode(Image.fromarray(photo(i)), "PNG"))
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text("path,code,n\np0.png,x,1\np1.png,y,2\n")
+    second.write_text("n,path,code\n3,p2.png,1.50\n4,p3.png,+5\n5,p4.png,1e3\n6,p5.png,-0\n7,p6.png,\n")
+    out = tmp_path / "s.h5"
+    ingest(str(first), out, opts())
+    ingest(str(second), out, opts(append=True))
+    with imgstore.open(out) as store:
+        assert store.meta["code"] == ["x", "y", "1.50", "+5", "1e3", "-0", ""]
+        assert store.meta["n"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert verify_store(out).ok

@@ -36,7 +36,7 @@ import os
 import re
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,27 @@ class ListSource:
     def read(self, key: str) -> bytes:
         """The whole file at ``key`` (its path), as a folder reads it."""
         return read_file(key)
+
+    def texts_as_written(self, files: list[Candidate], positions: Sequence[int]) -> list[Candidate]:
+        """``files`` (this list's candidates) with their meta values at ``positions`` as the list writes them: a
+        continued store whose column is text takes a CSV's ``1.50`` as ``1.50``, not as the number's ``1.5``.
+        (JSON lines and Parquet carry their own types: their numbers are text as JSON spells them.)"""
+        table = read_table(self.path)
+        if not table.numbers_in_text or not positions:
+            return files
+        meta_names = [c for c in table.columns if c not in (PATH, LABEL)]
+        row_of: dict[str, int] = {}
+        for i, value in enumerate(table.cells[PATH]):
+            name = stored_path(value)
+            if name is not None:
+                row_of.setdefault(name if name.startswith("/") else os.path.join(self.folder, name), i)
+        out = []
+        for c in files:
+            meta = list(c.meta)
+            for j in positions:
+                meta[j] = _cell_text(table.cells[meta_names[j]][row_of[c.key]], True)
+            out.append(replace(c, meta=tuple(meta)))
+        return out
 
     def path_of(self, name: str, format_version: int = FORMAT_VERSION) -> Path:
         """The file a stored ``name`` came from: the name as written in the list, against the list's folder."""
