@@ -299,6 +299,10 @@ def test_same_file_under_another_spelling_is_listed_twice(lists: Lists, tmp_path
         ("l.jsonl", '{"path": "a.png"}\n\n{"path": "b.png",}\n', r"l\.jsonl line 3: malformed JSON"),
         ("l.jsonl", '{"path": "a.png"}\n["b.png"]\n', r"l\.jsonl line 2: expected a JSON object, got list"),
         ("l.csv", b"path\n\xff\xfe.png\n", r"l\.csv line 2: not UTF-8"),
+        ("l.jsonl", '{"path": "a.png", "c": "ok"}\n{"path": "b.png", "c": "a\\u0000b"}\n',
+         r"l\.jsonl line 2: the 'c' value holds a NUL character"),
+        ("l.jsonl", '{"path": "a\\u0000.png"}\n', r"l\.jsonl line 1: the 'path' value holds a NUL character"),
+        ("l.csv", "path,a\0b\na.png,1\n", r"l\.csv: the column name 'a\\x00b' holds a NUL character"),
     ],
 )
 def test_bad_list_is_one_line_error_naming_file_and_line(

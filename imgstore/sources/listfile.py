@@ -23,7 +23,7 @@ and a file listed a second time -- by the same path, or by another that reaches 
 relative, through a symlink or ``..``: the same device and inode) -- recorded under the name ``LIST:LINE``, since
 they have no name of their own (the reason says where the first listing is). A list that cannot be read at all
 (no ``path`` column, a malformed CSV or JSON line, a row with more fields than the header, text that is not
-UTF-8) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
+UTF-8, a NUL character, which HDF5 text cannot hold) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
 """
 
 from __future__ import annotations
@@ -176,6 +176,17 @@ def _read_table(p: Path) -> Table:
     if PATH not in table.columns:
         shown = ", ".join(table.columns) or "none"
         raise SourceError(f"list file {p} has no 'path' column (its columns: {shown}): name the column of file paths 'path'")
+    # HDF5 text cannot hold a NUL character (nor can a file path): refused here, before a store is made, rather
+    # than failing the ingest at the first commit that writes it.
+    for name in table.columns:
+        if "\x00" in name:
+            raise SourceError(f"list file {p}: the column name {name!r} holds a NUL character: remove it")
+        for value, line in zip(table.cells[name], table.lines):
+            if isinstance(value, str) and "\x00" in value:
+                raise SourceError(
+                    f"list file {p} {table.where} {line}: the {name!r} value holds a NUL character, which a store "
+                    "cannot hold: remove it"
+                )
     return table
 
 
