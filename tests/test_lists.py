@@ -303,6 +303,8 @@ def test_same_file_under_another_spelling_is_listed_twice(lists: Lists, tmp_path
          r"l\.jsonl line 2: the 'c' value holds a NUL character"),
         ("l.jsonl", '{"path": "a\\u0000.png"}\n', r"l\.jsonl line 1: the 'path' value holds a NUL character"),
         ("l.csv", "path,a\0b\na.png,1\n", r"l\.csv: the column name 'a\\x00b' holds a NUL character"),
+        ("l.jsonl", '{"path": "a.png", "c": "ok"}\n{"path": "b.png", "c": "a\\ud800b"}\n',
+         r"l\.jsonl line 2: the 'c' value holds a lone surrogate"),
     ],
 )
 def test_bad_list_is_one_line_error_naming_file_and_line(

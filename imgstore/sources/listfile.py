@@ -23,7 +23,7 @@ and a file listed a second time -- by the same path, or by another that reaches 
 relative, through a symlink or ``..``: the same device and inode) -- recorded under the name ``LIST:LINE``, since
 they have no name of their own (the reason says where the first listing is). A list that cannot be read at all
 (no ``path`` column, a malformed CSV or JSON line, a row with more fields than the header, text that is not
-UTF-8, a NUL character, which HDF5 text cannot hold) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
+UTF-8, a NUL character or a lone surrogate, which a store's text cannot hold) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
 """
 
 from __future__ import annotations
@@ -176,18 +176,30 @@ def _read_table(p: Path) -> Table:
     if PATH not in table.columns:
         shown = ", ".join(table.columns) or "none"
         raise SourceError(f"list file {p} has no 'path' column (its columns: {shown}): name the column of file paths 'path'")
-    # HDF5 text cannot hold a NUL character (nor can a file path): refused here, before a store is made, rather
-    # than failing the ingest at the first commit that writes it.
+    # HDF5 text cannot hold a NUL character (nor can a file path), nor UTF-8 a lone surrogate (JSON's "\ud800"):
+    # refused here, before a store is made, rather than failing the ingest at the first commit that writes it.
     for name in table.columns:
-        if "\x00" in name:
-            raise SourceError(f"list file {p}: the column name {name!r} holds a NUL character: remove it")
+        if _unstorable(name):
+            raise SourceError(f"list file {p}: the column name {name!r} holds {_unstorable(name)}: remove it")
         for value, line in zip(table.cells[name], table.lines):
-            if isinstance(value, str) and "\x00" in value:
+            if isinstance(value, str) and _unstorable(value):
                 raise SourceError(
-                    f"list file {p} {table.where} {line}: the {name!r} value holds a NUL character, which a store "
-                    "cannot hold: remove it"
+                    f"list file {p} {table.where} {line}: the {name!r} value holds {_unstorable(value)}, which a "
+                    "store cannot hold: remove it"
                 )
     return table
+
+
+def _unstorable(text: str) -> str | None:
+    """What in ``text`` a store cannot hold as UTF-8 text (a NUL character, a lone surrogate), or None."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (not a character)"
+    return None
 
 
 def _read_csv(p: Path) -> Table:
