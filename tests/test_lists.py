@@ -646,3 +646,17 @@ def test_append_to_a_text_column_keeps_the_csv_spelling_of_numbers(tmp_path: Pat
         assert store.meta["code"] == ["x", "y", "1.50", "+5", "1e3", "-0", ""]
         assert store.meta["n"].tolist() == [1, 2, 3, 4, 5, 6, 7]
     assert verify_store(out).ok
+
+
+def test_lone_surrogate_inside_a_json_list_is_kept_as_its_escape(tmp_path: Path) -> None:
+    """A JSON list or object holding a lone surrogate is stored as JSON text with the \\ud800 escape (UTF-8 cannot
+    hold the character itself); the others keep their characters as written."""
+    for i in range(2):
+        write(tmp_path / f"p{i}.png", encode(Image.fromarray(photo(i)), "PNG"))
+    lst = tmp_path / "l.jsonl"
+    lst.write_text('{"path": "p0.png", "c": ["\\ud800", 1]}\n{"path": "p1.png", "c": {"k": "é"}}\n')
+    out = tmp_path / "l.h5"
+    ingest(str(lst), out, opts())
+    with imgstore.open(out) as store:
+        assert store.meta["c"] == ['["\\ud800", 1]', '{"k": "é"}']
+    assert verify_store(out).ok

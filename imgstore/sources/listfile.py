@@ -432,7 +432,9 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return str(value)
+    # A lone surrogate inside a JSON list or object is kept as JSON's escape (UTF-8 cannot hold it as written).
+    return json.dumps(value) if _unstorable(text) else text
 
