@@ -428,6 +428,9 @@ def test_image_indexer_writes_meta_columns_directly(tmp_path: Path) -> None:
             ix.add("c", photo(3), meta=("x", 1.0))
         with pytest.raises(OptionError, match="does not fit its column"):
             ix.add("c", photo(3), meta=("x", 1.0, 2.5))
+        for bad in ("a\x00b", "a\ud800b"):  # HDF5 text cannot hold them: refused here, not at the commit
+            with pytest.raises(OptionError, match="does not fit its column.*NUL character or a lone surrogate"):
+                ix.add("c", photo(3), meta=(bad, 1.0, 2))
     with ImageIndexer.reopen(out) as ix:
         assert ix.meta_columns == columns
         ix.add("c", photo(3), meta=("third", 3, 12))

@@ -99,7 +99,11 @@ def as_kind(value: MetaValue | None, kind: str) -> MetaValue:
     if kind == TEXT:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return ""  # an empty number (NaN) is an empty text
-        return value if isinstance(value, str) else json.dumps(value)
+        if not isinstance(value, str):
+            return json.dumps(value)
+        if "\x00" in value or (not value.isascii() and not _utf8(value)):
+            raise ValueError(f"{value!r} holds a NUL character or a lone surrogate, which UTF-8 text in HDF5 cannot hold")
+        return value
     if kind == FLOAT:
         if value is None:
             return math.nan
@@ -108,6 +112,14 @@ def as_kind(value: MetaValue | None, kind: str) -> MetaValue:
     elif kind == INT and isinstance(value, int) and not isinstance(value, bool):
         return value
     raise ValueError(f"{value!r} is not {'a number' if kind == FLOAT else 'an integer'}")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def meta_bytes(values: Sequence[MetaValue], columns: Columns) -> bytes:
