@@ -663,3 +663,22 @@ def test_lone_surrogate_inside_a_json_list_is_kept_as_its_escape(tmp_path: Path)
     with imgstore.open(out) as store:
         assert store.meta["c"] == ['["\\ud800", 1]', '{"k": "é"}']
     assert verify_store(out).ok
+
+
+def test_parquet_float_label_column_with_nan_is_integers_with_gaps(tmp_path: Path) -> None:
+    """pandas writes an integer label column with a missing value as floats (1.0, NaN, 3.0): the integral floats
+    are integer labels (kept, as integers are) and NaN is an empty label (the row skipped as unlabelled), not a
+    class named 'NaN' beside classes '1.0' and '3.0'."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    for i in range(3):
+        write(tmp_path / f"p{i}.png", encode(Image.fromarray(photo(i)), "PNG"))
+    lst = tmp_path / "l.parquet"
+    pq.write_table(pa.table({"path": ["p0.png", "p1.png", "p2.png"], "label": [1.0, math.nan, 3.0]}), lst)
+    out = tmp_path / "l.h5"
+    report = ingest(str(lst), out, opts())
+    with imgstore.open(out) as store:
+        assert store.names == ["p0.png", "p2.png"]
+        assert store.labels[:].tolist() == [1, 3] and store.class_names is None
+    assert [name for name, _ in report.skipped] == ["p1.png"]

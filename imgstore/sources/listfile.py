@@ -354,9 +354,14 @@ def stored_path(value: Cell) -> str | None:
 
 
 def _label_text(value: Cell) -> str | None:
-    """A ``label`` cell as label text, or None when empty."""
+    """A ``label`` cell as label text, or None when empty (a NaN too); an integral float is its integer."""
     if value is None:
         return None
+    if isinstance(value, float):  # a JSON or Parquet float: pandas writes an int column with gaps as 1.0, NaN
+        if math.isnan(value):
+            return None  # empty
+        if value.is_integer():
+            return str(int(value))
     text = (value if isinstance(value, str) else _text(value)).strip()
     return text or None
 
