@@ -204,6 +204,10 @@ def test_meta_mapping_and_meta_row(lists: Lists, tmp_path: Path) -> None:
         s.meta["colour"]
     with pytest.raises(IndexError):
         s.meta_row(4)
+    assert s.meta_row(np.int64(3)) == row
+    for bad in (True, 1.5, "1"):  # True is not row 1 (it gave an int column's whole array, as a mask)
+        with pytest.raises(IndexError, match="meta_row takes one row number"):
+            s.meta_row(bad)  # type: ignore[arg-type]
     ingest(lists.folder / "zoo", tmp_path / "folder.h5", opts())
     f = imgstore.open(tmp_path / "folder.h5")
     assert dict(f.meta) == {} and f.meta_row(0) == {} and f.attrs["imgstore_format"] == 2

@@ -320,10 +320,12 @@ class ImageStore:
 
     def meta_row(self, i: int) -> dict[str, MetaValue]:
         """Row ``i``'s meta values, ``{column: value}`` (Python int, float or str)."""
+        if not isinstance(i, (int, np.integer)) or isinstance(i, (bool, np.bool_)):
+            raise IndexError(f"meta_row takes one row number (an int), not {i!r}")
         n = self._count
         if not -n <= i < n:
             raise IndexError(f"row {i} out of range for a store of {n}")
-        return {name: _plain(self._meta_column(name, kind)[i]) for name, kind in self.meta_columns}
+        return {name: _plain(self._meta_column(name, kind)[int(i)]) for name, kind in self.meta_columns}
 
     def _meta_column(self, column: str, kind: str) -> Any:
         if column not in self._columns or self._pid != os.getpid():
