@@ -686,3 +686,22 @@ def test_parquet_float_label_column_with_nan_is_integers_with_gaps(tmp_path: Pat
         assert store.names == ["p0.png", "p2.png"]
         assert store.labels[:].tolist() == [1, 3] and store.class_names is None
     assert [name for name, _ in report.skipped] == ["p1.png"]
+
+
+def test_json_path_with_a_surrogate_escape_names_a_non_utf8_file(tmp_path: Path) -> None:
+    """A JSON path may name a file whose name is not UTF-8 by the surrogate escape of its byte (\\udcff: 0xff),
+    as os does; it is stored under the escaped name, as a folder stores it. A lone surrogate no file system byte
+    gives (\\ud800) is refused naming the line."""
+    raw = os.path.join(os.fsencode(tmp_path), b"x\xff.png")
+    with open(raw, "wb") as fh:
+        fh.write(encode(Image.fromarray(photo(1)), "PNG"))
+    lst = tmp_path / "l.jsonl"
+    lst.write_text('{"path": "x\\udcff.png", "c": "ok"}\n')
+    out = tmp_path / "l.h5"
+    ingest(str(lst), out, opts())
+    with imgstore.open(out) as store:
+        assert store.names == ["x\\xff.png"] and store.meta["c"] == ["ok"]
+        np.testing.assert_array_equal(store[0], photo(1))
+    lst.write_text('{"path": "x\\ud800.png", "c": "ok"}\n')
+    with pytest.raises(SourceError, match=r"l\.jsonl line 1: the 'path' value holds a lone surrogate"):
+        ingest(str(lst), tmp_path / "m.h5", opts())

@@ -182,7 +182,7 @@ def _read_table(p: Path) -> Table:
         if _unstorable(name):
             raise SourceError(f"list file {p}: the column name {name!r} holds {_unstorable(name)}: remove it")
         for value, line in zip(table.cells[name], table.lines):
-            if isinstance(value, str) and _unstorable(value):
+            if isinstance(value, str) and _unstorable(value, path=name == PATH):
                 raise SourceError(
                     f"list file {p} {table.where} {line}: the {name!r} value holds {_unstorable(value)}, which a "
                     "store cannot hold: remove it"
@@ -190,13 +190,15 @@ def _read_table(p: Path) -> Table:
     return table
 
 
-def _unstorable(text: str) -> str | None:
-    """What in ``text`` a store cannot hold as UTF-8 text (a NUL character, a lone surrogate), or None."""
+def _unstorable(text: str, path: bool = False) -> str | None:
+    """What in ``text`` a store cannot hold as UTF-8 text (a NUL character, a lone surrogate), or None. A ``path``
+    may hold the surrogate escapes of bytes that are not UTF-8 (``\udcff``: the file system's byte 0xff), which
+    stored names escape."""
     if "\x00" in text:
         return "a NUL character"
     if not text.isascii():
         try:
-            text.encode("utf-8")
+            os.fsencode(text) if path else text.encode("utf-8")
         except UnicodeEncodeError:
             return "a lone surrogate (not a character)"
     return None
