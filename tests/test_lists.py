@@ -306,6 +306,8 @@ def test_same_file_under_another_spelling_is_listed_twice(lists: Lists, tmp_path
         ("l.jsonl", '{"path": "a.png", "c": "ok"}\n{"path": "b.png", "c": "a\\u0000b"}\n',
          r"l\.jsonl line 2: the 'c' value holds a NUL character"),
         ("l.jsonl", '{"path": "a\\u0000.png"}\n', r"l\.jsonl line 1: the 'path' value holds a NUL character"),
+        ("l.jsonl", '{"path": "a.png"}\n{"path": "b.png", "c": 1, "path": "c.png"}\n',
+         r"l\.jsonl line 2: the key 'path' appears twice in one object"),
         ("l.csv", "path,a\0b\na.png,1\n", r"l\.csv: the column name 'a\\x00b' holds a NUL character"),
         ("l.jsonl", '{"path": "a.png", "c": "ok"}\n{"path": "b.png", "c": "a\\ud800b"}\n',
          r"l\.jsonl line 2: the 'c' value holds a lone surrogate"),

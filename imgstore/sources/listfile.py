@@ -22,7 +22,7 @@ What cannot be stored is skipped with a reason: a missing file (``missing: no su
 and a file listed a second time -- by the same path, or by another that reaches the same file (absolute and
 relative, through a symlink or ``..``: the same device and inode) -- recorded under the name ``LIST:LINE``, since
 they have no name of their own (the reason says where the first listing is). A list that cannot be read at all
-(no ``path`` column, a malformed CSV or JSON line, a row with more fields than the header, text that is not
+(no ``path`` column, a malformed CSV or JSON line, a key twice in one JSON object, a row with more fields than the header, text that is not
 UTF-8, a NUL character or a lone surrogate, which a store's text cannot hold) raises one :class:`~imgstore.errors.SourceError` naming the file and the line.
 """
 
@@ -267,7 +267,9 @@ def _read_jsonl(p: Path) -> Table:
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            raise SourceError(f"list file {p} line {line}: the key {exc.args[0]!r} appears twice in one object") from None
         except ValueError as exc:
             raise SourceError(f"list file {p} line {line}: malformed JSON ({exc})") from None
         if not isinstance(obj, dict):
@@ -281,6 +283,17 @@ def _read_jsonl(p: Path) -> Table:
             raise SourceError(f"list file {p}: a key is empty: give every column a name")
     cells = {name: [obj.get(name) for obj in objects] for name in names}
     return Table(names, cells, lines, numbers_in_text=False)
+
+
+class _DuplicateKey(Exception):
+    """A JSON object names a key twice (json.loads would keep the last value silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey(next(k for i, (k, _) in enumerate(pairs) if any(k == k2 for k2, _ in pairs[:i])))
+    return obj
 
 
 def _read_parquet(p: Path) -> Table:
