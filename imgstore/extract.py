@@ -88,7 +88,7 @@ def extract_images(
     for every row. Files are named by :func:`export_file_name`; one-channel stores give grayscale PNGs. A store
     with meta columns also gets ``meta.jsonl`` (last in the list returned): one JSON object per PNG, in the same
     order, ``{"file", "row", "name", "label" (with labels), "class" (with class names), "meta": {column: value}}``,
-    an empty number as null; so the captions and boxes stay with the pixels. Existing files are refused, before
+    an empty number as null, an infinite one as ``1e999`` / ``-1e999`` (strict JSON); so the captions and boxes stay with the pixels. Existing files are refused, before
     anything is written, unless ``overwrite``. ``progress`` gets image increments.
     """
     import imageio.v3 as iio
