@@ -70,14 +70,19 @@ def load_plugins() -> None:
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
-    with contextlib.suppress(Exception):
-        from pillow_heif import register_heif_opener
+    from imgstore import signals
 
-        register_heif_opener()
-    with contextlib.suppress(Exception):
-        import pillow_jxl  # noqa: F401  (importing it registers the JXL plugin)
-    Image.init()
+    # A Ctrl-C or SIGTERM landing inside a C extension's module init leaves it half-imported (a later import fails
+    # with an unrelated ImportError): the signal is held until the imports are done, then raised as usual.
+    with signals.deferred():
+        with contextlib.suppress(Exception):
+            from pillow_heif import register_heif_opener
+
+            register_heif_opener()
+        with contextlib.suppress(Exception):
+            import pillow_jxl  # noqa: F401  (importing it registers the JXL plugin)
+        Image.init()
+        _plugins_loaded = True
 
 
 def pillow_extensions() -> tuple[str, ...]:
