@@ -45,6 +45,18 @@ def write(path: Path, data: bytes) -> Path:
     return path
 
 
+def committed_rows(path: Path) -> int:
+    """The rows a store at ``path`` has committed (its ``count``), 0 while there is no readable store yet: what a
+    test polls before killing a running ingest."""
+    from imgstore.store import open_read
+
+    try:
+        with open_read(path) as f:
+            return int(f.attrs["count"])
+    except (OSError, KeyError):
+        return 0
+
+
 # ---------------------------------------------------------------------------------------------------- real stores
 
 

@@ -37,7 +37,7 @@ from imgstore.store.format import unescape_name
 from imgstore.store.merge import merge_shards
 from imgstore.store.verify import verify_store
 
-from conftest import encode, pattern, write
+from conftest import committed_rows, encode, pattern, write
 
 SMALL = DecodeOptions(size=(20, 14))
 
@@ -782,15 +782,6 @@ def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _committed(path: Path) -> int:
-    from imgstore.store import open_read
-
-    try:
-        with open_read(path) as f:
-            return int(f.attrs["count"])
-    except (OSError, KeyError):
-        return 0
-
 
 @pytest.mark.parametrize("kind", ["tar.gz", "zip-deflated", "tar"])
 def test_kill_9_then_resume_of_an_archive_equals_the_extracted_folder(big_tree: Path, tmp_path: Path, kind: str) -> None:
@@ -813,7 +804,7 @@ def test_kill_9_then_resume_of_an_archive_equals_the_extracted_folder(big_tree: 
     out = tmp_path / "killed.h5"
     proc = subprocess.Popen(cli(archive, out))
     deadline = time.monotonic() + 60
-    while _committed(out) < 8 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_rows(out) < 8 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -32,7 +32,7 @@ from imgstore.sources.listfile import ListSource, column_values
 from imgstore.store.meta import meta_column, meta_key
 from imgstore.store.verify import verify_store
 
-from conftest import encode, pattern, write
+from conftest import committed_rows, encode, pattern, write
 
 W, H = 12, 8  # the photos are lossless PNGs of exactly the store size, so the stored pixels are theirs
 SIZE = DecodeOptions(size=(W, H))
@@ -580,15 +580,6 @@ def _cli(*args: str) -> list[str]:
             "--workers", "1"]  # fmt: skip
 
 
-def _count(path: Path) -> int:
-    from imgstore.store import open_read
-
-    try:
-        with open_read(path) as f:
-            return int(f.attrs["count"])
-    except (OSError, KeyError):
-        return 0
-
 
 @pytest.mark.parametrize("kill_after", [2, 60])
 def test_kill_9_then_resume_equals_uninterrupted_run(big_list: Path, tmp_path: Path, kill_after: int) -> None:
@@ -599,7 +590,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(big_list: Path, tmp_path: P
     out = tmp_path / "killed.h5"
     proc = subprocess.Popen(_cli(str(big_list), str(out)))
     deadline = time.monotonic() + 60
-    while _count(out) < kill_after and proc.poll() is None and time.monotonic() < deadline:
+    while committed_rows(out) < kill_after and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
