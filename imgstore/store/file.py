@@ -34,8 +34,13 @@ import numpy as np
 
 from imgstore.errors import OutputExistsError, StoreError, WriteError, is_os_failure, os_cause
 from imgstore.outputs import temp_path, temp_target
+from imgstore.store.encoding import flat_crc, parse_encoding
 from imgstore.store.format import (
     CHECKSUMS,
+    ENCODING,
+    FLAT_CHUNK,
+    IMAGE_DATA,
+    IMAGE_ENDS,
     IMAGES,
     JOURNAL,
     LABELS,
@@ -44,11 +49,13 @@ from imgstore.store.format import (
     ROW_DATASETS,
     RUN_START,
     SHA256,
+    SHAPES,
     SKIPPED_NAMES,
     SKIPPED_REASONS,
     SPACE_MARGIN,
     STR,
     TEXT_COLUMNS,
+    VARIABLE,
     TextJournal,
     format_for,
     format_version,
@@ -93,6 +100,13 @@ class Schema:
     compression: Any = None  # for ``images``: None, "gzip", "lzf" or an hdf5plugin filter id
     compression_opts: Any = None
     meta: Columns = ()  # meta columns, ((column, kind), ...): see imgstore.store.meta
+    encoding: str = "none"  # the rows' encoding, as parse_encoding gives it ("jpeg:90:420"): see store.encoding
+    variable: bool = False  # rows have their own shapes (a native-aspect resize mode); size is then the target
+
+    @property
+    def flat(self) -> bool:
+        """True when rows are stored as bytes (format 4): encoded, or of their own shapes."""
+        return self.variable or self.encoding != "none"
 
     @property
     def text_columns(self) -> tuple[str, ...]:
@@ -107,14 +121,61 @@ class Schema:
         return (self.size[1], self.size[0], self.channels)
 
 
+@dataclass(frozen=True)
+class FlatRows:
+    """A batch of flat rows (format 4) to write: their bytes one after another, where each ends, and their shapes."""
+
+    data: np.ndarray  # uint8 (total bytes,)
+    ends: np.ndarray  # int64 (k,): row j is data[ends[j-1]:ends[j]] (from 0 for row 0)
+    shapes: np.ndarray  # uint32 (k, 3): (H, W, C) per row
+
+    @classmethod
+    def pack(cls, rows: Sequence[bytes | memoryview | np.ndarray], shapes: Sequence[Sequence[int]]) -> FlatRows:
+        """Rows given one by one (bytes, or uint8 arrays whose C-order bytes are the row) as one batch."""
+        blobs = [r.reshape(-1).view(np.uint8) if isinstance(r, np.ndarray) else np.frombuffer(r, np.uint8) for r in rows]
+        ends = np.cumsum([b.size for b in blobs], dtype=np.int64) if blobs else np.zeros(0, np.int64)
+        data = np.concatenate(blobs) if blobs else np.zeros(0, np.uint8)
+        return cls(data, ends, np.asarray(shapes, np.uint32).reshape(len(blobs), 3))
+
+    def __len__(self) -> int:
+        return int(self.ends.shape[0])
+
+    def row(self, j: int) -> np.ndarray:
+        """Row ``j``'s bytes (a view)."""
+        return self.data[int(self.ends[j - 1]) if j else 0 : int(self.ends[j])]
+
+
+def read_flat(f: h5py.File, a: int, b: int) -> FlatRows:
+    """Rows ``a:b`` of a flat store as :class:`FlatRows` (one read of their bytes; ends relative to row ``a``)."""
+    ends = f[IMAGE_ENDS][max(0, a - 1) : b].astype(np.int64)
+    start = int(ends[0]) if a else 0
+    ends = ends[1:] if a else ends
+    if ends.size and (int(ends[0]) < start or (np.diff(ends) < 0).any() or int(ends[-1]) > f[IMAGE_DATA].shape[0]):
+        raise ValueError(f"rows {a}-{b - 1}: their ends in {IMAGE_ENDS} are not increasing within {IMAGE_DATA}")
+    data = f[IMAGE_DATA][start : int(ends[-1])] if ends.size else np.zeros(0, np.uint8)
+    return FlatRows(data, ends - start, f[SHAPES][a:b].astype(np.uint32))
+
+
 def schema_of(f: h5py.File) -> Schema | None:
     """The schema of an open store, or None when it has no ``images`` dataset (its size was never known)."""
+    if isinstance(f.get(IMAGE_DATA), h5py.Dataset):
+        compression, opts = compression_of(f[IMAGE_DATA])
+        size = f.attrs.get("size")
+        return Schema(
+            (int(size[0]), int(size[1])) if size is not None and len(size) == 2 else None,
+            int(f.attrs.get("channels", 3)), LABELS in f, SHA256 in f, compression, opts, columns_of(f),
+            str(parse_encoding(_text(f.attrs.get(ENCODING, "none")))), bool(f.attrs.get(VARIABLE, False)),
+        )  # fmt: skip
     images = f.get(IMAGES)
     if not isinstance(images, h5py.Dataset) or images.ndim != 4:
         return None
     h, w, c = (int(v) for v in images.shape[1:])
     compression, opts = compression_of(images)
     return Schema((w, h), c, LABELS in f, SHA256 in f, compression, opts, columns_of(f))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def compression_of(ds: h5py.Dataset) -> tuple[Any, Any]:
@@ -132,7 +193,7 @@ def compression_of(ds: h5py.Dataset) -> tuple[Any, Any]:
 def _create_layout(f: h5py.File, schema: Schema, attrs: Mapping[str, Any]) -> None:
     """Every dataset and root attribute of a new, empty store (before SWMR writing starts)."""
     root = f.attrs
-    root["imgstore_format"] = format_for(bool(schema.meta))
+    root["imgstore_format"] = format_for(bool(schema.meta), schema.flat)
     root["imgstore_version"] = store_version()
     root["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     root["count"] = 0
@@ -142,9 +203,17 @@ def _create_layout(f: h5py.File, schema: Schema, attrs: Mapping[str, Any]) -> No
     root["channels"] = schema.channels
     if schema.size is not None:
         root["size"] = list(schema.size)
+    if schema.flat:
+        root[ENCODING] = schema.encoding
+        root[VARIABLE] = schema.variable
     for key, value in attrs.items():
         root[key] = value
-    if schema.size is not None:
+    if schema.flat:
+        f.create_dataset(IMAGE_DATA, shape=(0,), maxshape=(None,), chunks=(FLAT_CHUNK,), dtype=np.uint8,
+                         compression=schema.compression, compression_opts=schema.compression_opts)  # fmt: skip
+        f.create_dataset(IMAGE_ENDS, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
+        f.create_dataset(SHAPES, shape=(0, 3), maxshape=(None, 3), chunks=(4096, 3), dtype=np.uint32)
+    elif schema.size is not None:
         shape = schema.shape
         f.create_dataset(IMAGES, shape=(0, *shape), maxshape=(None, *shape), chunks=(1, *shape), dtype=np.uint8,
                          compression=schema.compression, compression_opts=schema.compression_opts)  # fmt: skip
@@ -198,12 +267,16 @@ class StoreFile:
         self._row_keys = (*ROW_DATASETS, *(meta_path(name) for name, _ in schema.meta))
         # The datasets stay open while the store is written: h5py closes a dataset when its last Python handle
         # goes, and HDF5 then writes its cached chunks -- inside a destructor, where a failed write cannot be seen.
-        self._datasets = {key: f[key] for key in (*self._row_keys, SKIPPED_NAMES, SKIPPED_REASONS) if key in f}
+        self._datasets = {
+            key: f[key] for key in (*self._row_keys, IMAGE_DATA, SKIPPED_NAMES, SKIPPED_REASONS) if key in f
+        }
+        self.data_end = self._data_end(self.count)  # bytes of image_data the committed rows use (flat stores)
         self._failed = False  # a write failed or could not be started: no more writes
         self._sealed = False  # a write failed half-way: HDF5 must not touch the file again (see _seal)
         self._reserved = 0  # the file's bytes known to be allocated on disk
         self._pending_rows = 0  # written past the committed counts, counted by the next commit()
         self._pending_skipped = 0
+        self._pending_data = 0  # bytes of image_data written past data_end, counted by the next commit()
 
     # -- opening ----------------------------------------------------------------------------------------------
     @classmethod
@@ -318,10 +391,17 @@ class StoreFile:
             raise
         return store
 
+    def _data_end(self, rows: int) -> int:
+        """Where row ``rows - 1`` ends in ``image_data`` (0 for a store with no flat rows)."""
+        if not rows or IMAGE_ENDS not in self._datasets:
+            return 0
+        ends = self._datasets[IMAGE_ENDS]
+        return int(ends[rows - 1]) if ends.shape[0] >= rows else -1  # -1: damaged, refused by _check_journals
+
     # -- writing ----------------------------------------------------------------------------------------------
     def write_rows(
         self,
-        images: np.ndarray,
+        images: np.ndarray | FlatRows,
         names: Sequence[str],
         labels: Sequence[int] | None,
         digests: Sequence[bytes] | None,
@@ -330,25 +410,22 @@ class StoreFile:
     ) -> None:
         """Write ``len(names)`` rows at the committed count (not visible to readers until :meth:`commit`).
 
+        ``images``: an ``(k, H, W, C)`` uint8 array for a fixed-shape store, :class:`FlatRows` for a flat one.
         ``meta``: one sequence of values per meta column of the schema, in its order (each of the column's kind).
         """
+        if isinstance(images, FlatRows) != self.schema.flat:
+            raise StoreError(f"{self.path}: give {'FlatRows' if self.schema.flat else 'an image array'} to write rows")
         n, k = self.count, len(names)
         if len(meta or ()) != len(self.schema.meta):
             raise StoreError(f"{self.path} has {len(self.schema.meta)} meta columns but {len(meta or ())} were given")
         texts = sum(len(str(v)) for (_, kind), values in zip(self.schema.meta, meta or ()) if kind == TEXT for v in values)
-        nbytes = int(images[:k].nbytes) + (sum(len(name) for name in names) + texts) * 2 + k * (64 + 8 * len(meta or ()))
+        pixels = int(images.data.nbytes if isinstance(images, FlatRows) else images[:k].nbytes)
+        nbytes = pixels + (sum(len(name) for name in names) + texts) * 2 + k * (64 + 8 * len(meta or ()))
         with self._os_errors("write rows to", nbytes):
-            ds = self._datasets[IMAGES]
-            grow(ds, n + k)
-            if self.schema.compression is None:
-                # One chunk per image, unfiltered: hand HDF5 the bytes of each chunk directly. Measured on 341
-                # images of 256x256x3: 19 ms instead of 179 ms for images[n:n+k] = buf[:k], whose hyperslab
-                # selection machinery costs more than the copy itself.
-                write = ds.id.write_direct_chunk
-                for j in range(k):
-                    write((n + j, 0, 0, 0), images[j])
+            if isinstance(images, FlatRows):
+                self._write_flat(n, images)
             else:
-                ds[n : n + k] = images[:k]
+                self._write_images(n, k, images)
             self._put(NAMES, n, list(names))
             self._journals[NAMES].append(n, list(names))
             self._put(CHECKSUMS, n, np.asarray(checksums, dtype=np.uint32))
@@ -364,6 +441,32 @@ class StoreFile:
                 if key in self._journals:  # a text column: its journal copy, as for the names
                     self._journals[key].append(n, [str(v) for v in values])
         self._pending_rows = k
+
+    def _write_images(self, n: int, k: int, images: np.ndarray) -> None:
+        ds = self._datasets[IMAGES]
+        grow(ds, n + k)
+        if self.schema.compression is None:
+            # One chunk per image, unfiltered: hand HDF5 the bytes of each chunk directly. Measured on 341
+            # images of 256x256x3: 19 ms instead of 179 ms for images[n:n+k] = buf[:k], whose hyperslab
+            # selection machinery costs more than the copy itself.
+            write = ds.id.write_direct_chunk
+            for j in range(k):
+                write((n + j, 0, 0, 0), images[j])
+        else:
+            ds[n : n + k] = images[:k]
+
+    def _write_flat(self, n: int, rows: FlatRows) -> None:
+        """Flat rows: their bytes after the committed rows' in ``image_data``, then their ends and shapes."""
+        if len(rows) and rows.data.size != int(rows.ends[-1]):
+            raise StoreError(f"{self.path}: the rows' ends do not match their bytes")
+        start = self.data_end
+        data = self._datasets[IMAGE_DATA]
+        grow(data, start + rows.data.size)
+        if rows.data.size:
+            data[start : start + rows.data.size] = rows.data
+        self._put(IMAGE_ENDS, n, rows.ends + start)
+        self._put(SHAPES, n, rows.shapes)
+        self._pending_data = int(rows.data.size)
 
     def write_skipped(self, names: Sequence[str], reasons: Sequence[str]) -> None:
         """Write skipped records at the committed skipped count (not visible until :meth:`commit`)."""
@@ -383,7 +486,8 @@ class StoreFile:
             set_attr(self.file, "skipped_count", skipped)
             self.file.flush()
         self.count, self.skipped_count = count, skipped
-        self._pending_rows = self._pending_skipped = 0
+        self.data_end += self._pending_data
+        self._pending_rows = self._pending_skipped = self._pending_data = 0
 
     def finish(self, complete: bool = True) -> None:
         """Mark the store complete (unless ``complete`` is false), close it, and put a store built aside in its
@@ -510,7 +614,13 @@ class StoreFile:
         return {NAMES: self.count, SKIPPED_NAMES: self.skipped_count, SKIPPED_REASONS: self.skipped_count, **rows}
 
     def _check_journals(self) -> None:
-        """Refuse a store whose journals hold fewer rows than are committed (damage the journal cannot repair)."""
+        """Refuse a store whose journals hold fewer rows than are committed (damage the journal cannot repair), or
+        whose flat rows end past the bytes it holds."""
+        if IMAGE_DATA in self._datasets and not 0 <= self.data_end <= self._datasets[IMAGE_DATA].shape[0]:
+            raise StoreError(
+                f"{self.path} is damaged: its {self.count} committed rows end past the bytes of {IMAGE_DATA} "
+                "(run imgstore verify on it)"
+            )
         for key, n in self._text_counts().items():
             rows = self._journals[key].rows()
             if rows < n:
@@ -525,6 +635,8 @@ class StoreFile:
         for key in self._row_keys:
             if key in f:
                 grow(self._datasets[key], self.count)
+        if IMAGE_DATA in self._datasets:
+            grow(self._datasets[IMAGE_DATA], self.data_end)
         for key in (SKIPPED_NAMES, SKIPPED_REASONS):
             grow(self._datasets[key], self.skipped_count)
         self._check_journals()
@@ -625,14 +737,19 @@ def upgrade(path: Path, schema: Schema | None = None, attrs: Mapping[str, Any] |
             keep["imgstore_version"] = store_version()
         store = StoreFile.build(temp_path(path), found, keep, publish_to=path)
         try:
-            step = max(1, 16 * 2**20 // max(1, int(np.prod(found.shape))))
+            step = 4096 if found.flat else max(1, 16 * 2**20 // max(1, int(np.prod(found.shape))))
             for a in range(0, count, step):
                 b = min(count, a + step)
-                images = src[IMAGES][a:b]
+                images: np.ndarray | FlatRows
+                if found.flat:
+                    images = read_flat(src, a, b)
+                    crcs: list[int] | None = [flat_crc(images.shapes[j], images.row(j)) for j in range(b - a)]
+                else:
+                    images, crcs = src[IMAGES][a:b], None
                 labels = src[LABELS][a:b] if found.labels else None
                 digests = src[SHA256][a:b] if found.sha256 else None
                 rows_meta = rows_meta_bytes(found.meta, [column[a:b] for column in meta], b - a)
-                sums = row_checksums(images, names[a:b], labels, digests, rows_meta)
+                sums = row_checksums(None if crcs else images, names[a:b], labels, digests, rows_meta, crcs)  # type: ignore[arg-type]
                 store.write_rows(images, names[a:b], None if labels is None else labels.tolist(),
                                  None if digests is None else [bytes(d) for d in digests], sums.tolist(),
                                  [column[a:b] for column in meta])  # fmt: skip

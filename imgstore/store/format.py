@@ -1,6 +1,6 @@
 """The store's format: dataset names, attributes, name escaping, checksums, the text journal, opening.
 
-Store format, versions 2 and 3 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
+Store format, versions 2, 3 and 4 (a contract; the reader, ``verify``, ``merge``, export and info take it from here):
 
 - ``images``: uint8 ``(N, H, W, C)``, chunks ``(1, H, W, C)``, maxshape ``(None, H, W, C)``.
 - ``image_names``: variable-length UTF-8 ``(N,)``: row i's source path relative to the source root, ``/``
@@ -24,6 +24,22 @@ Store format, versions 2 and 3 (a contract; the reader, ``verify``, ``merge``, e
   (true only after a clean finish), ``size`` = [W, H], ``channels``, ``created`` (ISO 8601 UTC), ``run_start`` = [rows, skipped records] the store
   held when the ingest writing it began ([0, 0], or where an ``--append`` began: what its ``--resume`` retries),
   plus what the caller adds (``resize_mode``, ``source``, ``class_names``, ``ingest_options``, ...).
+
+Version 4 (flat rows) stores the rows as bytes instead of an ``images`` dataset, for stores made with ``--encode
+jpeg|webp|png`` or a native-aspect ``--resize-mode`` (``shorter``, ``longer``, ``none``), and for no other:
+
+- ``image_data``: uint8 ``(B,)``, chunks of :data:`FLAT_CHUNK` bytes: each row's stored bytes, one after another
+  (an encoded file, or the raw pixels in C order for ``encoding`` ``none``).
+- ``image_ends``: int64 ``(N,)``: row i is ``image_data[image_ends[i-1]:image_ends[i]]`` (from 0 for row 0).
+- ``shapes``: uint32 ``(N, 3)``: row i's ``(H, W, C)`` pixels.
+- root attributes ``encoding`` (the ``--encode`` value in full, e.g. ``"jpeg:90:420"``, see
+  :mod:`imgstore.store.encoding`) and ``variable_shape`` (true when rows have their own shapes; ``size`` is then the
+  ``--size`` the rows were scaled to, not every row's size).
+- ``checksums``: the pixel CRC of format 2 is replaced by :func:`~imgstore.store.encoding.flat_crc` (the shape,
+  then the stored bytes), continued over label, digest, name and meta values as in format 3.
+
+Rows, ends and shapes are written past the committed ``count`` and become visible with it, exactly as the other
+per-row datasets and the text journal, so a flat store is as crash-safe as a fixed one.
 
 Version 3 is version 2 plus meta columns, and only a store that has meta columns is written as version 3
 (:func:`format_for`): a store without them stays readable and appendable by imgstore releases that know version 2,
@@ -62,11 +78,16 @@ from imgstore.store.h5 import (
     is_lock_conflict,
 )
 
-FORMAT_VERSION = 3  # the newest format this imgstore writes (3 for stores with meta columns, else 2)
-READABLE_FORMATS = (1, 2, 3)
+FORMAT_VERSION = 4  # the newest format this imgstore writes (see format_for)
+READABLE_FORMATS = (1, 2, 3, 4)
 LIBVER = ("v110", "v110")  # the 1.10 file format: SWMR writing, and readable by HDF5 1.10 and newer
 
 IMAGES = "images"
+IMAGE_DATA = "image_data"  # format 4: every row's stored bytes, one after another (uint8)
+IMAGE_ENDS = "image_ends"  # format 4: int64 end offset of each row in image_data
+SHAPES = "shapes"  # format 4: uint32 (H, W, C) of each row
+ENCODING = "encoding"  # root attribute of a format-4 store: the --encode value, e.g. "jpeg:90:420"
+VARIABLE = "variable_shape"  # root attribute of a format-4 store: true when rows have their own shapes
 NAMES = "image_names"
 LABELS = "labels"
 SHA256 = "sha256"
@@ -75,21 +96,23 @@ SKIPPED_NAMES = "skipped_names"
 SKIPPED_REASONS = "skipped_reasons"
 JOURNAL = "_journal"
 TEXT_COLUMNS = (NAMES, SKIPPED_NAMES, SKIPPED_REASONS)
-ROW_DATASETS = (IMAGES, NAMES, LABELS, SHA256, CHECKSUMS)  # one row per stored image
+ROW_DATASETS = (IMAGES, IMAGE_ENDS, SHAPES, NAMES, LABELS, SHA256, CHECKSUMS)  # one row per stored image
 PARTIAL_SUFFIX = ".partial"
 RUN_START = "run_start"  # root attribute: [rows, skipped records] held when the run writing the store began
 IGNORED_COUNT = "ignored_count"  # root attribute: files under SRC that were not candidates (latest run)
 IGNORED_EXTENSIONS = "ignored_extensions"  # root attribute: JSON {extension: count} of those, fixed width
 IGNORED_WIDTH = 1024  # bytes: fixed, so a later run rewrites it in place (see settable_in_place)
 STR = h5py.string_dtype("utf-8")
+FLAT_CHUNK = 65536  # bytes per chunk of image_data (see imgstore.store.file: chosen by random-read speed)
 # Bytes kept free beyond a commit's rows for HDF5's metadata (new chunks of the per-row datasets and journal,
 # heap collections, index blocks): measured under 300 KiB per commit; a full disk stops the writer before this.
 SPACE_MARGIN = 1 << 20
 
 
-def format_for(has_meta: bool) -> int:
-    """The format version a store is written in: 3 when it has meta columns, else 2 (see the module docstring)."""
-    return 3 if has_meta else 2
+def format_for(has_meta: bool, flat: bool = False) -> int:
+    """The format version a store is written in: 4 when its rows are flat (encoded, or of their own shapes), else
+    3 when it has meta columns, else 2 (see the module docstring)."""
+    return 4 if flat else 3 if has_meta else 2
 
 
 def store_version() -> str:
@@ -206,18 +229,22 @@ def row_checksum(pixels_crc: int, name: str, label: int | None, sha256: bytes | 
 
 
 def row_checksums(
-    images: np.ndarray,
+    images: np.ndarray | None,
     names: Sequence[str],
     labels: np.ndarray | None,
     digests: np.ndarray | None,
     meta: Sequence[bytes] | None = None,
+    crcs: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``; ``meta``: each row's meta bytes."""
+    """Checksums of a batch of stored rows (for verifying): uint32 ``(b,)``; ``meta``: each row's meta bytes;
+    ``crcs``: each row's first CRC when already known (flat rows: :func:`~imgstore.store.encoding.flat_crc`), else
+    the pixel CRC of ``images[j]``."""
     out = np.empty(len(names), np.uint32)
     for j, name in enumerate(names):
         label = None if labels is None else int(labels[j])
         digest = None if digests is None else bytes(digests[j])
-        out[j] = row_checksum(pixel_crc(images[j]), name, label, digest, b"" if meta is None else meta[j])
+        first = int(crcs[j]) if crcs is not None else pixel_crc(images[j]) if images is not None else 0
+        out[j] = row_checksum(first, name, label, digest, b"" if meta is None else meta[j])
     return out
 
 

@@ -60,7 +60,7 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
             "path": str(p),
             "count": len(store),
             "complete": store.complete,
-            "image_shape": list(store.shape),
+            "image_shape": None if store.shape is None else list(store.shape),
             "dtype": images.get("dtype", "uint8"),
             "chunks": images.get("chunks"),
             "compression": images.get("compression"),

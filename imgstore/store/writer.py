@@ -24,7 +24,9 @@ from imgstore import signals
 from imgstore.errors import OptionError, StoreBusyError, StoreError, WriteError, os_cause
 from imgstore.lock import WriterLock
 from imgstore.outputs import check_target, remove_stale_temps
+from imgstore.store.encoding import Encoding, flat_crc, parse_encoding
 from imgstore.store.file import (
+    FlatRows,
     Schema,
     StoreFile,
     needs_upgrade,
@@ -46,6 +48,7 @@ from imgstore.store.meta import KINDS, Columns, MetaValue, as_kind, meta_bytes
 
 DEFAULT_BUFFER_BYTES = 64 * 1024 * 1024  # images are buffered in RAM up to about this much per write
 DEFAULT_FLUSH_SECONDS = 2.0  # a commit at least this often while rows arrive: what a kill -9 can lose
+MAX_BUFFERED_ROWS = 4096  # flat rows (encoded or of their own shapes) are committed at least every this many
 
 __all__ = ["DEFAULT_FLUSH_SECONDS", "ImageIndexer", "auto_buffer_size", "store_version", "stored_name"]
 
@@ -115,6 +118,10 @@ class ImageIndexer:
     temporary name and gives it ``path`` only when complete (for stores that cannot be resumed, like a merge).
     ``meta``: the store's meta columns, ``((column, kind), ...)`` with kind ``"int64"``, ``"float64"`` or ``"text"``
     (see :mod:`imgstore.store.meta`); then every row gives one value per column (``commit(..., meta=...)``).
+    ``encoding``: how rows are stored, ``"none"`` (raw pixels, the default), ``"jpeg[:Q[:420|422|444]]"``,
+    ``"webp[:Q]"`` or ``"png[:LEVEL]"`` (:mod:`imgstore.store.encoding`); ``variable=True``: rows keep their own
+    shapes (``size`` is then only recorded, as the target they were scaled to). Either makes a flat store (format
+    4): :meth:`add` encodes each image here, :meth:`add_encoded` takes rows already encoded (by decoder workers).
 
     The writer lock of ``path`` is taken at once (a second writer raises
     :class:`~imgstore.errors.StoreBusyError`). The file appears when its layout is known (size, labels, digests:
@@ -144,6 +151,8 @@ class ImageIndexer:
         clock: Callable[[], float] = time.monotonic,
         staged: bool = False,
         meta: Columns = (),
+        encoding: str | Encoding = "none",
+        variable: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
@@ -156,6 +165,8 @@ class ImageIndexer:
         self._compression, self._compression_opts = compression, compression_opts
         self._attrs = dict(attrs or {})
         self._meta_columns = _check_columns(meta)
+        self._encoding = parse_encoding(encoding)
+        self._variable = bool(variable)
         self._take(self.path)
         try:
             check_target(self.path, overwrite)
@@ -189,6 +200,11 @@ class ImageIndexer:
         self._meta_columns = ()
         self._meta: list[list[MetaValue]] = []  # buffered values, one list per meta column
         self._skipped: list[tuple[str, str]] = []
+        self._encoding = parse_encoding(None)
+        self._variable = False
+        self._rows: list[bytes | memoryview | np.ndarray] = []  # flat rows buffered: their bytes
+        self._row_shapes: list[tuple[int, int, int]] = []
+        self._row_bytes = 0
         self._stage = "link"
         self._claim = ""
         self._finalizer = None
@@ -254,6 +270,7 @@ class ImageIndexer:
                 self._store = StoreFile.reopen(self.path, publish_to=target if publish_to else None, attrs=in_place)
             schema = self._store.schema
             self._size, self._channels = schema.size, schema.channels
+            self._encoding, self._variable = parse_encoding(schema.encoding), schema.variable
             self._labels_on, self._hashes_on = schema.labels, schema.sha256
             self._meta_columns = schema.meta
             self._alloc_buffer()
@@ -287,10 +304,20 @@ class ImageIndexer:
 
     @property
     def shape(self) -> tuple[int, int, int] | None:
-        """``(H, W, C)`` of one stored image, or None until known."""
-        if self._size is None:
+        """``(H, W, C)`` of one stored image, or None until known (and always for rows of their own shapes)."""
+        if self._size is None or self._variable:
             return None
         return (self._size[1], self._size[0], self._channels)
+
+    @property
+    def encoding(self) -> Encoding:
+        """How rows are stored (:class:`~imgstore.store.encoding.Encoding`; ``none``: raw pixels)."""
+        return self._encoding
+
+    @property
+    def flat(self) -> bool:
+        """True when rows are stored as bytes (format 4): encoded, or of their own shapes."""
+        return self._variable or not self._encoding.raw
 
     @property
     def meta_columns(self) -> Columns:
@@ -311,11 +338,14 @@ class ImageIndexer:
     def reserve(self) -> np.ndarray:
         """The next buffer row, ``(H, W, C)`` uint8, to fill in place; :meth:`commit` then records it.
 
-        Lets a decoder write straight into the buffer with no intermediate copy. Needs a known size.
+        Lets a decoder write straight into the buffer with no intermediate copy. Needs a known size, and a store of
+        raw rows of one shape (a flat store takes :meth:`add` or :meth:`add_encoded`).
         """
         if self._buf is not None and not self._closed:  # the per-image path: nothing else to check
             return self._buf[self._fill]
         self._check_open()
+        if self.flat:
+            raise OptionError(f"{self.path} stores {self._encoding} rows{' of their own shapes' if self._variable else ''}: use add() or add_encoded()")
         if self._size is None:
             raise OptionError("the image size is unknown: give size=(width, height) or add an image first")
         self._alloc_buffer()
@@ -338,6 +368,55 @@ class ImageIndexer:
         empty, NaN in a float column); a store without meta columns takes none.
         """
         self._check_open()
+        if self.flat:
+            raise OptionError(f"{self.path} is a flat store: use add() or add_encoded(), not reserve()/commit()")
+        self._check_layout(name, label, sha256)
+        values = self._meta_values(name, meta)
+        assert self._buf is not None
+        crc = pixel_crc(self._buf[self._fill]) if pixels_crc is None else pixels_crc
+        self._record(name, crc, label, sha256, values)
+        if self._fill == len(self._buf) or self._due():
+            self.flush()
+
+    def add_encoded(
+        self,
+        name: str | bytes,
+        data: bytes | memoryview | np.ndarray,
+        shape: tuple[int, int, int],
+        *,
+        label: int | None = None,
+        sha256: bytes | None = None,
+        crc: int | None = None,
+        meta: Sequence[MetaValue | None] = (),
+    ) -> None:
+        """Append one row of a flat store as stored bytes: ``data`` is the image of ``shape`` (H, W, C) already in
+        the store's encoding (raw C-order pixels for ``none``), as a decoder worker makes it. ``crc``:
+        :func:`~imgstore.store.encoding.flat_crc` of ``(shape, data)`` when the caller has it. The bytes are
+        copied when ``data`` is a view (a worker's shared-memory slot is reused)."""
+        self._check_open()
+        if not self.flat:
+            raise OptionError(f"{self.path} stores raw rows of one shape: use add() or reserve()/commit()")
+        shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        if shape[2] != self._channels or min(shape) < 1:
+            raise OptionError(f"image {name!r} has shape {shape}: the store holds {self._channels}-channel rows (H, W, C)")
+        if not self._variable:
+            if self._size is None:
+                self._size = (shape[1], shape[0])
+            if shape != self.shape:
+                raise OptionError(f"image {name!r} has shape {shape}, the store holds {self.shape} (H, W, C)")
+        self._check_layout(name, label, sha256)
+        values = self._meta_values(name, meta)
+        if isinstance(data, np.ndarray):
+            data = np.ascontiguousarray(data).data
+        row = data if isinstance(data, bytes) else bytes(data.cast("B"))
+        self._record(name, flat_crc(shape, row) if crc is None else crc, label, sha256, values)
+        self._rows.append(row)
+        self._row_shapes.append(shape)
+        self._row_bytes += len(row)
+        if self._row_bytes >= DEFAULT_BUFFER_BYTES or self._fill >= (self._buffer_size or MAX_BUFFERED_ROWS) or self._due():
+            self.flush()
+
+    def _check_layout(self, name: str | bytes, label: int | None, sha256: bytes | None) -> None:
         if self._labels_on is None or self._hashes_on is None:
             self._labels_on = label is not None if self._labels_on is None else self._labels_on
             self._hashes_on = sha256 is not None if self._hashes_on is None else self._hashes_on
@@ -348,10 +427,12 @@ class ImageIndexer:
             raise OptionError(f"image {name!r}: give a sha256 for every image or for none")
         if sha256 is not None and len(sha256) != 32:
             raise OptionError(f"image {name!r}: sha256 must be the 32-byte digest, got {len(sha256)} bytes")
-        values = self._meta_values(name, meta)
-        assert self._buf is not None
+
+    def _record(
+        self, name: str | bytes, crc: int, label: int | None, sha256: bytes | None, values: Sequence[MetaValue]
+    ) -> None:
+        """Buffer a row's name, label, digest, meta values and checksum (its pixels are buffered by the caller)."""
         stored = stored_name(name)
-        crc = pixel_crc(self._buf[self._fill]) if pixels_crc is None else pixels_crc
         self._sums.append(row_checksum(crc, stored, label, sha256, meta_bytes(values, self._meta_columns)))
         self._names.append(stored)
         if label is not None:
@@ -361,8 +442,6 @@ class ImageIndexer:
         for column, value in zip(self._meta, values):
             column.append(value)
         self._fill += 1
-        if self._fill == len(self._buf) or self._due():
-            self.flush()
 
     def add(
         self,
@@ -381,6 +460,14 @@ class ImageIndexer:
             arr = arr[:, :, None]
         if arr.dtype != np.uint8:
             raise OptionError(f"image {name!r} is {arr.dtype}: ImageIndexer stores uint8 pixels (0-255)")
+        if self.flat:
+            if arr.ndim != 3:
+                raise OptionError(f"image {name!r} has shape {arr.shape}: expected (H, W, C)")
+            shape = (int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]))
+            if shape[2] == self._channels and min(shape) >= 1:  # else add_encoded says what is wrong
+                arr = self._encoding.codec.encode(arr, self._encoding.options)  # type: ignore[assignment]
+            self.add_encoded(name, arr, shape, label=label, sha256=sha256, meta=meta)
+            return
         if self._size is None:
             if arr.ndim != 3:
                 raise OptionError(f"image {name!r} has shape {arr.shape}: expected (H, W, C)")
@@ -466,15 +553,23 @@ class ImageIndexer:
         assert store is not None
         k = self._fill
         if k:
-            assert self._buf is not None
+            rows: np.ndarray | FlatRows
+            if self.flat:
+                rows = FlatRows.pack(self._rows, self._row_shapes)
+            else:
+                assert self._buf is not None
+                rows = self._buf[:k]
             store.write_rows(
-                self._buf[:k], self._names, self._labels if self._labels_on else None,
+                rows, self._names, self._labels if self._labels_on else None,
                 self._hashes if self._hashes_on else None, self._sums, self._meta,
             )  # fmt: skip
         if self._skipped:
             store.write_skipped([n for n, _ in self._skipped], [r for _, r in self._skipped])
         store.commit()
         self._fill = 0
+        self._rows.clear()
+        self._row_shapes.clear()
+        self._row_bytes = 0
         self._names.clear()
         self._labels.clear()
         self._hashes.clear()
@@ -488,11 +583,12 @@ class ImageIndexer:
         """Create the store once its layout is known (``force``: now, taking what is unknown as absent)."""
         if self._store is not None:
             return
-        if not force and (self._size is None or self._labels_on is None or self._hashes_on is None):
+        size_known = self._size is not None or self._variable
+        if not force and (not size_known or self._labels_on is None or self._hashes_on is None):
             return
         schema = Schema(
             self._size, self._channels, bool(self._labels_on), bool(self._hashes_on),
-            self._compression, self._compression_opts, self._meta_columns,
+            self._compression, self._compression_opts, self._meta_columns, str(self._encoding), self._variable,
         )  # fmt: skip
         self._labels_on, self._hashes_on = schema.labels, schema.sha256
         with signals.deferred():
@@ -504,7 +600,7 @@ class ImageIndexer:
 
     def _alloc_buffer(self) -> None:
         shape = self.shape
-        if shape is None or self._buf is not None:
+        if shape is None or self._buf is not None or self.flat:
             return
         n = self._buffer_size or auto_buffer_size(shape)
         self._buf = np.empty((n, *shape), dtype=np.uint8)

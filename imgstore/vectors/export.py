@@ -158,6 +158,8 @@ class _StoreRows:
             f"{path} is incomplete (its ingest did not finish): exported the {self.count} images it holds, rows "
             f"0-{self.count - 1}; imgstore ingest --resume completes it"
         )
+        if self.store.shape is None:
+            raise StoreError(f"{path} holds rows of their own shapes: exporting them is not supported yet")
         h, w, c = (int(s) for s in self.store.shape)
         self.shape: tuple[int, int, int] = (h, w, c)
         self.stem = path.stem
@@ -177,11 +179,11 @@ class _StoreRows:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Images ``start:stop`` as a ``(b, H, W, C)`` uint8 array."""
-        return self.store[start:stop]
+        return np.asarray(self.store[start:stop])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Images at the indices ``rows``."""
-        return self.store[np.asarray(rows, dtype=np.int64)]
+        return np.asarray(self.store[np.asarray(rows, dtype=np.int64)])
 
     def names(self, rows: slice | np.ndarray) -> list[str]:
         """Names of the rows (the row number when the store has no names)."""
