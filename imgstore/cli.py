@@ -169,7 +169,7 @@ EXTENSIONS_DEFAULT = "every format the installed decoders read"
 INGEST_DEFAULTS = _ingest_defaults()
 
 # Help panels of ingest's options; the rest (--config, --compression, --quiet) are under "Options".
-GEOMETRY, DECODING, SAFETY, LABELS, SCALE_OUT = "Geometry", "Decoding", "Safety", "Labels", "Scale-out"
+GEOMETRY, DECODING, STORAGE, SAFETY, LABELS, SCALE_OUT = "Geometry", "Decoding", "Storage", "Safety", "Labels", "Scale-out"
 
 
 def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: str | None = None) -> Any:
@@ -206,7 +206,8 @@ def ingest(
     shard: Annotated[Optional[str], _ingest_option("shard", SCALE_OUT, "K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (a list file's in list order; join shards with imgstore merge).")] = None,
     dask: Annotated[Optional[str], _ingest_option("dask", SCALE_OUT, "Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs pip install 'imgstore[dask]'.", "--dask", shown="none")] = None,
     shards: Annotated[Optional[int], _ingest_option("shards", SCALE_OUT, "With --dask: number of shards.", shown="4 per Dask worker thread, at most one per file")] = None,
-    compression: Annotated[Optional[str], _ingest_option("compression", None, "none, gzip, lzf; zstd or blosc need pip install 'imgstore[compression]'.")] = None,
+    encode: Annotated[Optional[str], _ingest_option("encode", STORAGE, "How rows are stored: none (raw pixels), jpeg[:QUALITY[:420|422|444]] (default 90, 420), webp[:QUALITY] (default 80) or png[:LEVEL] (lossless). Encoded in the workers, decoded on read.")] = None,
+    compression: Annotated[Optional[str], _ingest_option("compression", STORAGE, "none, gzip, lzf; zstd or blosc need pip install 'imgstore[compression]'.")] = None,
     config: Annotated[Optional[Path], _ingest_option("config", None, "TOML file with these options; command-line options win.", shown="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

@@ -21,7 +21,7 @@ else:  # pragma: no cover
 
 DECODE_KEYS = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact")
 INGEST_KEYS = ("extensions", "workers", "timeout", "buffer_size", "overwrite", "strict", "shard", "labels", "append",
-               "resume", "dedupe", "compression", "flush_every", "archives")  # fmt: skip
+               "resume", "dedupe", "compression", "flush_every", "archives", "encode")  # fmt: skip
 CONFIG_KEYS = DECODE_KEYS + INGEST_KEYS
 
 

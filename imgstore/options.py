@@ -11,11 +11,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar, Union
 
 from PIL import Image, ImageColor
 
 from imgstore.errors import OptionError
+
+if TYPE_CHECKING:
+    from imgstore.store.encoding import Encoding
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -214,6 +217,7 @@ class IngestOptions:
     compression: str  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
     flush_every: float  # seconds: the longest a decoded image waits in memory before it is committed
     archives: bool  # archives inside SRC (a folder or an archive) are expanded: their members become candidates
+    encode: Encoding  # how rows are stored: none (raw pixels), jpeg[:Q[:SUB]], webp[:Q], png[:LEVEL]
 
     def __init__(
         self,
@@ -232,9 +236,11 @@ class IngestOptions:
         compression: str | None = "none",
         flush_every: float = 2.0,
         archives: bool = False,
+        encode: str | Encoding | None = "none",
     ) -> None:
         from imgstore.labels import parse_labels_option
         from imgstore.store.compression import parse_compression
+        from imgstore.store.encoding import parse_encoding
 
         workers = default_workers() if workers is None else workers
         if append and resume:
@@ -255,7 +261,7 @@ class IngestOptions:
              strict=bool(strict), shard=None if shard is None else parse_shard(shard),
              labels=parse_labels_option(labels), append=bool(append), resume=bool(resume), dedupe=bool(dedupe),
              compression=parse_compression(compression), flush_every=flush_every,
-             archives=bool(archives))  # fmt: skip
+             archives=bool(archives), encode=parse_encoding(encode))  # fmt: skip
 
 
 def _set(obj: object, **values: object) -> None:
