@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 # Options recorded in a store (attribute ``ingest_options``, JSON) and what append and resume check.
 RECORDED = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
-            "extensions", "labels", "dedupe", "compression", "archives")  # fmt: skip
+            "upscale", "extensions", "labels", "dedupe", "compression", "archives")  # fmt: skip
 MUST_MATCH_APPEND = ("size", "channels", "resize_mode", "labels_scheme")
 MUST_MATCH_RESUME = RECORDED
 
