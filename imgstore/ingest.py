@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 
 # Options recorded in a store (attribute ``ingest_options``, JSON) and what append and resume check.
 RECORDED = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
-            "extensions", "labels", "dedupe", "compression", "archives", "encode")  # fmt: skip
-MUST_MATCH_APPEND = ("size", "channels", "resize_mode", "labels_scheme", "encode")
+            "upscale", "extensions", "labels", "dedupe", "compression", "archives", "encode")  # fmt: skip
+MUST_MATCH_APPEND = ("size", "channels", "resize_mode", "upscale", "labels_scheme", "encode")
 MUST_MATCH_RESUME = RECORDED
 
 
@@ -120,7 +120,7 @@ def recorded_options(opts: IngestOptions) -> dict[str, Any]:
     return {
         "size": list(d.size), "channels": d.channels, "resize_mode": d.resize_mode.value, "filter": d.filter,
         "pad_color": list(d.pad_color), "background": list(d.background), "max_pixels": d.max_pixels,
-        "exact": d.exact, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
+        "exact": d.exact, "upscale": d.upscale, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
         "compression": opts.compression, "archives": opts.archives, "encode": str(opts.encode),
     }  # fmt: skip
 
@@ -266,8 +266,9 @@ def _check_options(
     mine["labels_scheme"] = scheme or _scheme(opts.labels)
     theirs = dict(stored)
     theirs["labels_scheme"] = their_scheme or _scheme(stored.get("labels"))
-    if "size" in theirs:  # a store made before --encode holds raw pixels
+    if "size" in theirs:  # a store made before --encode and --upscale holds raw pixels, never enlarged
         theirs.setdefault("encode", "none")
+        theirs.setdefault("upscale", False)
     keys = MUST_MATCH_RESUME if opts.resume else MUST_MATCH_APPEND
     differ = [
         f"{k.replace('_', '-')} is {_show(theirs[k])} in the store but {_show(mine[k])} here"

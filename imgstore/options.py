@@ -29,6 +29,14 @@ class ResizeMode(str, enum.Enum):
     CROP = "crop"  # keep aspect, scale to cover the target, centre-crop the overflow (torchvision-style)
     STRETCH = "stretch"  # resize straight to the target, distorting the aspect (the classic notebook loop)
     PAD = "pad"  # keep aspect, scale to fit inside the target, letterbox with the pad colour
+    # Native aspect: every image keeps its own aspect ratio and its own shape (see DecodeOptions.variable).
+    SHORTER = "shorter"  # the shorter side becomes SIZE, the longer follows the aspect (torchvision Resize(256))
+    LONGER = "longer"  # the longer side becomes SIZE, the shorter follows the aspect (a thumbnail's fit)
+    NONE = "none"  # no resize: the decoded, EXIF-upright size (SIZE is not used)
+
+
+# The modes whose images have shapes of their own: no crop, no letterbox, one (H, W, C) per image.
+VARIABLE_MODES = frozenset({ResizeMode.SHORTER, ResizeMode.LONGER, ResizeMode.NONE})
 
 
 # Pillow's filters by the names users type. All but "nearest" are antialiased when downscaling.
@@ -157,6 +165,10 @@ ColorLike = Union[str, tuple[int, int, int], list[int]]  # "white", "#rrggbb", "
 class DecodeOptions:
     """How each file becomes an ``(H, W, C)`` uint8 array. Picklable: sent once to every worker.
 
+    ``size`` is the target of crop, stretch and pad (default 256x256); shorter and longer take one number, the
+    length in pixels of the side they set; none does not use it. ``upscale`` (default False) lets shorter and longer
+    enlarge an image smaller than that; the other modes always fit the target.
+
     The constructor takes what a user types (``size=224`` or ``"320x240"``, ``resize_mode="pad"``,
     ``pad_color="white"``) and validates it once; the attributes hold the parsed values.
     """
@@ -169,6 +181,7 @@ class DecodeOptions:
     background: tuple[int, int, int]  # what transparent pixels are composited on
     max_pixels: int  # larger images are refused as decompression bombs
     exact: bool  # True: no JPEG draft (DCT scaling), no half-size raw development, no reducing_gap shortcuts
+    upscale: bool  # shorter/longer: also enlarge images smaller than SIZE (False: they keep their size)
 
     def __init__(
         self,
@@ -180,6 +193,7 @@ class DecodeOptions:
         background: ColorLike = (255, 255, 255),
         max_pixels: int = DEFAULT_MAX_PIXELS,
         exact: bool = False,
+        upscale: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
@@ -187,15 +201,31 @@ class DecodeOptions:
             raise OptionError(f"invalid filter {filter!r}: choose one of {', '.join(FILTERS)}")
         if not isinstance(max_pixels, int) or max_pixels < 1:
             raise OptionError(f"invalid max pixels {max_pixels!r}: give a positive number of pixels")
-        _set(self, size=parse_size(size), channels=channels,
-             resize_mode=parse_enum(ResizeMode, resize_mode, "resize mode"), filter=filter,
+        if not isinstance(upscale, bool):  # bool("false") is True: a TOML string must not turn it on
+            raise OptionError(f"invalid upscale {upscale!r}: give true or false")
+        mode = parse_enum(ResizeMode, resize_mode, "resize mode")
+        parsed = parse_size(size)
+        if mode in (ResizeMode.SHORTER, ResizeMode.LONGER) and parsed[0] != parsed[1]:
+            raise OptionError(
+                f"invalid size {parsed[0]}x{parsed[1]}: --resize-mode {mode.value} takes one number, e.g. --size 256"
+            )
+        _set(self, size=parsed, channels=channels, resize_mode=mode, filter=filter,
              pad_color=parse_color(pad_color), background=parse_color(background), max_pixels=max_pixels,
-             exact=bool(exact))  # fmt: skip
+             exact=bool(exact), upscale=upscale)  # fmt: skip
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """The stored array shape ``(height, width, channels)``."""
+        """The stored array shape ``(height, width, channels)``: every image's under crop, stretch and pad.
+
+        Under a :attr:`variable` mode it is only the nominal ``(SIZE, SIZE, channels)``: each image has its own.
+        """
         return (self.size[1], self.size[0], self.channels)
+
+    @property
+    def variable(self) -> bool:
+        """True for shorter, longer and none: images keep their aspect and have shapes of their own, decoded into
+        a :class:`~imgstore.decoders.geometry.Canvas` rather than one fixed :attr:`shape` array."""
+        return self.resize_mode in VARIABLE_MODES
 
 
 @dataclass(frozen=True, init=False)
