@@ -380,9 +380,9 @@ def _run(
     with contextlib.ExitStack() as stack:
         # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
         # descriptor (the writer lock's descriptor is closed in every child).
-        rows = RowFormat(opts.encode, opts.decode.variable)
+        row_format = RowFormat(opts.encode, opts.decode.variable)
         pool = (
-            stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source, rows=rows))
+            stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source, rows=row_format))
             if workers else None
         )  # fmt: skip
         if continuing:
@@ -410,7 +410,7 @@ def _run(
         if pool is not None:
             results = pool.imap(keys, on_idle=ix.flush_if_due)
         else:
-            results = decode_in_process(source, keys, opts.decode, rows)
+            results = decode_in_process(source, keys, opts.decode, row_format)
         _consume(results, todo, ix, report, progress, opts.dedupe, seen, state.skipped, order)
         report.count = ix.count - before
     report.total = ix.count
