@@ -79,7 +79,7 @@ def reduced_plan(
 
     The box is divided by ``scale`` rather than re-planned on ``size``: libjpeg rounds the reduced size up, so its
     last column and row cover less than ``scale`` source pixels, and stretching them over the whole box shifts the
-    far edge by up to a pixel (a mean error of 5 to 8 grey levels on a 1601x1203 JPEG). Re-planning would also
+    far edge by up to a pixel (a mean error of 5 to 8 grey levels on a 1601x1203 test pattern, 1 after). Re-planning would also
     round a shorter/longer side to a size other than the one ``exact=True`` gives. The partial column (row) is at
     the stored image's right (bottom), which an EXIF turn puts on the left (top) when ``flipped`` (x, y) says so.
     """

@@ -1,9 +1,9 @@
 """The Pillow decoder: every format Pillow and its plugins read, EXIF-oriented, converted and resized.
 
 Without ``exact=True``, JPEG DCT scaling (``Image.draft``) and ``reducing_gap`` make large sources several times
-cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter and
-longer: ``resize`` to the planned size). Decoders
-that produce an array (imageio, an OpenCV backend) render it through the same steps with :func:`render_array`.
+cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter,
+longer: ``resize`` to the planned size). Decoders that produce an array (imageio, an OpenCV backend) render it
+through the same steps with :func:`render_array`.
 """
 
 from __future__ import annotations
@@ -212,10 +212,10 @@ def _render(
             sx, sy = sy, sx
         request = (math.ceil(im.width * sx * DRAFT_GAP), math.ceil(im.height * sy * DRAFT_GAP))
         if im.width >= 2 * request[0] and im.height >= 2 * request[1]:
-            full_width = im.width
+            full_width, full_height = im.size
             drafted = im.draft(None, request)  # (mode, (0, 0, width / scale, height / scale)) when it scales
             im.load()
-            if drafted is not None and im.width != full_width:
+            if drafted is not None and im.size != (full_width, full_height):
                 scale = full_width / drafted[1][2]
                 reduced = (im.height, im.width) if turned else im.size
                 plan = reduced_plan(plan, upright, scale, reduced, _FLIPPED.get(orientation, (False, False)))
