@@ -1,9 +1,9 @@
 """The Pillow decoder: every format Pillow and its plugins read, EXIF-oriented, converted and resized.
 
 Without ``exact=True``, JPEG DCT scaling (``Image.draft``) and ``reducing_gap`` make large sources several times
-cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter and
-longer: ``resize`` to the planned size). Decoders
-that produce an array (imageio, an OpenCV backend) render it through the same steps with :func:`render_array`.
+cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter,
+longer: ``resize`` to the planned size). Decoders that produce an array (imageio, an OpenCV backend) render it
+through the same steps with :func:`render_array`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from imgstore.decoders.geometry import Canvas, ResizePlan, place, resize_plan
+from imgstore.decoders.geometry import Canvas, ResizePlan, place, reduced_plan, resize_plan
 from imgstore.decoders.pixels import check_pixels, one_line, to_uint8
 from imgstore.errors import BadImageError, NotRecognised
 from imgstore.options import FILTERS, DecodeOptions
@@ -32,6 +32,9 @@ _ORIENT = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
+# Orientation -> whether the upright image's x and y run against the stored image's (its right column / bottom row
+# end up on the left / top): where a DCT-scaled decode's partial last column and row land (see reduced_plan).
+_FLIPPED = {2: (True, False), 3: (True, True), 4: (False, True), 6: (True, False), 7: (True, True), 8: (False, True)}
 
 # Without exact=True, JPEGs are DCT-scaled to at least DRAFT_GAP x the size the resize needs: 1.0 engages draft as
 # soon as the source is 2x the target (libjpeg scales by 1/2, 1/4, 1/8), and the antialiased resize that follows
@@ -209,18 +212,13 @@ def _render(
             sx, sy = sy, sx
         request = (math.ceil(im.width * sx * DRAFT_GAP), math.ceil(im.height * sy * DRAFT_GAP))
         if im.width >= 2 * request[0] and im.height >= 2 * request[1]:
-            scale_w, scale_h = im.width, im.height
-            im.draft(None, request)
+            full_width, full_height = im.size
+            drafted = im.draft(None, request)  # (mode, (0, 0, width / scale, height / scale)) when it scales
             im.load()
-            if im.size != (scale_w, scale_h):
-                # The box was planned in full-size pixels: re-plan on the smaller decoded image.
-                upright = (im.height, im.width) if turned else im.size
-                if opts.variable:
-                    # Keep the size planned on the full image (the shape exact=True gives): a plan on the
-                    # DCT-scaled size could round the long side to another pixel. The box is the whole image.
-                    plan = ResizePlan((0.0, 0.0, float(upright[0]), float(upright[1])), plan.size, plan.offset)
-                else:
-                    plan = resize_plan(upright, opts.size, opts.resize_mode)
+            if drafted is not None and im.size != (full_width, full_height):
+                scale = full_width / drafted[1][2]
+                reduced = (im.height, im.width) if turned else im.size
+                plan = reduced_plan(plan, upright, scale, reduced, _FLIPPED.get(orientation, (False, False)))
 
     im.load()
     if orientation != 1:
