@@ -178,7 +178,7 @@ def verify_store(
     ``image_data``, every row's shape of the store's channels (and, in a store of one shape, its ``size``), raw rows
     (``encoding`` none) exactly H * W * C bytes, and each row's checksum recomputed from its shape and stored bytes
     (:func:`~imgstore.store.encoding.flat_crc`): any byte changed since it was written is found without decoding.
-    ``decode=True`` (``--decode``) also decodes every encoded row and reports those that do not decode to their
+    ``decode=True`` also decodes every encoded row and reports those that do not decode to their
     shape: bytes that were bad before their checksum was computed. It costs the decode (0.4 ms a 256x341 JPEG row,
     about 40 times the checksum), so it is not the default. ``sources`` checks the same for every format: the files
     are there and hash to the stored SHA-256; the rows are never compared with a new decode of the files (a lossy
