@@ -306,9 +306,12 @@ def check_row_ends(start: int, before: int, ends: np.ndarray, data_bytes: int) -
     return found
 
 
-def check_shapes(start: int, shapes: np.ndarray, channels: Any, size: Any, variable: bool) -> list[Problem]:
+def check_shapes(
+    start: int, shapes: np.ndarray, channels: Any, size: Any, variable: bool, dead: Sequence[tuple[int, int]] = ()
+) -> list[Problem]:
     """Rows ``start, start + 1, ...`` have shapes ``(H, W, C)`` of at least one pixel with the ``channels``
-    attribute's C; in a store of one shape (``variable`` false) every row is the ``size`` attribute's [W, H]."""
+    attribute's C; in a store of one shape (``variable`` false) every row is the ``size`` attribute's [W, H]. Rows
+    served by an unusable shard file (``dead``) read as zeros: already one problem for their file."""
     if not shapes.size:
         return []
     ok = (shapes[:, 0] >= 1) & (shapes[:, 1] >= 1)
@@ -323,6 +326,8 @@ def check_shapes(start: int, shapes: np.ndarray, channels: Any, size: Any, varia
         want = f"{h}x{w}x{c}" if channels is not None else f"{h}x{w}"
     found = []
     for j in np.flatnonzero(~ok).tolist():
+        if is_dead_row(start + j, dead):
+            continue
         h, w, c = (int(v) for v in shapes[j])
         found.append(Problem(f"{SHAPES} row {start + j} is {h}x{w}x{c} (H, W, C) but the store holds {want or 'images'}", BAD_SHAPES))
     return found
@@ -414,17 +419,18 @@ def _uses(mappings: Iterable[VirtualMapping]) -> dict[str, dict[str, list[tuple[
 
 
 def check_virtual_sources(
-    mappings: Sequence[VirtualMapping], trouble: Mapping[str, str | None], images_virtual: bool
+    mappings: Sequence[VirtualMapping], trouble: Mapping[str, str | None], images_virtual: bool, images: str = IMAGES
 ) -> list[Finding]:
     """Every file virtual datasets read from is usable (``trouble``: file -> what is wrong with it, or None); a
-    missing one reads as zeros. One problem per unusable file, naming the rows of the first dataset it feeds."""
+    missing one reads as zeros. One problem per unusable file, naming the rows of the first dataset it feeds.
+    ``images``: the dataset holding the rows (``image_data`` in a flat store)."""
     uses = _uses(mappings)
     if not uses:
         return []
     found: list[Finding] = []
     if images_virtual:
-        shards = sum(1 for u in uses.values() if IMAGES in u)
-        found.append(Note(f"images is a merged (virtual) dataset over {shards} file(s)"))
+        shards = sum(1 for u in uses.values() if images in u)
+        found.append(Note(f"{images} is a merged (virtual) dataset over {shards} file(s)"))
     for file, by_dataset in uses.items():
         why = trouble.get(file)
         if why is None:

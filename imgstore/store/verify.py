@@ -74,6 +74,7 @@ from imgstore.store.checks import (
     skipped_count,
 )
 from imgstore.store.encoding import Encoding, flat_crc, parse_encoding
+from imgstore.store.file import flat_spans
 from imgstore.store.format import (
     CHECKSUMS,
     ENCODING,
@@ -425,8 +426,9 @@ class _Run:
         for m in mappings:
             files.setdefault(m.file, set()).add(m.source)
         trouble = {file: _source_trouble(self.f, self.path.parent, file, names) for file, names in files.items()}
-        images_virtual = bool(mappings) and _is_virtual(self.f.get(IMAGE_DATA if self.flat else IMAGES))
-        self.listing.add(check_virtual_sources(mappings, trouble, images_virtual))
+        key = IMAGE_DATA if self.flat else IMAGES
+        images_virtual = bool(mappings) and _is_virtual(self.f.get(key))
+        self.listing.add(check_virtual_sources(mappings, trouble, images_virtual, key))
         self.dead = dead_name_rows(mappings, trouble)
 
     def chunks(self, name: str, ds: h5py.Dataset) -> None:
@@ -611,12 +613,12 @@ class _Run:
             ends = ends.astype(np.int64)
             bad_ends = check_row_ends(a, before, ends, total)
             self.listing.add(bad_ends)
-            self.listing.add(check_shapes(a, shapes, channels, size, variable))
+            self.listing.add(check_shapes(a, shapes, channels, size, variable, self.dead))
             if bad_ends:  # where these rows start and end is unknown: their bytes cannot be checked
                 self.tick(b - a)
                 continue
             starts = np.concatenate(([before], ends[:-1]))
-            for lo, hi in _byte_spans(starts, ends, BATCH_BYTES):
+            for lo, hi in flat_spans(before, ends, BATCH_BYTES):
                 self.flat_batch(data, a + lo, a + hi, starts[lo:hi], ends[lo:hi], shapes[lo:hi], sums)
                 self.tick(hi - lo)
 
@@ -844,19 +846,6 @@ def _source_file(path: Path, name: str, *, hashed: bool) -> SourceFile:
         return SourceFile(name, "found", _sha256(path))
     except OSError as exc:
         return SourceFile(name, "unreadable", error=str(exc.strerror or exc))
-
-
-def _byte_spans(starts: np.ndarray, ends: np.ndarray, budget: int) -> list[tuple[int, int]]:
-    """Rows ``[lo, hi)`` (indices into ``starts``/``ends``) grouped so each group spans about ``budget`` bytes (at
-    least one row)."""
-    spans, lo = [], 0
-    n = len(ends)
-    while lo < n:
-        limit = int(starts[lo]) + budget
-        hi = max(lo + 1, int(np.searchsorted(ends, limit, side="right")))
-        spans.append((lo, min(hi, n)))
-        lo = min(hi, n)
-    return spans
 
 
 def _decode_error(encoding: Encoding, row: np.ndarray, shape: np.ndarray) -> str | None:
