@@ -87,7 +87,7 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
 
 
 def _spread(values: np.ndarray) -> dict[str, int]:
-    return {"min": int(values.min()), "median": int(np.median(values)), "max": int(values.max())}
+    return {"min": int(values.min()), "median": int(np.median(values)), "max": int(values.max())}  # median rounded down
 
 
 def _row_shapes(store: Any) -> dict[str, Any] | None:

@@ -288,8 +288,9 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
             "no shard"
         )
     for s in ordered[1:]:
-        if s.flat != first.flat:
-            raise StoreError(f"cannot merge {first.path} ({first.kind}) with {s.path} ({s.kind}): give shards of one run")
+        if s.flat != ordered[0].flat:
+            head = ordered[0]
+            raise StoreError(f"cannot merge {head.path} ({head.kind}) with {s.path} ({s.kind}): give shards of one run")
     for key, what in COMPAT_ATTRS:
         for s in ordered[1:]:
             a, b = first.attrs.get(key), s.attrs.get(key)
