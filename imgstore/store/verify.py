@@ -180,8 +180,9 @@ def verify_store(
     (``encoding`` none) exactly H * W * C bytes, and each row's checksum recomputed from its shape and stored bytes
     (:func:`~imgstore.store.encoding.flat_crc`): any byte changed since it was written is found without decoding.
     ``decode=True`` also decodes every encoded row and reports those that do not decode to their
-    shape: bytes that were bad before their checksum was computed. It costs the decode (0.4 ms a 256x341 JPEG row,
-    about 40 times the checksum), so it is not the default. ``sources`` checks the same for every format: the files
+    shape: bytes that were bad before their checksum was computed. It costs the decode, so it is not the default:
+    measured on 1000 rows of 256x341 (JPEG q90, 2-core VM), 0.06 ms a row with checksums, 0.93 ms decoding too (a
+    raw fixed-shape store of the same rows: 0.34 ms, its pixels being 10 times the bytes). ``sources`` checks the same for every format: the files
     are there and hash to the stored SHA-256; the rows are never compared with a new decode of the files (a lossy
     encoding, or another decoder release, gives other pixels for an unchanged file).
 
