@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import zlib
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 import imgstore
 import imgstore.distributed
+import imgstore.store.info
 from imgstore.cli import app
 from imgstore.errors import StoreError
 from imgstore.options import DecodeOptions, IngestOptions
@@ -179,6 +181,26 @@ def test_verify_cli_on_a_damaged_flat_store(tmp_path: Path) -> None:
     assert f"problem: row 6 (d/006.jpg) {CHANGED}" in result.output
 
 
+def test_sources_are_checked_by_digest(tmp_path: Path) -> None:
+    """--sources on a flat store checks what it checks on any store: each file is there with the stored SHA-256
+    (rows are not compared with a new decode of the files: a lossy encoding gives other pixels)."""
+    src = tmp_path / "src"
+    out = tmp_path / "s.h5"
+    with ImageIndexer(out, size=(16, 12), encoding="jpeg:90", variable=True) as ix:
+        for i in range(4):
+            data = f"file {i}".encode()
+            (src / "d").mkdir(parents=True, exist_ok=True)
+            (src / "d" / f"{i}.jpg").write_bytes(data)
+            ix.add(f"d/{i}.jpg", photo(10 + i, 12, i), sha256=hashlib.sha256(data).digest())
+    assert verify_store(out, sources=src).ok
+    (src / "d" / "2.jpg").write_bytes(b"changed")
+    (src / "d" / "3.jpg").unlink()
+    assert verify_store(out, sources=src).problems == [
+        "d/2.jpg changed since ingest (sha256 differs)",
+        f"d/3.jpg is missing from {src}",
+    ]
+
+
 def test_check_row_ends() -> None:
     """Pure: ends must not go back and must stay within the bytes."""
     assert check_row_ends(10, 100, np.array([120, 150, 150]), 200) == []
@@ -229,6 +251,16 @@ def test_info_of_a_variable_jpeg_store(tmp_path: Path) -> None:
     assert "  per image   " in text and " stored, " in text
     as_json = json.loads(CliRunner().invoke(app, ["info", "--json", str(out)]).stdout)
     assert as_json["encoding"] == "jpeg:90:420" and as_json["row_shapes"] == info["row_shapes"]
+
+
+def test_info_reads_shapes_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row shapes' spread is the same when shapes are read a few rows at a time (bounded memory)."""
+    out = make_store(tmp_path / "s.h5", "png", True, range(20))
+    whole = store_info(out)["row_shapes"]
+    monkeypatch.setattr(imgstore.store.info, "SHAPE_BATCH", 3)
+    assert store_info(out)["row_shapes"] == whole
+    heights = sorted(shape_of(i, True)[0] for i in range(20))
+    assert whole["height"] == {"min": heights[0], "median": heights[9], "max": heights[-1]}
 
 
 def test_info_of_raw_fixed_store(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from imgstore.errors import StoreError, os_cause
 from imgstore.lock import read_holder
-from imgstore.store.format import IMAGE_DATA, IMAGE_ENDS, IMAGES
+from imgstore.store.format import IMAGE_DATA, IMAGE_ENDS, IMAGES, SHAPES
 from imgstore.store.meta import META_COLUMNS, meta_path
 from imgstore.store.reader import open_store
 
@@ -66,7 +66,7 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
             "image_shape": None if store.shape is None else list(store.shape),
             "encoding": str(store.encoding),
             "variable_shape": bool(store.variable),
-            "row_shapes": _row_shapes(store),
+            "row_shapes": _row_shapes(store, f),
             "bytes_per_image": _bytes_per_image(store, f, size_on_disk),
             "dtype": "uint8" if store.flat else images.get("dtype", "uint8"),
             "chunks": images.get("chunks"),
@@ -86,25 +86,44 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
     return info
 
 
-def _spread(values: np.ndarray) -> dict[str, int]:
-    return {"min": int(values.min()), "median": int(np.median(values)), "max": int(values.max())}  # median rounded down
+# Rows of ``shapes`` read at a time by info: 12 MiB, whatever the store's size.
+SHAPE_BATCH = 1 << 20
 
 
-def _row_shapes(store: Any) -> dict[str, Any] | None:
+def _spread(counts: np.ndarray) -> dict[str, int]:
+    """``{min, median, max}`` of values given as counts per value (``counts[v]``: rows of value v); the median is
+    the lower middle value."""
+    seen = np.flatnonzero(counts)
+    middle = int(np.searchsorted(np.cumsum(counts), (int(counts.sum()) + 1) // 2))
+    return {"min": int(seen[0]), "median": middle, "max": int(seen[-1])}
+
+
+def _row_shapes(store: Any, f: h5py.File) -> dict[str, Any] | None:
     """``{"height": {min, median, max}, "width": {...}, "channels": [...]}`` of the rows (from ``shapes`` in a flat
-    store; one shape for all in a fixed one); None for a store without rows."""
+    store, read ``SHAPE_BATCH`` rows at a time into counts per value; one shape for all in a fixed one); None for a
+    store without rows."""
     n = len(store)
     if not n:
         return None
-    if store.flat:
-        shapes = store.shapes
-    else:
-        shapes = np.asarray([store.shape], np.int64)  # every row: no need to repeat it N times
-    return {
-        "height": _spread(shapes[:, 0]),
-        "width": _spread(shapes[:, 1]),
-        "channels": sorted({int(c) for c in np.unique(shapes[:, 2])}),
-    }
+    if not store.flat:
+        h, w, c = (int(v) for v in store.shape)
+        return {"height": {"min": h, "median": h, "max": h}, "width": {"min": w, "median": w, "max": w}, "channels": [c]}
+    heights, widths = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    channels: set[int] = set()
+    for a in range(0, n, SHAPE_BATCH):
+        shapes = f[SHAPES][a : min(n, a + SHAPE_BATCH)].astype(np.int64)
+        heights = _add_counts(heights, shapes[:, 0])
+        widths = _add_counts(widths, shapes[:, 1])
+        channels.update(int(c) for c in np.unique(shapes[:, 2]))
+    return {"height": _spread(heights), "width": _spread(widths), "channels": sorted(channels)}
+
+
+def _add_counts(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    more = np.bincount(values)
+    if more.size > counts.size:
+        counts = np.pad(counts, (0, more.size - counts.size))
+    counts[: more.size] += more
+    return counts
 
 
 def _bytes_per_image(store: Any, f: h5py.File, size_on_disk: int) -> dict[str, Any] | None:
