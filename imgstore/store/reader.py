@@ -404,16 +404,21 @@ class ImageStore:
         for start in range(0, self._count, batch_size):
             yield self[start : min(start + batch_size, self._count)]
 
-    def torch_dataset(self, transform: Callable[[Any], Any] | None = None) -> Any:
-        """A PyTorch map-style dataset of ``(image, label)``: a CHW float32 tensor in [0, 1] and an int.
+    def torch_dataset(self, transform: Callable[[Any], Any] | None = None, dtype: str = "float32") -> Any:
+        """A PyTorch map-style dataset of ``(image, label)``: row i as a (C, H, W) tensor and an int.
 
-        ``label`` is -1 when the store has no labels. ``transform`` is applied to the tensor. torch is imported
-        only here (``pip install torch``); the dataset pickles as the store's path, so DataLoader workers started
-        by fork or spawn each open the file themselves.
+        ``dtype="float32"`` (default) gives float32 in [0, 1]; ``dtype="uint8"`` the stored bytes as they are, so
+        DataLoader workers send a quarter of the bytes and normalisation can run on the GPU; anything else is an
+        :class:`~imgstore.errors.OptionError`. Each tensor has its own row's height and width: the default collate
+        needs one shape, so for rows of different shapes give a ``transform`` that makes one size (e.g. torchvision's
+        ``v2.RandomResizedCrop(224)``) or ``collate_fn=imgstore.torchdata.list_collate``. ``label`` is -1 when the
+        store has no labels. ``transform`` is applied to the tensor. torch is imported only here
+        (``pip install 'imgstore[torch]'``); the dataset pickles as the store's path, so DataLoader workers started
+        by fork or spawn each open the file themselves. See :class:`imgstore.torchdata.StoreDataset`.
         """
         from imgstore.torchdata import StoreDataset
 
-        return StoreDataset(self, transform)
+        return StoreDataset(self, transform, dtype)
 
     def _text_column(self, key: str, n: int) -> list[str]:
         """Rows ``[:n]`` of a text column; from the crash-safe journal when the store is incomplete."""
