@@ -21,6 +21,7 @@ import imgstore.distributed
 import imgstore.store.info
 from imgstore.cli import app
 from imgstore.errors import StoreError
+from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.store.checks import Problem, check_row_ends, check_shapes
 from imgstore.store.encoding import flat_crc
@@ -412,3 +413,70 @@ def test_checksums_cover_bytes_not_offsets(tmp_path: Path) -> None:
         shape = f["shapes"][1]
         assert flat_crc(shape, b) == zlib.crc32(b.tobytes(), zlib.crc32(np.asarray(shape, "<u4").tobytes()))
         assert row_checksum(flat_crc(shape, b), "d/001.jpg", None, bytes([1]) * 32) == int(f["checksums"][1])
+
+
+# ============================================================================================ with the ingest pipeline
+
+ENCODED = IngestOptions(decode=DecodeOptions(size=(16, 16), resize_mode="shorter"), encode="jpeg:90", workers=0)
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Photos of varied sizes ingested as JPEG rows of their own shapes (shorter side 16): one store, and 3 shards."""
+    from test_merge import ingest_shards, make_photos
+
+    root = tmp_path_factory.mktemp("encoded")
+    src = make_photos(root / "photos")
+    ingest(src, root / "single.h5", ENCODED)
+    return {"src": src, "single": root / "single.h5", "shards": ingest_shards(src, root / "parts", 3, ENCODED)}
+
+
+def assert_same_flat_store(merged: Path, single: Path) -> None:
+    """Row for row the same stored bytes, shapes, names, digests, labels and skipped files."""
+    a, b = imgstore.open(single), imgstore.open(merged, check=True)
+    assert len(a) == len(b) and a.variable and b.variable and str(a.encoding) == str(b.encoding) == "jpeg:90:420"
+    assert [b.row_bytes(i) for i in range(len(b))] == [a.row_bytes(i) for i in range(len(a))]
+    np.testing.assert_array_equal(b.shapes, a.shapes)
+    assert b.names == a.names and b.sha256 == a.sha256 and b.skipped == a.skipped
+    assert all(np.array_equal(b[i], a[i]) for i in range(len(a)))
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_merged_encoded_shards_equal_a_single_ingest(encoded: dict[str, Any], tmp_path: Path, copy: bool) -> None:
+    """Shards ingested with --encode jpeg --resize-mode shorter merge (virtual or copied) into the single store."""
+    merge_shards(tmp_path / "m.h5", encoded["shards"], copy=copy)
+    assert_same_flat_store(tmp_path / "m.h5", encoded["single"])
+    report = verify_store(tmp_path / "m.h5", sources=encoded["src"], decode=True)
+    assert report.ok, report.problems
+    info = store_info(tmp_path / "m.h5")
+    assert info["encoding"] == "jpeg:90:420" and info["variable_shape"] and info["bytes_per_image"]["virtual"] != copy
+    assert min(info["row_shapes"]["height"]["min"], info["row_shapes"]["width"]["min"]) == 16
+
+
+def test_merge_refuses_shards_of_another_upscale(encoded: dict[str, Any], tmp_path: Path) -> None:
+    """upscale is recorded only in ingest_options: shards that differ on it are refused like any row-shaping option."""
+    from test_merge import ingest_shards
+
+    one = ingest_shards(encoded["src"], tmp_path / "a", 2, ENCODED)[0]
+    two = ingest_shards(encoded["src"], tmp_path / "b", 2, dataclasses.replace(ENCODED, decode=DecodeOptions(
+        size=(16, 16), resize_mode="shorter", upscale=True)))[1]  # fmt: skip
+    with pytest.raises(StoreError) as err:
+        merge_shards(tmp_path / "m.h5", [one, two])
+    assert str(err.value) == f"shards disagree on upscale: {one} has False but {two} has True"
+
+
+def test_dask_ingest_of_encoded_rows(encoded: dict[str, Any], tmp_path: Path) -> None:
+    """--dask with --encode and --resize-mode shorter: the options reach every shard task and the merged store is
+    the single-machine one."""
+    distributed = pytest.importorskip("distributed")
+    from imgstore.distributed import ingest_dask
+
+    with distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            report = ingest_dask(encoded["src"], tmp_path / "out.h5", ENCODED, client, shards=3)
+    assert report.count == len(imgstore.open(encoded["single"]))
+    for shard in report.shards:
+        with h5py.File(shard, "r") as f:
+            assert f.attrs["encoding"] == "jpeg:90:420" and json.loads(f.attrs["ingest_options"])["encode"] == "jpeg:90:420"
+    assert_same_flat_store(tmp_path / "out.h5", encoded["single"])
+    assert verify_store(tmp_path / "out.h5").ok

@@ -32,6 +32,7 @@ everything that shapes the rows (size, channels, resize mode, filter, exact, lab
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -92,6 +93,11 @@ COMPAT_ATTRS = (
     ("class_names", "class names"),
     ("meta_columns", "meta columns"),
 )
+
+# Options that shape the rows but are recorded only in the ``ingest_options`` attribute (JSON), with their default
+# for shards made before the option existed, and the words used in error messages.
+RECORDED_COMPAT = (("upscale", "upscale"),)
+RECORDED_DEFAULTS: dict[str, Any] = {"upscale": False}
 
 # Rows are copied about this many bytes at a time (plus the writer's own buffer), whatever the store size.
 COPY_BATCH_BYTES = 16 * 2**20
@@ -226,6 +232,19 @@ def _read_shard(path: Path) -> _Shard:
     return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression, meta, flat, data_end)
 
 
+def _recorded(shard: _Shard, key: str) -> Any:
+    """Option ``key`` as the shard's ``ingest_options`` records it (its default when not recorded; None when the
+    shard records no options at all, as stores written with ImageIndexer directly)."""
+    raw = shard.attrs.get("ingest_options")
+    if raw is None:
+        return None
+    try:
+        options = json.loads(raw)
+    except (TypeError, ValueError):
+        raise StoreError(f"{shard.path} has a damaged ingest_options attribute: run imgstore verify on it") from None
+    return options.get(key, RECORDED_DEFAULTS.get(key)) if isinstance(options, dict) else None
+
+
 def _show(key: str, value: Any) -> str:
     if value is None:
         return "none"
@@ -297,6 +316,13 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
             if a != b:
                 raise StoreError(
                     f"shards disagree on {what}: {first.path} has {_show(key, a)} but {s.path} has {_show(key, b)}"
+                )
+    for key, what in RECORDED_COMPAT:
+        for s in ordered[1:]:
+            a, b = _recorded(ordered[0], key), _recorded(s, key)
+            if a != b:
+                raise StoreError(
+                    f"shards disagree on {what}: {ordered[0].path} has {_show(key, a)} but {s.path} has {_show(key, b)}"
                 )
     # Optional per-row datasets exist only once a shard stored an image: compare shards that hold images.
     filled = [s for s in ordered if s.count]
