@@ -206,8 +206,8 @@ def row_plan(facts: CountFacts) -> RowPlan:
 
 
 def check_counts(facts: CountFacts) -> list[Finding]:
-    """``count`` is at most the rows of every per-row dataset; images and names exist; rows past ``count`` are a
-    note. (Each object's own dtype and shape are :func:`check_row_dataset`'s.)"""
+    """``count`` is at most the rows of every per-row dataset; images (a flat store's ``image_ends`` and
+    ``shapes``) and names exist; rows past ``count`` are a note. (Each object's own dtype and shape are :func:`check_row_dataset`'s.)"""
     rows = _usable_rows(facts)
     present = {obj.name: obj for obj in facts.objects}
     key = facts.row_key

@@ -119,7 +119,7 @@ class VerifyReport:
     """What :func:`verify_store` found.
 
     ``problems``: damage or inconsistency, one line each (the store is not sound). ``notes``: worth knowing but not
-    damage. ``checked``: committed images whose pixels were read back without error. ``changed_rows``: every row
+    damage. ``checked``: committed images whose pixels (a flat store's stored bytes) were read back without error. ``changed_rows``: every row
     whose bytes no longer match the checksum written with it. ``ok`` is true when there is no problem.
     """
 
