@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import imgstore
 from imgstore.errors import OptionError
@@ -17,7 +18,7 @@ from conftest import BuiltStore, StoreFactory
 torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
 
-from imgstore.torchdata import StoreDataset, list_collate  # noqa: E402
+from imgstore.torchdata import list_collate  # noqa: E402
 
 
 @pytest.fixture
@@ -127,35 +128,45 @@ def test_list_collate_keeps_different_shapes() -> None:
     assert list_collate([])[0] == [] and list_collate([])[1].shape == (0,)
 
 
-class _VariableRows:
-    """Stands in for a store with rows of different shapes (the reader does not make them yet): what
-    StoreDataset uses of a store, ``len``, ``store[i]`` -> (H, W, C) uint8 and ``labels``."""
+@pytest.fixture
+def native(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
+    """A store made by the real pipeline with rows of their own shapes (``--resize-mode none --encode png``, so
+    each row is exactly its photo), labelled by class folder, and the photos in row order."""
+    from imgstore.ingest import ingest
+    from imgstore.options import DecodeOptions, IngestOptions
 
-    def __init__(self) -> None:
-        rng = np.random.default_rng(0)
-        self.rows = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(4, 6), (6, 4), (5, 5), (3, 8)]]
-        self.labels = np.array([1, 0, 1, 2], np.int64)
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(4, 6), (6, 4), (5, 5), (3, 8), (7, 2)]]
+    src = tmp_path / "photos"
+    for i, row in enumerate(rows):
+        (src / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(row).save(src / f"c{i % 2}" / f"{i}.png")
+    out = tmp_path / "native.h5"
+    opts = IngestOptions(decode=DecodeOptions(resize_mode="none"), encode="png", labels="folder", workers=0)
+    ingest(src, out, opts)
+    with imgstore.open(out) as store:
+        order = [int(Path(name).stem) for name in store.names]
+    return out, [rows[i] for i in order]
 
-    def __len__(self) -> int:
-        return len(self.rows)
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.rows[i]
-
-
+@pytest.mark.parametrize("method", ["fork", "spawn"])
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
-def test_rows_of_different_shapes_keep_their_shapes(dtype: str) -> None:
-    """Each item has its own row's shape; list_collate batches them, the default collate cannot."""
-    rows = _VariableRows()
-    ds = StoreDataset(rows, dtype=dtype)
-    images, labels = next(iter(DataLoader(ds, batch_size=4, collate_fn=list_collate)))
-    assert [tuple(x.shape) for x in images] == [(3, 4, 6), (3, 6, 4), (3, 5, 5), (3, 3, 8)]
-    for x, row in zip(images, rows.rows):
-        expected = chw(row) if dtype == "uint8" else chw(row).float() / 255
-        assert torch.equal(x, expected)
-    assert labels.tolist() == [1, 0, 1, 2]
+def test_rows_of_their_own_shapes_keep_them(native: tuple[Path, list[np.ndarray]], dtype: str, method: str) -> None:
+    """Each item has its own row's shape and pixels, in 2 worker processes; list_collate batches them, the default
+    collate cannot; a transform that makes one size (a crop, as RandomResizedCrop does) lets it."""
+    path, rows = native
+    ds = imgstore.open(path).torch_dataset(dtype=dtype)
+    loader = DataLoader(ds, batch_size=5, collate_fn=list_collate, num_workers=2, multiprocessing_context=method)
+    images, labels = next(iter(loader))
+    assert [tuple(x.shape) for x in images] == [(3, *row.shape[:2]) for row in rows]
+    for x, row in zip(images, rows):
+        assert torch.equal(x, chw(row) if dtype == "uint8" else chw(row).float() / 255)
+    assert labels.tolist() == imgstore.open(path).labels.tolist()
     with pytest.raises(RuntimeError, match="equal size"):
-        next(iter(DataLoader(ds, batch_size=4)))
+        next(iter(DataLoader(ds, batch_size=5)))
+    cropped = imgstore.open(path).torch_dataset(lambda x: x[:, :2, :2], dtype=dtype)
+    batch, _ = next(iter(DataLoader(cropped, batch_size=5)))
+    assert batch.shape == (5, 3, 2, 2)
 
 
 def test_torchvision_random_resized_crop(rgb: BuiltStore) -> None:

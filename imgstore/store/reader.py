@@ -286,7 +286,7 @@ class ImageStore:
             self._verify_crc(i, flat_crc(shapes[i], data))
         return data
 
-    def _decode(self, i: int, data: bytes, shape: np.ndarray, max_side: int | None = None) -> np.ndarray:
+    def _decode(self, i: int, data: bytes | np.ndarray, shape: np.ndarray, max_side: int | None = None) -> np.ndarray:
         try:
             return self.encoding.codec.decode(data, (int(shape[0]), int(shape[1]), int(shape[2])), max_side)
         except BadImageError as exc:
@@ -304,7 +304,7 @@ class ImageStore:
         i = self._row(i)
         if self.flat:
             offsets, shapes = self._index()
-            data = self._images()[int(offsets[i]) : int(offsets[i + 1])].tobytes()
+            data = self._images()[int(offsets[i]) : int(offsets[i + 1])]
             if self.check:
                 self._verify_crc(i, flat_crc(shapes[i], data))
             image = self._decode(i, data, shapes[i], max_side)
@@ -376,7 +376,7 @@ class ImageStore:
             raise StoreError(f"{self.path}: rows {start}-{stop - 1} cannot be read: {os_cause(exc)} (run imgstore verify on it)") from None
         out = []
         for j in range(len(rows)):
-            data = rows.row(j).tobytes()
+            data = rows.row(j).copy() if self.encoding.raw else rows.row(j)  # a raw row must not share the span's memory
             if self.check:
                 self._verify_crc(start + j, flat_crc(rows.shapes[j], data))
             out.append(self._decode(start + j, data, rows.shapes[j]))
