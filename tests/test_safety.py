@@ -276,9 +276,10 @@ def test_changed_pixels_are_found_by_verify_and_check(photos: Path, tmp_path: Pa
         _flip_pixel_byte(out, row)
     for report in (verify_store(out), verify_store(out, sources=photos)):
         assert report.changed_rows == [2, 5]
+        names = imgstore.open(out).names
         assert [p for p in report.problems if "changed since written" in p] == [
-            "row 2 changed since written: the stored bytes do not match the checksum",
-            "row 5 changed since written: the stored bytes do not match the checksum",
+            f"row 2 ({names[2]}) changed since written: the stored bytes do not match the checksum",
+            f"row 5 ({names[5]}) changed since written: the stored bytes do not match the checksum",
         ]
     checked = imgstore.open(out, check=True)
     with pytest.raises(ChecksumError, match=rf"row 5 \({checked.names[5]}\) does not match its checksum"):

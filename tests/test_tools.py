@@ -226,7 +226,7 @@ def test_rows_never_written(store: Path) -> None:
         f.attrs["count"] = 11
     assert verify_store(store).problems == [
         "images row 10 was never written (no data on disk; reads give zeros)",
-        "row 10 changed since written: the stored bytes do not match the checksum",
+        "row 10 (x.png) changed since written: the stored bytes do not match the checksum",
     ]
 
 
@@ -252,7 +252,7 @@ def test_names_disagreeing_with_their_journal(store: Path) -> None:
         f["image_names"][4] = "other.jpg"
     assert verify_store(store).problems == [
         "image_names row 4 is 'other.jpg' but its journal copy says 'c0/4.jpg'",
-        "row 4 changed since written: the stored bytes do not match the checksum",  # names are covered too
+        "row 4 (other.jpg) changed since written: the stored bytes do not match the checksum",  # names are covered too
     ]
 
 

@@ -101,7 +101,7 @@ def test_format_accepts_current_and_notes_old_or_unfinished() -> None:
         ("x", "imgstore_format attribute 'x' is not a version number"),
         (np.array([2, 2]), "imgstore_format attribute array([2, 2]) is not a version number"),
         (float("inf"), "imgstore_format attribute inf is not a version number"),
-        (4, "store format version 4 is newer than this imgstore reads (3): upgrade imgstore"),
+        (5, "store format version 5 is newer than this imgstore reads (4): upgrade imgstore"),
     ],
 )
 def test_format_problems_stop_verification(value: Any, problem: str) -> None:

@@ -21,10 +21,13 @@ import numpy as np
 from imgstore.store.format import (
     CHECKSUMS,
     FORMAT_VERSION,
+    IMAGE_DATA,
+    IMAGE_ENDS,
     IMAGES,
     LABELS,
     NAMES,
     SHA256,
+    SHAPES,
     SKIPPED_NAMES,
     SKIPPED_REASONS,
 )
@@ -59,6 +62,9 @@ MISSING_SOURCES = "files missing from the source folder"
 UNREADABLE_SOURCES = "unreadable source files"
 CHANGED_SOURCES = "changed source files"
 DAMAGED_JOURNAL = "damaged journal batches"
+BAD_ENDS = "rows whose ends are out of order"
+BAD_SHAPES = "rows of a wrong shape"
+UNDECODABLE_ROWS = "rows that do not decode"
 
 _NUMBER_ERRORS = (TypeError, ValueError, OverflowError)
 
@@ -114,6 +120,8 @@ class RowObject:
 # Per-row dataset -> (what it must be, test of dtype and shape).
 ROW_LAYOUTS: dict[str, tuple[str, Callable[[np.dtype, tuple[int, ...]], bool]]] = {
     IMAGES: ("uint8 (N, H, W, C)", lambda dt, shape: dt == np.uint8 and len(shape) == 4),
+    IMAGE_ENDS: ("1-D int64", lambda dt, shape: dt == np.int64 and len(shape) == 1),
+    SHAPES: ("uint32 (N, 3)", lambda dt, shape: dt == np.uint32 and shape[1:] == (3,)),
     NAMES: ("1-D strings", lambda dt, shape: len(shape) == 1 and h5py.check_string_dtype(dt) is not None),
     LABELS: ("1-D integers", lambda dt, shape: len(shape) == 1 and dt.kind in "iu"),
     SHA256: ("uint8 (N, 32)", lambda dt, shape: dt == np.uint8 and shape[1:] == (32,)),
@@ -148,6 +156,12 @@ class CountFacts:
     count: Any
     names_from_journal: bool = False
     meta_from_journal: tuple[str, ...] = ()  # text meta columns read from their journals (same reason)
+    flat: bool = False  # format 4: rows are bytes in image_data, indexed by image_ends and shapes
+
+    @property
+    def row_key(self) -> str:
+        """The per-row dataset that holds one entry per image: ``images``, or ``image_ends`` in a flat store."""
+        return IMAGE_ENDS if self.flat else IMAGES
 
 
 @dataclass(frozen=True)
@@ -187,18 +201,24 @@ def _usable_rows(facts: CountFacts) -> dict[str, int]:
 def row_plan(facts: CountFacts) -> RowPlan:
     """The rows to check: those committed that every usable per-row dataset holds."""
     rows = _usable_rows(facts)
-    committed, _ = count_attribute(facts.count, rows.get(IMAGES, 0))
+    committed, _ = count_attribute(facts.count, rows.get(facts.row_key, 0))
     return RowPlan(committed, min([committed, *rows.values()]), tuple(rows))
 
 
 def check_counts(facts: CountFacts) -> list[Finding]:
-    """``count`` is at most the rows of every per-row dataset; images and names exist; rows past ``count`` are a
-    note. (Each object's own dtype and shape are :func:`check_row_dataset`'s.)"""
+    """``count`` is at most the rows of every per-row dataset; images (a flat store's ``image_ends`` and
+    ``shapes``) and names exist; rows past ``count`` are a note. (Each object's own dtype and shape are :func:`check_row_dataset`'s.)"""
     rows = _usable_rows(facts)
     present = {obj.name: obj for obj in facts.objects}
-    count, problems = count_attribute(facts.count, rows.get(IMAGES, 0))
+    key = facts.row_key
+    count, problems = count_attribute(facts.count, rows.get(key, 0))
     found: list[Finding] = [*problems]
-    if IMAGES not in present:
+    if facts.flat:
+        lacking = [name for name in (IMAGE_ENDS, SHAPES) if name not in present]
+        if lacking:
+            found.append(Problem(f"the store keeps flat rows ({IMAGE_DATA}) but {' and '.join(lacking)} "
+                                 f"{'is' if len(lacking) == 1 else 'are'} missing: its rows cannot be found"))  # fmt: skip
+    elif IMAGES not in present:
         found.append(Problem(f"count is {count} but the store has no images dataset") if count > 0
                      else Note("the store holds no images"))  # fmt: skip
     names = present.get(NAMES)
@@ -206,8 +226,8 @@ def check_counts(facts: CountFacts) -> list[Finding]:
         n = int(names.shape[0])  # type: ignore[index]
         if n < count:
             found.append(Note(f"image_names has {n} rows but count is {count}: readers use the journal, the next write rebuilds it"))
-    elif names is None and IMAGES in rows and not facts.names_from_journal:
-        found.append(Problem(f"image_names is missing (images has {rows[IMAGES]} rows)"))
+    elif names is None and key in rows and not facts.names_from_journal:
+        found.append(Problem(f"image_names is missing ({key} has {rows[key]} rows)"))
     for key in facts.meta_from_journal:
         obj = present.get(key)
         if obj is not None and not check_row_dataset(obj) and int(obj.shape[0]) < count:  # type: ignore[index]
@@ -250,6 +270,85 @@ def check_channels(image_shape: tuple[int, ...], channels: Any) -> list[Problem]
     return []
 
 
+# --------------------------------------------------------------------------------------------- flat rows
+
+
+def check_flat_attrs(version: int, data: RowObject | None, encoding: Any, variable: Any, parsed: str | None) -> list[Problem]:
+    """A flat store (format 4, or any store with ``image_data``): ``image_data`` is uint8 1-D, and the
+    ``encoding`` attribute (None: missing) names a registered encoding (``parsed``: its canonical text, None when it
+    does not parse); ``variable_shape`` is recorded. A format-4 store without ``image_data`` has no rows to read."""
+    if data is None:
+        return [Problem(f"store format {version} keeps its rows in {IMAGE_DATA}, which is missing")] if version >= 4 else []
+    found = []
+    if data.kind != "Dataset" or data.dtype != np.uint8 or data.shape is None or len(data.shape) != 1:
+        found.append(Problem(f"{IMAGE_DATA} must be 1-D uint8 bytes, found {data.kind} {data.dtype} {data.shape}"))
+    if version < 4:
+        found.append(Problem(f"the store holds {IMAGE_DATA} (flat rows) but says it is format {version}, not 4"))
+    if encoding is None:
+        found.append(Problem(f"encoding attribute is missing: the bytes of {IMAGE_DATA} cannot be decoded"))
+    elif parsed is None:
+        found.append(Problem(f"encoding attribute {encoding!r} is not an encoding this imgstore knows"))
+    if variable is None:
+        found.append(Problem("variable_shape attribute is missing (whether rows have their own shapes)"))
+    return found
+
+
+def check_row_ends(start: int, before: int, ends: np.ndarray, data_bytes: int) -> list[Problem]:
+    """Rows ``start, start + 1, ...`` end (``ends``) at or after the end of the row before (``before``; 0 for row
+    0) and within the ``data_bytes`` bytes of ``image_data``: one problem per row that does not."""
+    prev = np.concatenate(([before], ends[:-1])).astype(np.int64)
+    bad = np.flatnonzero((ends < prev) | (ends > data_bytes))
+    found = []
+    for j in bad.tolist():
+        e, p = int(ends[j]), int(prev[j])
+        why = f"past the {data_bytes} bytes of {IMAGE_DATA}" if e > data_bytes else f"before the row before it ({p})"
+        found.append(Problem(f"{IMAGE_ENDS} row {start + j} ends at byte {e}, {why}", BAD_ENDS))
+    return found
+
+
+def check_shapes(
+    start: int, shapes: np.ndarray, channels: Any, size: Any, variable: bool, dead: Sequence[tuple[int, int]] = ()
+) -> list[Problem]:
+    """Rows ``start, start + 1, ...`` have shapes ``(H, W, C)`` of at least one pixel with the ``channels``
+    attribute's C; in a store of one shape (``variable`` false) every row is the ``size`` attribute's [W, H]. Rows
+    served by an unusable shard file (``dead``) read as zeros: already one problem for their file."""
+    if not shapes.size:
+        return []
+    ok = (shapes[:, 0] >= 1) & (shapes[:, 1] >= 1)
+    want = ""
+    if channels is not None:
+        c = int(np.asarray(channels).ravel()[0])
+        ok &= shapes[:, 2] == c
+        want = f"{c} channels"
+    if not variable and size is not None:
+        w, h = (int(v) for v in np.asarray(size).ravel()[:2])
+        ok &= (shapes[:, 0] == h) & (shapes[:, 1] == w)
+        want = f"{h}x{w}x{c}" if channels is not None else f"{h}x{w}"
+    found = []
+    for j in np.flatnonzero(~ok).tolist():
+        if is_dead_row(start + j, dead):
+            continue
+        h, w, c = (int(v) for v in shapes[j])
+        found.append(Problem(f"{SHAPES} row {start + j} is {h}x{w}x{c} (H, W, C) but the store holds {want or 'images'}", BAD_SHAPES))
+    return found
+
+
+def check_raw_lengths(start: int, lengths: np.ndarray, shapes: np.ndarray) -> list[Problem]:
+    """Rows of raw pixels (``encoding`` none) hold exactly H * W * C bytes each."""
+    want = shapes.astype(np.int64).prod(axis=1)
+    return [
+        Problem(f"row {start + j} holds {int(lengths[j])} bytes, not the {int(want[j])} of its shape", UNDECODABLE_ROWS)
+        for j in np.flatnonzero(lengths != want).tolist()
+    ]
+
+
+def check_decoded(row: int, name: str | None, error: str | None) -> list[Problem]:
+    """A flat row whose stored bytes do not decode (``error``: why; None when they do)."""
+    if error is None:
+        return []
+    return [Problem(f"row {row}{f' ({name})' if name else ''} does not decode: {error}", UNDECODABLE_ROWS)]
+
+
 def class_count(class_names: Any) -> int:
     """How many classes the ``class_names`` attribute names."""
     return len(np.asarray(class_names).ravel())
@@ -281,6 +380,7 @@ class ChunkFacts:
     chunks_per_block: int
     stored: np.ndarray | None
     total: int = 0
+    unit: str = "row"  # what ``rows`` counts: rows, or bytes (image_data)
 
 
 def check_chunks(facts: ChunkFacts) -> list[Problem]:
@@ -288,13 +388,13 @@ def check_chunks(facts: ChunkFacts) -> list[Problem]:
     c0, blocks = facts.chunk_rows, -(-facts.rows // facts.chunk_rows)
     if facts.stored is None:
         if facts.total < blocks * facts.chunks_per_block:
-            return [Problem(f"{facts.name} stores only {facts.total} chunks for {facts.rows} committed rows")]
+            return [Problem(f"{facts.name} stores only {facts.total} chunks for {facts.rows} committed {facts.unit}s")]
         return []
     missing = np.flatnonzero(facts.stored < facts.chunks_per_block).tolist()
     found = []
     for first, last in row_runs(missing):
         a, b = first * c0, min((last + 1) * c0, facts.rows)
-        where = f"row {a} was" if b - a == 1 else f"rows {a}-{b - 1} were"
+        where = f"{facts.unit} {a} was" if b - a == 1 else f"{facts.unit}s {a}-{b - 1} were"
         found.append(Problem(f"{facts.name} {where} never written (no data on disk; reads give zeros)", NEVER_WRITTEN))
     return found
 
@@ -319,17 +419,18 @@ def _uses(mappings: Iterable[VirtualMapping]) -> dict[str, dict[str, list[tuple[
 
 
 def check_virtual_sources(
-    mappings: Sequence[VirtualMapping], trouble: Mapping[str, str | None], images_virtual: bool
+    mappings: Sequence[VirtualMapping], trouble: Mapping[str, str | None], images_virtual: bool, images: str = IMAGES
 ) -> list[Finding]:
     """Every file virtual datasets read from is usable (``trouble``: file -> what is wrong with it, or None); a
-    missing one reads as zeros. One problem per unusable file, naming the rows of the first dataset it feeds."""
+    missing one reads as zeros. One problem per unusable file, naming the rows of the first dataset it feeds.
+    ``images``: the dataset holding the rows (``image_data`` in a flat store)."""
     uses = _uses(mappings)
     if not uses:
         return []
     found: list[Finding] = []
     if images_virtual:
-        shards = sum(1 for u in uses.values() if IMAGES in u)
-        found.append(Note(f"images is a merged (virtual) dataset over {shards} file(s)"))
+        shards = sum(1 for u in uses.values() if images in u)
+        found.append(Note(f"{images} is a merged (virtual) dataset over {shards} file(s)"))
     for file, by_dataset in uses.items():
         why = trouble.get(file)
         if why is None:
@@ -455,11 +556,13 @@ def changed_rows(
     return [i for i in changed if not is_dead_row(i, dead)]
 
 
-def check_changed_rows(rows: Sequence[int]) -> list[Problem]:
-    """One problem per run of consecutive rows (ascending) whose bytes changed."""
+def check_changed_rows(rows: Sequence[int], names: Mapping[int, str] | None = None) -> list[Problem]:
+    """One problem per run of consecutive rows (ascending) whose bytes changed; a single row is named by its
+    ``names`` entry when there is one."""
     found = []
     for a, b in row_runs(rows):
-        where = f"row {a}" if a == b else f"rows {a}-{b}"
+        name = (names or {}).get(a) if a == b else None
+        where = (f"row {a} ({name})" if name else f"row {a}") if a == b else f"rows {a}-{b}"
         found.append(Problem(f"{where} changed since written: the stored bytes do not match the checksum", CHANGED_RUNS))
     return found
 

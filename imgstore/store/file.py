@@ -145,6 +145,18 @@ class FlatRows:
         return self.data[int(self.ends[j - 1]) if j else 0 : int(self.ends[j])]
 
 
+def flat_spans(before: int, ends: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive flat rows grouped to read about ``budget`` bytes at a time: ``[lo, hi)`` indices into ``ends``
+    (increasing byte ends; the first row starts at ``before``), each group at least one row."""
+    spans, lo, n = [], 0, len(ends)
+    while lo < n:
+        first = int(ends[lo - 1]) if lo else before
+        hi = min(n, max(lo + 1, int(np.searchsorted(ends, first + budget, side="right"))))
+        spans.append((lo, hi))
+        lo = hi
+    return spans
+
+
 def read_flat(f: h5py.File, a: int, b: int) -> FlatRows:
     """Rows ``a:b`` of a flat store as :class:`FlatRows` (one read of their bytes; ends relative to row ``a``)."""
     ends = f[IMAGE_ENDS][max(0, a - 1) : b].astype(np.int64)

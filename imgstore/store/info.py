@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from imgstore.errors import StoreError, os_cause
 from imgstore.lock import read_holder
+from imgstore.store.format import IMAGE_DATA, IMAGE_ENDS, IMAGES, SHAPES
 from imgstore.store.meta import META_COLUMNS, meta_path
 from imgstore.store.reader import open_store
 
@@ -55,16 +57,21 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
         datasets = {name: _dataset_info(obj) for name, obj in f.items() if isinstance(obj, h5py.Dataset)}
         meta = dict(store.meta_columns)
         datasets.update((meta_path(c), _dataset_info(f[meta_path(c)])) for c in meta)
-        images = datasets.get("images", {})
+        images = datasets.get(IMAGE_DATA if store.flat else IMAGES, {})
+        size_on_disk = p.stat().st_size
         info: dict[str, Any] = {
             "path": str(p),
             "count": len(store),
             "complete": store.complete,
             "image_shape": None if store.shape is None else list(store.shape),
-            "dtype": images.get("dtype", "uint8"),
+            "encoding": str(store.encoding),
+            "variable_shape": bool(store.variable),
+            "row_shapes": _row_shapes(store, f),
+            "bytes_per_image": _bytes_per_image(store, f, size_on_disk),
+            "dtype": "uint8" if store.flat else images.get("dtype", "uint8"),
             "chunks": images.get("chunks"),
             "compression": images.get("compression"),
-            "size_on_disk": p.stat().st_size,
+            "size_on_disk": size_on_disk,
             "labels": store.labels is not None,
             "class_names": store.class_names,
             "meta": meta,
@@ -79,23 +86,99 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
     return info
 
 
+# Rows of ``shapes`` read at a time by info: 12 MiB, whatever the store's size.
+SHAPE_BATCH = 1 << 20
+
+
+def _spread(counts: np.ndarray) -> dict[str, int]:
+    """``{min, median, max}`` of values given as counts per value (``counts[v]``: rows of value v); the median is
+    the lower middle value."""
+    seen = np.flatnonzero(counts)
+    middle = int(np.searchsorted(np.cumsum(counts), (int(counts.sum()) + 1) // 2))
+    return {"min": int(seen[0]), "median": middle, "max": int(seen[-1])}
+
+
+def _row_shapes(store: Any, f: h5py.File) -> dict[str, Any] | None:
+    """``{"height": {min, median, max}, "width": {...}, "channels": [...]}`` of the rows (from ``shapes`` in a flat
+    store, read ``SHAPE_BATCH`` rows at a time into counts per value; one shape for all in a fixed one); None for a
+    store without rows."""
+    n = len(store)
+    if not n:
+        return None
+    if not store.flat:
+        h, w, c = (int(v) for v in store.shape)
+        return {"height": {"min": h, "median": h, "max": h}, "width": {"min": w, "median": w, "max": w}, "channels": [c]}
+    heights, widths = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    channels: set[int] = set()
+    for a in range(0, n, SHAPE_BATCH):
+        shapes = f[SHAPES][a : min(n, a + SHAPE_BATCH)].astype(np.int64)
+        heights = _add_counts(heights, shapes[:, 0])
+        widths = _add_counts(widths, shapes[:, 1])
+        channels.update(int(c) for c in np.unique(shapes[:, 2]))
+    return {"height": _spread(heights), "width": _spread(widths), "channels": sorted(channels)}
+
+
+def _add_counts(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    more = np.bincount(values)
+    if more.size > counts.size:
+        counts = np.pad(counts, (0, more.size - counts.size))
+    counts[: more.size] += more
+    return counts
+
+
+def _bytes_per_image(store: Any, f: h5py.File, size_on_disk: int) -> dict[str, Any] | None:
+    """Bytes per image: ``stored`` (a flat store: the rows' bytes in image_data, encoded or raw; a fixed one:
+    H * W * C, before any HDF5 compression) and ``on_disk`` (the file's size; a virtual store's file holds no
+    rows, so ``virtual`` says to count its shards too); None for a store without rows."""
+    n = len(store)
+    if not n:
+        return None
+    if store.flat:
+        used = int(f[IMAGE_ENDS][n - 1])
+        virtual = bool(f[IMAGE_DATA].is_virtual)
+    else:
+        used = n * int(np.prod(store.shape))
+        virtual = IMAGES in f and bool(f[IMAGES].is_virtual)
+    return {"stored": used / n, "on_disk": size_on_disk / n, "virtual": virtual}
+
+
+def _range(spread: dict[str, int]) -> str:
+    lo, mid, hi = spread["min"], spread["median"], spread["max"]
+    return f"{lo}" if lo == hi else f"{lo}/{mid}/{hi}"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """Human-readable text of :func:`store_info`'s result."""
-    h, w, c = info["image_shape"]
     if info.get("writer"):
         state = f"  [BEING WRITTEN by {info['writer']}]"
     elif not info["complete"]:
         state = "  [INCOMPLETE: the ingest did not finish; --resume continues it]"
     else:
         state = ""
+    if info["image_shape"] is not None:
+        h, w, c = info["image_shape"]
+        images = f"{info['count']} x {h}x{w}x{c} {info['dtype']}  (N, H, W, C)"
+    else:
+        images = f"{info['count']} of their own shapes (H, W, C)"
+    encoding = info.get("encoding", "none")
     lines = [
         f"{info['path']}",
-        f"  images      {info['count']} x {h}x{w}x{c} {info['dtype']}  (N, H, W, C){state}",
+        f"  images      {images}{state}",
+        f"  encoding    {'none (raw pixels)' if encoding == 'none' else encoding}",
+    ]
+    shapes = info.get("row_shapes")
+    if info.get("variable_shape") and shapes:
+        lines.append(f"  row shapes  H {_range(shapes['height'])}  W {_range(shapes['width'])}  (min/median/max)")
+    lines += [
         f"  chunks      {tuple(info['chunks']) if info['chunks'] else 'contiguous'}"
         f"  compression {info['compression'] or 'none'}",
         f"  on disk     {human_bytes(info['size_on_disk'])}",
-        f"  skipped     {info['skipped_count']} files",
     ]
+    per = info.get("bytes_per_image")
+    if per:
+        virtual = " (virtual: the rows' bytes are in the shard files)" if per["virtual"] else ""
+        lines.append(f"  per image   {human_bytes(per['stored'])} stored, {human_bytes(per['on_disk'])} of this file{virtual}")
+    lines.append(f"  skipped     {info['skipped_count']} files")
     if info.get("ignored") is not None:  # files under SRC that were not images (stores since 0.1 record them)
         from imgstore.ingest import by_extension
 

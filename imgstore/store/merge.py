@@ -13,6 +13,13 @@ joined here. Two ways to join:
 - copy (``copy=True``, ``--copy``): the rows are streamed shard by shard, in bounded batches, through
   :class:`~imgstore.store.writer.ImageIndexer` into one self-contained plain store.
 
+Shards of flat rows (format 4: encoded, or rows of their own shapes) merge into a flat store. Virtual: ``image_data``
+maps each shard's committed bytes end to end and ``shapes`` each shard's rows; ``image_ends`` cannot be virtual (a
+virtual dataset maps values, it cannot add the bytes of the shards before), so OUT holds it as a plain dataset, each
+shard's ends shifted by the bytes before it: 8 bytes a row. The checksums cover a row's shape and bytes, never
+where they lie, so the shards' serve unchanged. ``--copy`` copies each row's bytes as stored (no decode, no
+re-encode). Shards of different encodings, or flat and fixed-shape shards, are refused naming both.
+
 Either way OUT satisfies the store format (``count`` = the sum of the shards' counts, ``complete``, ``size``, ...),
 with ``merged_from`` (the shard file names relative to OUT's folder) added and the ``shard`` attributes dropped.
 The rows, names, digests, labels and skipped lists are the shards' in K order, which is exactly what a
@@ -25,6 +32,7 @@ everything that shapes the rows (size, channels, resize mode, filter, exact, lab
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -41,17 +49,23 @@ from imgstore.options import resolve_path, shard_range
 from imgstore.outputs import StagedOutputs, check_target, remove_stale_temps
 from imgstore.progress import ProgressLike
 from imgstore.progress import started as start_progress
-from imgstore.store.file import compression_of
+from imgstore.store.encoding import flat_crc
+from imgstore.store.file import compression_of, flat_spans, read_flat
 from imgstore.store.format import (
     CHECKSUMS,
+    ENCODING,
+    IMAGE_DATA,
+    IMAGE_ENDS,
     IMAGES,
     LABELS,
     LIBVER,
     NAMES,
     SHA256,
+    SHAPES,
     SKIPPED_NAMES,
     SKIPPED_REASONS,
     STR,
+    VARIABLE,
     open_read,
     pixel_crc,
     read_text_column,
@@ -68,6 +82,8 @@ SHARD_ATTRS = ("shard", "shard_range", "shard_total")
 # on another counts as a disagreement (e.g. labelled and unlabelled shards).
 COMPAT_ATTRS = (
     ("imgstore_format", "store format"),
+    (ENCODING, "encoding"),
+    (VARIABLE, "rows of their own shapes"),
     ("size", "size"),
     ("channels", "channels"),
     ("resize_mode", "resize mode"),
@@ -77,6 +93,11 @@ COMPAT_ATTRS = (
     ("class_names", "class names"),
     ("meta_columns", "meta columns"),
 )
+
+# Options that shape the rows but are recorded only in the ``ingest_options`` attribute (JSON), with their default
+# for shards made before the option existed, and the words used in error messages.
+RECORDED_COMPAT = (("upscale", "upscale"),)
+RECORDED_DEFAULTS: dict[str, Any] = {"upscale": False}
 
 # Rows are copied about this many bytes at a time (plus the writer's own buffer), whatever the store size.
 COPY_BATCH_BYTES = 16 * 2**20
@@ -122,8 +143,18 @@ class _Shard:
     count: int
     skipped: int  # committed rows of the skipped lists (``skipped_count``, or all rows in older stores)
     rows: dict[str, tuple[int, ...]]  # dataset name -> full shape on disk
-    compression: tuple[Any, Any]  # (compression, compression_opts) of ``images`` for --copy
+    compression: tuple[Any, Any]  # (compression, compression_opts) of ``images`` (``image_data``) for --copy
     meta: Columns = ()  # meta columns, ((column, kind), ...)
+    flat: bool = False  # format 4: rows are bytes in image_data (see imgstore.store.format)
+    data_end: int = 0  # flat: the bytes of image_data its committed rows use
+
+    @property
+    def kind(self) -> str:
+        """How the shard stores its rows, for messages: its encoding, or raw fixed-shape images."""
+        if not self.flat:
+            return "raw fixed-shape images (format 2-3)"
+        own = " of their own shapes" if self.attrs.get(VARIABLE) else ""
+        return f"flat {self.attrs.get(ENCODING, 'none')} rows{own} (format 4)"
 
     @property
     def label(self) -> str:
@@ -174,22 +205,51 @@ def _read_shard(path: Path) -> _Shard:
         for name in (SKIPPED_NAMES, SKIPPED_REASONS):
             if rows.get(name, (0,))[0] < skipped:
                 raise StoreError(f"{path} is damaged: skipped_count says {skipped} but {name} holds fewer rows")
-        for name in (IMAGES, NAMES, SHA256, LABELS, *(meta_path(c) for c, _ in meta)):  # all but two optional
-            required = name in rows or name in (IMAGES, NAMES)
+        flat = IMAGE_DATA in f
+        needed = (IMAGE_ENDS, SHAPES) if flat else (IMAGES,)
+        for name in (*needed, NAMES, SHA256, LABELS, *(meta_path(c) for c, _ in meta)):  # all but three optional
+            required = name in rows or name in (*needed, NAMES)
             if count and required and rows.get(name, (0,))[0] < count:
                 raise StoreError(f"{path} is damaged: count says {count} images but {name} holds fewer rows")
         compression: tuple[Any, Any] = (None, None)
-        if "images" in f:
+        data_end = 0
+        if flat:
+            data = f[IMAGE_DATA]
+            if data.dtype != np.uint8 or data.ndim != 1:
+                raise StoreError(f"{path} is damaged: {IMAGE_DATA} is {data.dtype} {data.shape}, not 1-D uint8")
+            ends = f[IMAGE_ENDS][:count].astype(np.int64)
+            data_end = int(ends[-1]) if count else 0
+            if count and (int(ends[0]) < 0 or (np.diff(ends) < 0).any() or data_end > data.shape[0]):
+                raise StoreError(
+                    f"{path} is damaged: its row ends are not increasing within {IMAGE_DATA} (imgstore verify {path} says more)"
+                )
+            compression = compression_of(data)
+        elif "images" in f:
             ds = f[IMAGES]
             if ds.dtype != np.uint8 or ds.ndim != 4:
                 raise StoreError(f"{path} is damaged: images is {ds.dtype} {ds.shape}, not uint8 (N, H, W, C)")
             compression = compression_of(ds)
-    return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression, meta)
+    return _Shard(path, attrs, raw, k, n, start, stop, total, count, skipped, rows, compression, meta, flat, data_end)
+
+
+def _recorded(shard: _Shard, key: str) -> Any:
+    """Option ``key`` as the shard's ``ingest_options`` records it (its default when not recorded; None when the
+    shard records no options at all, as stores written with ImageIndexer directly)."""
+    raw = shard.attrs.get("ingest_options")
+    if raw is None:
+        return None
+    try:
+        options = json.loads(raw)
+    except (TypeError, ValueError):
+        raise StoreError(f"{shard.path} has a damaged ingest_options attribute: run imgstore verify on it") from None
+    return options.get(key, RECORDED_DEFAULTS.get(key)) if isinstance(options, dict) else None
 
 
 def _show(key: str, value: Any) -> str:
     if value is None:
         return "none"
+    if key == VARIABLE:
+        return "yes" if value else "no"
     if key == "size" and isinstance(value, list) and len(value) == 2:
         return f"{value[0]}x{value[1]}"
     if key == "class_names" and isinstance(value, list) and len(value) > 6:
@@ -246,12 +306,23 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
             f"gap: {prev.label} ends at file {expected} of {first.total}: files [{expected}, {first.total}) are in "
             "no shard"
         )
+    for s in ordered[1:]:
+        if s.flat != ordered[0].flat:
+            head = ordered[0]
+            raise StoreError(f"cannot merge {head.path} ({head.kind}) with {s.path} ({s.kind}): give shards of one run")
     for key, what in COMPAT_ATTRS:
         for s in ordered[1:]:
             a, b = first.attrs.get(key), s.attrs.get(key)
             if a != b:
                 raise StoreError(
                     f"shards disagree on {what}: {first.path} has {_show(key, a)} but {s.path} has {_show(key, b)}"
+                )
+    for key, what in RECORDED_COMPAT:
+        for s in ordered[1:]:
+            a, b = _recorded(ordered[0], key), _recorded(s, key)
+            if a != b:
+                raise StoreError(
+                    f"shards disagree on {what}: {ordered[0].path} has {_show(key, a)} but {s.path} has {_show(key, b)}"
                 )
     # Optional per-row datasets exist only once a shard stored an image: compare shards that hold images.
     filled = [s for s in ordered if s.count]
@@ -264,7 +335,7 @@ def check_shards(shards: list[_Shard]) -> list[_Shard]:
         if s.meta != first.meta:
             show = lambda m: ", ".join(f"{c} ({k})" for c, k in m) or "none"  # noqa: E731
             raise StoreError(f"shards disagree on meta columns: {first.path} has {show(first.meta)} but {s.path} has {show(s.meta)}")
-    shapes = {s.rows[IMAGES][1:] for s in ordered if s.has(IMAGES)}
+    shapes = {s.rows[IMAGES][1:] for s in ordered if s.has(IMAGES) and not s.flat}
     if len(shapes) > 1:
         raise StoreError(f"shards disagree on the image shape (H, W, C): {sorted(shapes)}")
     return ordered
@@ -388,7 +459,12 @@ def _write_virtual(tmp: Path, out_dir: Path, shards: list[_Shard], attrs: dict[s
     with h5py.File(tmp, "w", libver=LIBVER) as f:
         for key, value in attrs.items():
             f.attrs[key] = value
-        virtual(f, IMAGES, np.uint8, shape, lambda s: s.count)
+        if shards[0].flat:
+            _write_flat_index(f, shards)
+            virtual(f, IMAGE_DATA, np.uint8, (), lambda s: s.data_end)
+            virtual(f, SHAPES, np.uint32, (3,), lambda s: s.count)
+        else:
+            virtual(f, IMAGES, np.uint8, shape, lambda s: s.count)
         virtual(f, NAMES, STR, (), lambda s: s.count)
         if filled and filled[0].has(SHA256):
             virtual(f, SHA256, np.uint8, (32,), lambda s: s.count)
@@ -407,6 +483,21 @@ def _write_virtual(tmp: Path, out_dir: Path, shards: list[_Shard], attrs: dict[s
     tick(count)
 
 
+def _write_flat_index(f: h5py.File, shards: list[_Shard]) -> None:
+    """``image_ends`` of a merged flat store: a plain dataset, each shard's ends shifted by the bytes of the shards
+    before it (a virtual dataset maps values, it cannot add to them). ``image_data`` and ``shapes`` map the shards'
+    as they are, and the checksums cover shapes and bytes, never offsets, so they stay valid. 8 bytes a row."""
+    count = sum(s.count for s in shards)
+    ends = f.create_dataset(IMAGE_ENDS, shape=(count,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
+    row = offset = 0
+    for s in shards:
+        if not s.count:
+            continue
+        with open_read(s.path) as src:
+            ends[row : row + s.count] = src[IMAGE_ENDS][: s.count].astype(np.int64) + offset
+        row, offset = row + s.count, offset + s.data_end
+
+
 def missing_sources(path: str | os.PathLike[str]) -> list[str]:
     """The shard files a virtual store at ``path`` cannot find (relative to its folder); [] for a plain store.
 
@@ -415,7 +506,8 @@ def missing_sources(path: str | os.PathLike[str]) -> list[str]:
     """
     p = resolve_path(path)
     with open_read(p) as f:
-        if "images" not in f or not f[IMAGES].is_virtual:
+        key = IMAGE_DATA if IMAGE_DATA in f else IMAGES
+        if key not in f or not f[key].is_virtual:
             return []
         files = {vs.file_name.replace("%%", "%") for name in f for vs in _sources(f[name])}
     folder = p.parent
@@ -435,7 +527,8 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
     Each row is checked against its shard's checksum on the way: a damaged shard row stops the merge.
     """
     shape = _shape(shards)
-    kinds = {s.compression for s in shards if s.has(IMAGES)}
+    flat = shards[0].flat
+    kinds = {s.compression for s in shards if s.has(IMAGE_DATA if flat else IMAGES)}
     compression, opts = kinds.pop() if len(kinds) == 1 else (None, None)
     if compression is None:
         attrs = {k: v for k, v in attrs.items() if k != "compression"}
@@ -445,10 +538,12 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
     step = max(1, COPY_BATCH_BYTES // max(1, int(np.prod(shape))))
     h, w, c = shape
     columns = shards[0].meta
-    attrs = {k: v for k, v in attrs.items() if k != "meta_columns"}  # the writer records its own
+    attrs = {k: v for k, v in attrs.items() if k not in ("meta_columns", ENCODING, VARIABLE)}  # the writer records its own
+    encoding = str(shards[0].attrs.get(ENCODING, "none")) if flat else "none"
+    variable = bool(shards[0].attrs.get(VARIABLE, False)) if flat else False
     with ImageIndexer(
         out, size=(w, h), channels=c, attrs=attrs, compression=compression, compression_opts=opts, overwrite=True,
-        labels=labels_on, sha256=hashes_on, staged=True, meta=columns,
+        labels=labels_on, sha256=hashes_on, staged=True, meta=columns, encoding=encoding, variable=variable,
     ) as ix:  # fmt: skip
         for s in shards:
             for name, reason in _read_skipped(s):
@@ -456,6 +551,9 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
             with open_read(s.path) as f:
                 names_all = read_text_column(f, NAMES, s.count, complete=True)
                 meta_all = [read_meta(f, column, kind, s.count, complete=True) for column, kind in columns]
+                if flat:
+                    _copy_flat(ix, s, f, names_all, meta_all, columns, tick)
+                    continue
                 for start in range(0, s.count, step):
                     stop = min(start + step, s.count)
                     images = f[IMAGES][start:stop]
@@ -477,6 +575,34 @@ def _write_copy(out: Path, shards: list[_Shard], attrs: dict[str, Any], tick: An
                         ix.reserve()[...] = images[j]
                         ix.commit(names[j], label=label, sha256=digest, pixels_crc=crc, meta=meta)
                     tick(stop - start)
+
+
+def _copy_flat(
+    ix: ImageIndexer, s: _Shard, f: h5py.File, names_all: list[str], meta_all: list[Any], columns: Columns, tick: Any
+) -> None:
+    """A flat shard's rows into ``ix`` as they are stored (no decode, no re-encode), about ``COPY_BATCH_BYTES`` at a
+    time, each checked against the shard's checksum on the way."""
+    ends = f[IMAGE_ENDS][: s.count].astype(np.int64)
+    for lo, hi in flat_spans(0, ends, COPY_BATCH_BYTES):
+        rows = read_flat(f, lo, hi)
+        labels = f[LABELS][lo:hi] if LABELS in f else None
+        hashes = f[SHA256][lo:hi] if SHA256 in f else None
+        sums = f[CHECKSUMS][lo:hi] if CHECKSUMS in f else None
+        for j in range(hi - lo):
+            i = lo + j
+            label = None if labels is None else int(labels[j])
+            digest = None if hashes is None else hashes[j].tobytes()
+            shape = (int(rows.shapes[j][0]), int(rows.shapes[j][1]), int(rows.shapes[j][2]))
+            data = rows.row(j).tobytes()
+            crc = flat_crc(shape, data)
+            meta = [_plain(values[i]) for values in meta_all]
+            if sums is not None and row_checksum(crc, names_all[i], label, digest, meta_bytes(meta, columns)) != int(sums[j]):
+                raise StoreError(
+                    f"{s.path} row {i} ({names_all[i]}) does not match its checksum: the shard is damaged; ingest that "
+                    "shard again"
+                )
+            ix.add_encoded(names_all[i], data, shape, label=label, sha256=digest, crc=crc, meta=meta)
+        tick(hi - lo)
 
 
 def _plain(value: Any) -> Any:
