@@ -120,6 +120,14 @@ def test_undecodable_row_with_a_valid_checksum_is_found_by_decode(tmp_path: Path
     assert verify_store(out).ok
     problems = verify_store(out, decode=True).problems
     assert len(problems) == 1 and problems[0].startswith("row 2 (d/002.jpg) does not decode: ")
+    from typer.testing import CliRunner
+
+    from imgstore.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["verify", str(out), "-q"]).exit_code == 0
+    caught = runner.invoke(app, ["verify", str(out), "--decode", "-q"])
+    assert caught.exit_code == 1 and "problem: row 2 (d/002.jpg) does not decode: " in caught.output
 
 
 def test_truncated_image_data(tmp_path: Path) -> None:
