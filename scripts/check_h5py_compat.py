@@ -1,7 +1,8 @@
 """Prove that every kind of store imgstore writes is read whole by older HDF5 and h5py.
 
 The promise (README, "Reading it without imgstore"): a store, whatever made it (a plain ingest, a compressed one,
-the shard files of ``--shard K/N``, a virtual or ``--copy`` merge, a list file with meta columns, an ingest killed
+the shard files of ``--shard K/N``, a virtual or ``--copy`` merge, a list file with meta columns, flat stores
+(format 4: ``--encode jpeg --resize-mode shorter``, ``--encode png``, a merge of flat shards), an ingest killed
 midway, an ``ImageIndexer`` that added nothing), reads whole with HDF5 1.10 (``h5dump``), h5py 3.8 (HDF5 1.12), h5py 3.11 (HDF5 1.14) and the
 newest h5py. A file written with the newest format features breaks that without the writer noticing: HDF5 1.12
 and 1.14 refuse the bool attributes HDF5 2.0 writes under ``libver="latest"`` ("bad version number for datatype
@@ -64,7 +65,8 @@ PIP = ("-m", "pip", "install", "--quiet", "--disable-pip-version-check")
 
 #: The imgstore floor check: the venv holding the oldest h5py imgstore admits, and the tests run there.
 FLOOR_VENV = ".venv-h5py-3.8"
-FLOOR_TESTS = ("tests/test_writer.py", "tests/test_reader.py", "tests/test_continue.py", "tests/test_crash.py")
+FLOOR_TESTS = ("tests/test_writer.py", "tests/test_reader.py", "tests/test_continue.py", "tests/test_crash.py",
+               "tests/test_encoded.py")
 FLOOR_EXTRAS = ("pytest", "hypothesis")
 
 #: Every store is this small: a few seconds of ingesting in all.
@@ -340,6 +342,16 @@ def make_stores(work: Path) -> tuple[list[Store], list[str]]:
         copies = [Path(shutil.copy2(s, copy_parts / s.name)) for s in shard_files]
         merged_copy = imgstore_cli("merge", "merged-copy.h5", *copies, "--copy", cwd=stores)
         keep("merge --copy", stores / "merged-copy.h5", merged_copy)
+    # Format 4 (flat rows): encoded rows of their own shapes, encoded rows of one shape, and a virtual merge of flat
+    # shards (image_data mapped from the shards, image_ends written with offsets).
+    keep("--encode jpeg, shorter (format 4)", stores / "jpeg-shorter.h5",
+         ingest(stores / "jpeg-shorter.h5", "--encode", "jpeg:90", "--resize-mode", "shorter"))  # fmt: skip
+    keep("--encode png (format 4)", stores / "png.h5", ingest(stores / "png.h5", "--encode", "png"))
+    flat_shards = [parts / f"flat-{k}-of-2.h5" for k in (1, 2)]
+    for k, shard in enumerate(flat_shards, 1):
+        keep(f"flat shard {k}/2", shard, ingest(shard, "--encode", "webp", "--resize-mode", "longer", "--shard", f"{k}/2"))
+    if all(s.is_file() for s in flat_shards):
+        keep("merge of flat shards", stores / "merged-flat.h5", imgstore_cli("merge", "merged-flat.h5", *flat_shards, cwd=stores))
     listed = write_photo_list(photos, work / "photos.csv")
     keep("list file, meta columns", stores / "listed.h5", imgstore_cli("ingest", listed, stores / "listed.h5",
                                                                        *INGEST_ARGS, cwd=stores))  # fmt: skip
