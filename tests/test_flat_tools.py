@@ -1,0 +1,153 @@
+"""extract, export and preview on flat stores (format 4): encoded rows (jpeg, webp, png) and rows of their own shapes.
+
+Stores are written by the real ImageIndexer (``encoding=``, ``variable=``); the references are the stored bytes
+(``row_bytes``), Pillow's decode of them and ``ImageOps.fit`` for exports at one ``--size``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from typer.testing import CliRunner
+
+from imgstore.cli import app
+from imgstore.errors import OptionError
+from imgstore.extract import export_file_name, extract_images
+from imgstore.store.reader import open_store
+from imgstore.store.writer import ImageIndexer
+
+from conftest import pattern
+
+ENCODINGS = ("jpeg", "webp", "png")
+EXTENSION = {"jpeg": ".jpg", "webp": ".webp", "png": ".png", "none": ".png"}
+# Rows of their own shapes (H, W): portrait, landscape, square, and one odd-sized.
+SHAPES = [(24, 16), (16, 30), (20, 20), (13, 27)]
+
+
+def run(cli: CliRunner, *args: object):  # type: ignore[no-untyped-def]
+    return cli.invoke(app, [str(a) for a in args])
+
+
+def row_image(i: int, shape: tuple[int, int], channels: int = 3) -> np.ndarray:
+    """Row i's pixels: the conftest pattern (gradients, an orientation mark, noise) at ``shape`` (H, W)."""
+    im = pattern(shape[1], shape[0], seed=i)
+    arr = np.asarray(im.convert("L") if channels == 1 else im)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def flat_store(
+    path: Path,
+    encoding: str,
+    *,
+    variable: bool,
+    n: int = 8,
+    channels: int = 3,
+    labels: bool = False,
+    meta: bool = False,
+) -> list[np.ndarray]:
+    """A flat store of ``n`` rows (fixed 20x24, or the SHAPES in turn); returns the pixels given to the indexer."""
+    images = [row_image(i, SHAPES[i % len(SHAPES)] if variable else (20, 24), channels) for i in range(n)]
+    attrs = {"class_names": ["cat", "dog"]} if labels else None
+    columns = (("caption", "text"),) if meta else ()
+    with ImageIndexer(path, size=(24, 20), channels=channels, attrs=attrs, meta=columns, encoding=encoding,
+                      variable=variable) as ix:  # fmt: skip
+        for i, image in enumerate(images):
+            ix.add(f"dir/img{i:03d}.png", image, label=i % 2 if labels else None, meta=[f"row {i}"] if meta else ())
+    return images
+
+
+def decoded(data: bytes) -> np.ndarray:
+    """What Pillow decodes stored bytes to, as (H, W, C)."""
+    arr = np.asarray(Image.open(io.BytesIO(data)))
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The reference of an export at ``size`` (W, H) of a row of its own shape: ``ImageOps.fit``, bicubic."""
+    im = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    arr = np.asarray(ImageOps.fit(im, size, Image.Resampling.BICUBIC))
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+# ------------------------------------------------------------------------------------------------------ extract
+
+
+@pytest.mark.parametrize("variable", [False, True], ids=["fixed", "variable"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_extract_writes_encoded_rows_byte_for_byte(tmp_path: Path, encoding: str, variable: bool) -> None:
+    """Each encoded row is written as its stored bytes, unchanged, named with the codec's extension."""
+    path = tmp_path / "s.h5"
+    flat_store(path, encoding, variable=variable)
+    written = extract_images(path, tmp_path / "out")
+    ext = EXTENSION[encoding]
+    assert [p.name for p in written] == [f"{i:06d}_dir__img{i:03d}{ext}" for i in range(8)]
+    with open_store(path) as store:
+        for i, p in enumerate(written):
+            assert p.read_bytes() == store.row_bytes(i)
+            assert decoded(p.read_bytes()).shape == tuple(store.shapes[i])
+            assert Image.open(p).format == {"jpeg": "JPEG", "webp": "WEBP", "png": "PNG"}[encoding]
+
+
+def test_extract_png_rows_are_lossless(tmp_path: Path) -> None:
+    """A png store's extracted files decode to exactly the pixels that were stored."""
+    path = tmp_path / "s.h5"
+    images = flat_store(path, "png", variable=True)
+    for image, p in zip(images, extract_images(path, tmp_path / "out")):
+        assert np.array_equal(decoded(p.read_bytes()), image)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_extract_raw_rows_of_their_own_shapes(tmp_path: Path, channels: int) -> None:
+    """Raw rows of their own shapes become PNG files at their own size, pixel for pixel."""
+    path = tmp_path / "s.h5"
+    images = flat_store(path, "none", variable=True, channels=channels)
+    written = extract_images(path, tmp_path / "out", indices="1-3")
+    assert [p.name for p in written] == [f"{i:06d}_dir__img{i:03d}.png" for i in (1, 2, 3)]
+    for i, p in zip((1, 2, 3), written):
+        assert np.array_equal(decoded(p.read_bytes()), images[i])
+        assert Image.open(p).size == (SHAPES[i][1], SHAPES[i][0])
+
+
+def test_extract_encoded_rows_keep_unique_safe_names(tmp_path: Path) -> None:
+    """Rows whose names differ only in their extension (or are unsafe) still get distinct, safe file names."""
+    path = tmp_path / "s.h5"
+    names = ["a/x.png", "a/x.jpg", "../../etc/passwd", "a/x.jpg.png"]
+    with ImageIndexer(path, size=(24, 20), encoding="jpeg") as ix:
+        for i, name in enumerate(names):
+            ix.add(name, row_image(i, (20, 24)))
+    written = extract_images(path, tmp_path / "out")
+    assert [p.name for p in written] == ["000000_a__x.jpg", "000001_a__x.jpg", "000002___..__etc__passwd.jpg",
+                                         "000003_a__x.jpg.jpg"]  # fmt: skip
+    assert all(p.parent == tmp_path / "out" for p in written)
+    assert export_file_name(7, "cat/1.png", extension=".webp") == "000007_cat__1.webp"
+    with pytest.raises(OptionError, match="invalid extension"):
+        export_file_name(7, "cat/1.png", extension="/../x")
+
+
+def test_extract_encoded_store_with_meta_names_the_files_in_meta_jsonl(tmp_path: Path) -> None:
+    """meta.jsonl points at the .jpg files written."""
+    path = tmp_path / "s.h5"
+    flat_store(path, "jpeg", variable=True, n=3, meta=True, labels=True)
+    written = extract_images(path, tmp_path / "out")
+    lines = [json.loads(line) for line in written[-1].read_text(encoding="utf-8").splitlines()]
+    assert [line["file"] for line in lines] == [p.name for p in written[:-1]]
+    assert lines[1] == {"file": "000001_dir__img001.jpg", "row": 1, "name": "dir/img001.png", "label": 1,
+                        "class": "dog", "meta": {"caption": "row 1"}}  # fmt: skip
+
+
+def test_cli_extract_encoded(cli: CliRunner, tmp_path: Path) -> None:
+    """The CLI says what kind of files it wrote, and refuses to replace them without --overwrite."""
+    path = tmp_path / "s.h5"
+    flat_store(path, "webp", variable=True)
+    out = tmp_path / "out"
+    result = run(cli, "extract", path, out, "--indices", "0,2", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote 2 WEBP files to {out}\n"
+    assert sorted(p.name for p in out.iterdir()) == ["000000_dir__img000.webp", "000002_dir__img002.webp"]
+    result = run(cli, "extract", path, out, "--indices", "0", "-q")
+    assert result.exit_code == 1 and "pass overwrite=True (--overwrite)" in result.stderr
