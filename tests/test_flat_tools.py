@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from imgstore.cli import app
 from imgstore.errors import OptionError
 from imgstore.extract import export_file_name, extract_images
+from imgstore.preview import make_preview, preview_layout
 from imgstore.store.reader import open_store
 from imgstore.store.writer import ImageIndexer
 
@@ -151,3 +152,44 @@ def test_cli_extract_encoded(cli: CliRunner, tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["000000_dir__img000.webp", "000002_dir__img002.webp"]
     result = run(cli, "extract", path, out, "--indices", "0", "-q")
     assert result.exit_code == 1 and "pass overwrite=True (--overwrite)" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ preview
+
+
+def test_preview_letterboxes_rows_of_their_own_shapes(tmp_path: Path) -> None:
+    """Each row of its own shape is fitted into its cell at its own aspect, on white: a tall row leaves white
+    either side, a wide one white above; the sheet has the layout's size."""
+    path = tmp_path / "s.h5"
+    with ImageIndexer(path, size=(32, 32), encoding="png", variable=True) as ix:
+        ix.add("tall.png", np.full((64, 16, 3), (200, 0, 0), np.uint8))  # shown 8x32
+        ix.add("wide.png", np.full((8, 64, 3), (0, 0, 200), np.uint8))  # shown 32x4
+    sheet = np.asarray(Image.open(make_preview(path, tmp_path / "g.png", tile=32)).convert("RGB"))
+    layout = preview_layout(2, tile=32)
+    assert sheet.shape[:2] == (layout.height, layout.width)
+    x, y = layout.tile_origin(0)
+    assert (sheet[y : y + 32, x + 12 : x + 20] == (200, 0, 0)).all()
+    assert (sheet[y : y + 32, x : x + 12] == 255).all() and (sheet[y : y + 32, x + 20 : x + 32] == 255).all()
+    x, y = layout.tile_origin(1)
+    assert (sheet[y + 28 : y + 32, x : x + 32] == (0, 0, 200)).all()
+    assert (sheet[y : y + 28, x : x + 32] == 255).all()
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "webp", "none"])
+def test_preview_of_flat_stores(tmp_path: Path, cli: CliRunner, encoding: str) -> None:
+    """A sheet of a variable flat store (large rows, read small) has the layout's size and each tile shows its row."""
+    path = tmp_path / "s.h5"
+    colours = [(230, 25, 75), (60, 180, 75), (0, 130, 200)]
+    with ImageIndexer(path, size=(256, 256), encoding=encoding, variable=True) as ix:
+        for i, (h, w) in enumerate([(300, 200), (200, 300), (256, 256)]):
+            ix.add(f"{i}.png", np.full((h, w, 3), colours[i], np.uint8))
+    out = tmp_path / "g.png"
+    result = run(cli, "preview", path, out, "--tile", "48")
+    assert result.exit_code == 0, result.output
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    layout = preview_layout(3, tile=48)
+    assert sheet.shape[:2] == (layout.height, layout.width)
+    for k, colour in enumerate(colours):
+        x, y = layout.tile_origin(k)
+        centre = sheet[y + 40, x + 24].astype(int)  # inside every thumbnail (each touches the tile's bottom)
+        assert np.abs(centre - colour).max() <= 4, (k, centre)
