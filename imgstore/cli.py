@@ -395,7 +395,7 @@ def export(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Vector file to write, its extension naming the format (see --format); with --ann, a folder.")],
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help=f"Vector format instead of OUT's extension: {format_names()}. Not with --ann.", show_default="OUT's extension", rich_help_panel=VECTORS)] = None,
-    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic).", show_default="stored size", rich_help_panel=VECTORS)] = None,
+    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic). Needed for a store of images of their own shapes (--resize-mode shorter/longer/none), whose images are centre-cropped to its aspect.", show_default="stored size", rich_help_panel=VECTORS)] = None,
     channels: Annotated[Optional[int], typer.Option(help="1 = grayscale, 3 = RGB.", show_default="stored channels", rich_help_panel=VECTORS)] = None,
     scale: Annotated[str, typer.Option(help="Float formats: raw (pixel values 0-255) or unit (pixel / 255, in [0, 1]).", rich_help_panel=VECTORS)] = "raw",
     ann: Annotated[bool, typer.Option("--ann", help="Write an ANN benchmark into the folder OUT: ann-benchmarks HDF5 and TEXMEX files with exact ground truth.", rich_help_panel=ANN)] = False,

@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -21,6 +22,8 @@ from imgstore.extract import export_file_name, extract_images
 from imgstore.preview import make_preview, preview_layout
 from imgstore.store.reader import open_store
 from imgstore.store.writer import ImageIndexer
+from imgstore.vectors.export import Shrink, export_ann, export_vectors
+from imgstore.vectors.reader import read_vectors
 
 from conftest import pattern
 
@@ -154,6 +157,136 @@ def test_cli_extract_encoded(cli: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "pass overwrite=True (--overwrite)" in result.stderr
 
 
+# ------------------------------------------------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_export_encoded_fixed_store_gives_the_decoded_pixels(tmp_path: Path, encoding: str) -> None:
+    """An encoded store of one shape exports each row's decoded pixels, flattened in (H, W, C) order."""
+    path = tmp_path / "s.h5"
+    flat_store(path, encoding, variable=False, n=10)
+    report = export_vectors(path, tmp_path / "v.u8bin")
+    assert (report.count, report.dim, report.shape) == (10, 20 * 24 * 3, (20, 24, 3))
+    vectors = read_vectors(tmp_path / "v.u8bin")
+    with open_store(path) as store:
+        expected = np.stack([decoded(store.row_bytes(i)) for i in range(10)]).reshape(10, -1)
+    assert np.array_equal(vectors, expected)
+
+
+def test_export_encoded_fixed_store_in_small_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans of a few rows (a small batch budget) give the same vectors as one span."""
+    from imgstore.vectors import export as E
+
+    path = tmp_path / "s.h5"
+    flat_store(path, "jpeg", variable=False, n=10)
+    export_vectors(path, tmp_path / "one.u8bin")
+    monkeypatch.setattr(E, "BATCH_BYTES", 3 * 20 * 24 * 3)  # three rows per span
+    export_vectors(path, tmp_path / "three.u8bin")
+    assert (tmp_path / "one.u8bin").read_bytes() == (tmp_path / "three.u8bin").read_bytes()
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("encoding", ["none", "jpeg", "png"])
+def test_export_rows_of_their_own_shapes_at_one_size(tmp_path: Path, encoding: str, channels: int) -> None:
+    """With size, every row of its own shape is centre-cropped and resized: one dimension, ImageOps.fit's pixels."""
+    path = tmp_path / "s.h5"
+    flat_store(path, encoding, variable=True, n=9, channels=channels)
+    report = export_vectors(path, tmp_path / "v.fvecs", size="12x10")
+    assert (report.count, report.dim, report.shape) == (9, 10 * 12 * channels, (10, 12, channels))
+    vectors = read_vectors(tmp_path / "v.fvecs")
+    assert vectors.shape == (9, 10 * 12 * channels)
+    with open_store(path) as store:
+        expected = np.stack([fit(store[i], (12, 10)) for i in range(9)]).reshape(9, -1)
+    assert np.array_equal(vectors, expected.astype(np.float32))
+
+
+def test_export_rows_of_their_own_shapes_are_cropped_not_stretched(tmp_path: Path) -> None:
+    """A wide row exported square keeps its middle: close to the centre crop resized, far from a stretch."""
+    path = tmp_path / "s.h5"
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, 20:40] = 200  # a bright middle third: exactly the square centre crop
+    with ImageIndexer(path, size=(20, 20), encoding="png", variable=True) as ix:
+        ix.add("wide.png", wide)
+        ix.add("tall.png", np.full((30, 10, 3), 50, np.uint8))
+    vectors = read_vectors(export_vectors(path, tmp_path / "v.u8bin", size=10).out).reshape(2, 10, 10, 3)
+    # The middle only (bicubic reads a pixel past the crop at each edge); a stretch would show the black sides.
+    assert np.abs(vectors[0][:, 1:-1].astype(int) - 200).max() <= 2 and vectors[0].min() > 150
+    assert (vectors[1] == 50).all()
+
+
+def test_export_rows_of_their_own_shapes_need_size(tmp_path: Path, cli: CliRunner) -> None:
+    """Without size a store of rows of their own shapes is refused, naming --size, and nothing is written."""
+    path = tmp_path / "s.h5"
+    flat_store(path, "jpeg", variable=True)
+    with pytest.raises(OptionError, match=r"give --size N or WIDTHxHEIGHT \(size= in Python\)"):
+        export_vectors(path, tmp_path / "v.fvecs")
+    with pytest.raises(OptionError, match="give --size"):
+        export_ann(path, tmp_path / "ann", queries=2, k=2)
+    result = run(cli, "export", path, tmp_path / "v.fvecs", "-q")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {path} holds images of their own shapes")
+    assert "--size N or WIDTHxHEIGHT" in result.stderr
+    assert not (tmp_path / "v.fvecs").exists() and not (tmp_path / "ann").exists()
+
+
+def test_export_rows_of_their_own_shapes_that_happen_to_agree_still_need_size(tmp_path: Path) -> None:
+    """A variable store whose rows all share a shape is still refused without size: the rule is the store's kind."""
+    path = tmp_path / "s.h5"
+    with ImageIndexer(path, size=(24, 20), encoding="none", variable=True) as ix:
+        for i in range(3):
+            ix.add(f"{i}.png", row_image(i, (20, 24)))
+    with pytest.raises(OptionError, match="give --size"):
+        export_vectors(path, tmp_path / "v.fvecs")
+    report = export_vectors(path, tmp_path / "v.fvecs", size="24x20")
+    with open_store(path) as store:
+        assert np.array_equal(read_vectors(report.out), store[:].reshape(3, -1).astype(np.float32))
+
+
+def test_cli_export_variable_with_size(tmp_path: Path, cli: CliRunner) -> None:
+    """`imgstore export --size` on a store of rows of their own shapes: one summary line with the one shape."""
+    path = tmp_path / "s.h5"
+    flat_store(path, "jpeg", variable=True, labels=True)
+    result = run(cli, "export", path, tmp_path / "v.fvecs", "--size", "8", "--channels", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Wrote 8 vectors of 64 (8x8x1) to {tmp_path / 'v.fvecs'} (fvecs, ")
+    assert read_vectors(tmp_path / "v.fvecs.labels.ivecs").ravel().tolist() == [0, 1] * 4
+
+
+@pytest.mark.parametrize("variable", [False, True], ids=["fixed", "variable"])
+def test_export_ann_of_a_flat_store(tmp_path: Path, variable: bool) -> None:
+    """--ann on a flat store: train, test, base and query vectors share one dimension and are the exported
+    vectors; the ground truth is the exact neighbours among them."""
+    path = tmp_path / "s.h5"
+    flat_store(path, "jpeg", variable=variable, n=16)
+    size = "8x6" if variable else None
+    flat = read_vectors(export_vectors(path, tmp_path / "all.fvecs", size=size).out)
+    report = export_ann(path, tmp_path / "ann", queries=4, k=3, seed=1, size=size)
+    dim = 6 * 8 * 3 if variable else 20 * 24 * 3
+    assert report.dim == dim and (report.n_base, report.n_query) == (12, 4)
+    out = report.outputs
+    with h5py.File(out["hdf5"], "r") as f:
+        train, test, neighbors = f["train"][:], f["test"][:], f["neighbors"][:]
+        assert list(f.attrs["image_shape"]) == ([6, 8, 3] if variable else [20, 24, 3])
+    assert train.shape == (12, dim) and test.shape == (4, dim) and neighbors.shape == (4, 3)
+    is_query = np.zeros(16, bool)
+    is_query[np.sort(np.random.default_rng(1).choice(16, size=4, replace=False))] = True
+    assert np.array_equal(train, flat[~is_query]) and np.array_equal(test, flat[is_query])
+    assert np.array_equal(read_vectors(out["base"]), train) and np.array_equal(read_vectors(out["query"]), test)
+    d = ((test[:, None, :].astype(np.float64) - train[None, :, :]) ** 2).sum(axis=2)
+    assert np.array_equal(neighbors, np.argsort(d, axis=1, kind="stable")[:, :3])
+    assert np.array_equal(read_vectors(out["groundtruth"]), neighbors)
+
+
+def test_shrink_takes_a_list_of_images_of_their_own_shapes() -> None:
+    """Shrink.apply turns a list of differently shaped images into one batch; without a size it refuses."""
+    images = [row_image(i, s) for i, s in enumerate(SHAPES)]
+    batch = Shrink(size=(12, 10), crop=True).apply(images)
+    assert batch.shape == (4, 10, 12, 3)
+    assert np.array_equal(batch[1], fit(images[1], (12, 10)))
+    with pytest.raises(OptionError, match="need a size"):
+        Shrink().apply(images)
+
+
 # ------------------------------------------------------------------------------------------------------ preview
 
 
@@ -193,3 +326,14 @@ def test_preview_of_flat_stores(tmp_path: Path, cli: CliRunner, encoding: str) -
         x, y = layout.tile_origin(k)
         centre = sheet[y + 40, x + 24].astype(int)  # inside every thumbnail (each touches the tile's bottom)
         assert np.abs(centre - colour).max() <= 4, (k, centre)
+
+
+def test_largest_shape_reads_the_shapes_in_blocks(tmp_path: Path) -> None:
+    """The batch size of a variable store follows its largest row, found block by block over committed rows."""
+    from imgstore.vectors.export import _largest_shape
+
+    shapes = np.array([[10, 10, 3], [5, 40, 3], [30, 20, 3], [8, 8, 3], [100, 100, 3]], np.uint32)
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        ds = f.create_dataset("shapes", data=shapes)
+        assert _largest_shape(ds, 4, step=2) == (30, 20, 3)  # the fifth row is past the committed count
+        assert _largest_shape(ds, 5, step=3) == (100, 100, 3)
