@@ -169,7 +169,7 @@ EXTENSIONS_DEFAULT = "every format the installed decoders read"
 INGEST_DEFAULTS = _ingest_defaults()
 
 # Help panels of ingest's options; the rest (--config, --compression, --quiet) are under "Options".
-GEOMETRY, DECODING, SAFETY, LABELS, SCALE_OUT = "Geometry", "Decoding", "Safety", "Labels", "Scale-out"
+GEOMETRY, DECODING, STORAGE, SAFETY, LABELS, SCALE_OUT = "Geometry", "Decoding", "Storage", "Safety", "Labels", "Scale-out"
 
 
 def _ingest_option(name: str, panel: str | None, help: str, *decls: str, shown: str | None = None) -> Any:
@@ -185,7 +185,8 @@ def ingest(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="The HDF5 store to write, e.g. out.h5.")],
     size: Annotated[Optional[str], _ingest_option("size", GEOMETRY, "Target size: N (square) or WIDTHxHEIGHT, e.g. 320x240.")] = None,
     channels: Annotated[Optional[int], _ingest_option("channels", GEOMETRY, "3 = RGB, 1 = luminance.")] = None,
-    resize_mode: Annotated[Optional[str], _ingest_option("resize_mode", GEOMETRY, "crop (keep aspect, centre-crop), stretch, or pad (letterbox).")] = None,
+    resize_mode: Annotated[Optional[str], _ingest_option("resize_mode", GEOMETRY, "crop (keep aspect, centre-crop), stretch, pad (letterbox); or, keeping each image's aspect and own shape: shorter (shorter side = --size N), longer (longer side = --size N), none (the decoded size).")] = None,
+    upscale: Annotated[Optional[bool], _ingest_option("upscale", GEOMETRY, "With --resize-mode shorter or longer: also enlarge images smaller than --size (by default they keep their size).", "--upscale/--no-upscale")] = None,
     filter: Annotated[Optional[str], _ingest_option("filter", GEOMETRY, f"Resampling filter: {', '.join(FILTERS)}.")] = None,
     pad_color: Annotated[Optional[str], _ingest_option("pad_color", GEOMETRY, "Letterbox colour for --resize-mode pad: name, #rrggbb or R,G,B.")] = None,
     background: Annotated[Optional[str], _ingest_option("background", GEOMETRY, "Colour transparent pixels are composited on.")] = None,
@@ -206,7 +207,8 @@ def ingest(
     shard: Annotated[Optional[str], _ingest_option("shard", SCALE_OUT, "K/N: ingest only the K-th (1-based) of N contiguous ranges of the sorted file list (a list file's in list order; join shards with imgstore merge).")] = None,
     dask: Annotated[Optional[str], _ingest_option("dask", SCALE_OUT, "Run shards as tasks on a Dask cluster: local, local:N, or a scheduler address (tcp://host:8786). Needs pip install 'imgstore[dask]'.", "--dask", shown="none")] = None,
     shards: Annotated[Optional[int], _ingest_option("shards", SCALE_OUT, "With --dask: number of shards.", shown="4 per Dask worker thread, at most one per file")] = None,
-    compression: Annotated[Optional[str], _ingest_option("compression", None, "none, gzip, lzf; zstd or blosc need pip install 'imgstore[compression]'.")] = None,
+    encode: Annotated[Optional[str], _ingest_option("encode", STORAGE, "How rows are stored: none (raw pixels), jpeg[:QUALITY[:420|422|444]] (default 90, 420), webp[:QUALITY] (default 80) or png[:LEVEL] (lossless). Encoded in the workers, decoded on read.")] = None,
+    compression: Annotated[Optional[str], _ingest_option("compression", STORAGE, "none, gzip, lzf; zstd or blosc need pip install 'imgstore[compression]'.")] = None,
     config: Annotated[Optional[Path], _ingest_option("config", None, "TOML file with these options; command-line options win.", shown="none")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

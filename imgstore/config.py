@@ -19,9 +19,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-DECODE_KEYS = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact")
+DECODE_KEYS = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
+               "upscale")  # fmt: skip
 INGEST_KEYS = ("extensions", "workers", "timeout", "buffer_size", "overwrite", "strict", "shard", "labels", "append",
-               "resume", "dedupe", "compression", "flush_every", "archives")  # fmt: skip
+               "resume", "dedupe", "compression", "flush_every", "archives", "encode")  # fmt: skip
 CONFIG_KEYS = DECODE_KEYS + INGEST_KEYS
 
 

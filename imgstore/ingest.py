@@ -32,7 +32,7 @@ from imgstore.labels import Labels, labels_from_texts, resolve_labels
 from imgstore.lock import WriterLock
 from imgstore.options import IngestOptions, resolve_path, shard_range
 from imgstore.outputs import check_target
-from imgstore.pool import Decoded, DecodePool, decode_in_process
+from imgstore.pool import Decoded, DecodePool, RowFormat, decode_in_process
 from imgstore.progress import Progress, ProgressLike, as_progress
 from imgstore.sources import Candidate, Discovery, ScannedSource, Source, carries_labels, open_source, release
 from imgstore.sources.archive import with_archives
@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 
 # Options recorded in a store (attribute ``ingest_options``, JSON) and what append and resume check.
 RECORDED = ("size", "channels", "resize_mode", "filter", "pad_color", "background", "max_pixels", "exact",
-            "extensions", "labels", "dedupe", "compression", "archives")  # fmt: skip
-MUST_MATCH_APPEND = ("size", "channels", "resize_mode", "labels_scheme")
+            "upscale", "extensions", "labels", "dedupe", "compression", "archives", "encode")  # fmt: skip
+MUST_MATCH_APPEND = ("size", "channels", "resize_mode", "upscale", "labels_scheme", "encode")
 MUST_MATCH_RESUME = RECORDED
 
 
@@ -120,8 +120,8 @@ def recorded_options(opts: IngestOptions) -> dict[str, Any]:
     return {
         "size": list(d.size), "channels": d.channels, "resize_mode": d.resize_mode.value, "filter": d.filter,
         "pad_color": list(d.pad_color), "background": list(d.background), "max_pixels": d.max_pixels,
-        "exact": d.exact, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
-        "compression": opts.compression, "archives": opts.archives,
+        "exact": d.exact, "upscale": d.upscale, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
+        "compression": opts.compression, "archives": opts.archives, "encode": str(opts.encode),
     }  # fmt: skip
 
 
@@ -266,6 +266,9 @@ def _check_options(
     mine["labels_scheme"] = scheme or _scheme(opts.labels)
     theirs = dict(stored)
     theirs["labels_scheme"] = their_scheme or _scheme(stored.get("labels"))
+    if "size" in theirs:  # a store made before --encode and --upscale holds raw pixels, never enlarged
+        theirs.setdefault("encode", "none")
+        theirs.setdefault("upscale", False)
     keys = MUST_MATCH_RESUME if opts.resume else MUST_MATCH_APPEND
     differ = [
         f"{k.replace('_', '-')} is {_show(theirs[k])} in the store but {_show(mine[k])} here"
@@ -377,7 +380,11 @@ def _run(
     with contextlib.ExitStack() as stack:
         # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
         # descriptor (the writer lock's descriptor is closed in every child).
-        pool = stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source)) if workers else None
+        row_format = RowFormat(opts.encode, opts.decode.variable)
+        pool = (
+            stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source, rows=row_format))
+            if workers else None
+        )  # fmt: skip
         if continuing:
             # source and imgstore_version stay those of the run that created the store: a string attribute can only
             # be rewritten by a copy (store.settable_in_place); class names do change when new classes arrive.
@@ -390,7 +397,8 @@ def _run(
             ix = ImageIndexer(
                 target.path, size=opts.decode.size, channels=opts.decode.channels, buffer_size=opts.buffer_size,
                 overwrite=opts.overwrite, attrs=run_attrs, labels=labels is not None, sha256=True,
-                flush_every=opts.flush_every, meta=columns, **compression,
+                flush_every=opts.flush_every, meta=columns, encoding=opts.encode, variable=opts.decode.variable,
+                **compression,
             )  # fmt: skip
         stack.enter_context(ix)
         report.candidates = len(todo)
@@ -402,7 +410,7 @@ def _run(
         if pool is not None:
             results = pool.imap(keys, on_idle=ix.flush_if_due)
         else:
-            results = decode_in_process(source, keys, opts.decode)
+            results = decode_in_process(source, keys, opts.decode, row_format)
         _consume(results, todo, ix, report, progress, opts.dedupe, seen, state.skipped, order)
         report.count = ix.count - before
     report.total = ix.count
@@ -556,8 +564,13 @@ def _consume(
                 ix.skip(cand.name, reason)
             report.skipped.append((cand.name, reason))
         else:
-            assert item.image is not None
-            ix.reserve()[...] = item.image  # the one copy: shared-memory slot -> write buffer
             meta: tuple[MetaValue, ...] = cand.meta if order is None else tuple(cand.meta[i] for i in order)
-            ix.commit(cand.name, label=label, sha256=item.sha256, pixels_crc=item.crc32, meta=meta)
+            if item.data is not None:  # a flat row: its stored bytes, copied out of the slot by the indexer
+                assert item.shape is not None
+                ix.add_encoded(cand.name, item.data, item.shape, label=label, sha256=item.sha256, crc=item.crc32,
+                               meta=meta)  # fmt: skip
+            else:
+                assert item.image is not None
+                ix.reserve()[...] = item.image  # the one copy: shared-memory slot -> write buffer
+                ix.commit(cand.name, label=label, sha256=item.sha256, pixels_crc=item.crc32, meta=meta)
         progress.advance(1)

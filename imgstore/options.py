@@ -11,11 +11,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar, Union
 
 from PIL import Image, ImageColor
 
 from imgstore.errors import OptionError
+
+if TYPE_CHECKING:
+    from imgstore.store.encoding import Encoding
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -26,6 +29,14 @@ class ResizeMode(str, enum.Enum):
     CROP = "crop"  # keep aspect, scale to cover the target, centre-crop the overflow (torchvision-style)
     STRETCH = "stretch"  # resize straight to the target, distorting the aspect (the classic notebook loop)
     PAD = "pad"  # keep aspect, scale to fit inside the target, letterbox with the pad colour
+    # Native aspect: every image keeps its own aspect ratio and its own shape (see DecodeOptions.variable).
+    SHORTER = "shorter"  # the shorter side becomes SIZE, the longer follows the aspect (torchvision Resize(256))
+    LONGER = "longer"  # the longer side becomes SIZE, the shorter follows the aspect (a thumbnail's fit)
+    NONE = "none"  # no resize: the decoded, EXIF-upright size (SIZE is not used)
+
+
+# The modes whose images have shapes of their own: no crop, no letterbox, one (H, W, C) per image.
+VARIABLE_MODES = frozenset({ResizeMode.SHORTER, ResizeMode.LONGER, ResizeMode.NONE})
 
 
 # Pillow's filters by the names users type. All but "nearest" are antialiased when downscaling.
@@ -154,6 +165,10 @@ ColorLike = Union[str, tuple[int, int, int], list[int]]  # "white", "#rrggbb", "
 class DecodeOptions:
     """How each file becomes an ``(H, W, C)`` uint8 array. Picklable: sent once to every worker.
 
+    ``size`` is the target of crop, stretch and pad (default 256x256); shorter and longer take one number, the
+    length in pixels of the side they set; none does not use it. ``upscale`` (default False) lets shorter and longer
+    enlarge an image smaller than that; the other modes always fit the target.
+
     The constructor takes what a user types (``size=224`` or ``"320x240"``, ``resize_mode="pad"``,
     ``pad_color="white"``) and validates it once; the attributes hold the parsed values.
     """
@@ -166,6 +181,7 @@ class DecodeOptions:
     background: tuple[int, int, int]  # what transparent pixels are composited on
     max_pixels: int  # larger images are refused as decompression bombs
     exact: bool  # True: no JPEG draft (DCT scaling), no half-size raw development, no reducing_gap shortcuts
+    upscale: bool  # shorter/longer: also enlarge images smaller than SIZE (False: they keep their size)
 
     def __init__(
         self,
@@ -177,6 +193,7 @@ class DecodeOptions:
         background: ColorLike = (255, 255, 255),
         max_pixels: int = DEFAULT_MAX_PIXELS,
         exact: bool = False,
+        upscale: bool = False,
     ) -> None:
         if channels not in (1, 3):
             raise OptionError(f"invalid channels {channels!r}: use 3 (RGB) or 1 (grayscale)")
@@ -184,15 +201,31 @@ class DecodeOptions:
             raise OptionError(f"invalid filter {filter!r}: choose one of {', '.join(FILTERS)}")
         if not isinstance(max_pixels, int) or max_pixels < 1:
             raise OptionError(f"invalid max pixels {max_pixels!r}: give a positive number of pixels")
-        _set(self, size=parse_size(size), channels=channels,
-             resize_mode=parse_enum(ResizeMode, resize_mode, "resize mode"), filter=filter,
+        if not isinstance(upscale, bool):  # bool("false") is True: a TOML string must not turn it on
+            raise OptionError(f"invalid upscale {upscale!r}: give true or false")
+        mode = parse_enum(ResizeMode, resize_mode, "resize mode")
+        parsed = parse_size(size)
+        if mode in (ResizeMode.SHORTER, ResizeMode.LONGER) and parsed[0] != parsed[1]:
+            raise OptionError(
+                f"invalid size {parsed[0]}x{parsed[1]}: --resize-mode {mode.value} takes one number, e.g. --size 256"
+            )
+        _set(self, size=parsed, channels=channels, resize_mode=mode, filter=filter,
              pad_color=parse_color(pad_color), background=parse_color(background), max_pixels=max_pixels,
-             exact=bool(exact))  # fmt: skip
+             exact=bool(exact), upscale=upscale)  # fmt: skip
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """The stored array shape ``(height, width, channels)``."""
+        """The stored array shape ``(height, width, channels)``: every image's under crop, stretch and pad.
+
+        Under a :attr:`variable` mode it is only the nominal ``(SIZE, SIZE, channels)``: each image has its own.
+        """
         return (self.size[1], self.size[0], self.channels)
+
+    @property
+    def variable(self) -> bool:
+        """True for shorter, longer and none: images keep their aspect and have shapes of their own, decoded into
+        a :class:`~imgstore.decoders.geometry.Canvas` rather than one fixed :attr:`shape` array."""
+        return self.resize_mode in VARIABLE_MODES
 
 
 @dataclass(frozen=True, init=False)
@@ -214,6 +247,7 @@ class IngestOptions:
     compression: str  # none, gzip, lzf; zstd and blosc with hdf5plugin installed
     flush_every: float  # seconds: the longest a decoded image waits in memory before it is committed
     archives: bool  # archives inside SRC (a folder or an archive) are expanded: their members become candidates
+    encode: Encoding  # how rows are stored: none (raw pixels), jpeg[:Q[:SUB]], webp[:Q], png[:LEVEL]
 
     def __init__(
         self,
@@ -232,9 +266,11 @@ class IngestOptions:
         compression: str | None = "none",
         flush_every: float = 2.0,
         archives: bool = False,
+        encode: str | Encoding | None = "none",
     ) -> None:
         from imgstore.labels import parse_labels_option
         from imgstore.store.compression import parse_compression
+        from imgstore.store.encoding import parse_encoding
 
         workers = default_workers() if workers is None else workers
         if append and resume:
@@ -255,7 +291,7 @@ class IngestOptions:
              strict=bool(strict), shard=None if shard is None else parse_shard(shard),
              labels=parse_labels_option(labels), append=bool(append), resume=bool(resume), dedupe=bool(dedupe),
              compression=parse_compression(compression), flush_every=flush_every,
-             archives=bool(archives))  # fmt: skip
+             archives=bool(archives), encode=parse_encoding(encode))  # fmt: skip
 
 
 def _set(obj: object, **values: object) -> None:

@@ -7,9 +7,14 @@ kill one hung task, and ``ProcessPoolExecutor`` breaks as a whole when a worker 
 
 Data path: the parent owns a ring of ``slots`` image-sized slots in a shared memory file (``/dev/shm``). A task is
 ``(seq, slot, key)``; the worker reads the candidate through the source, hashes it, decodes it straight into its slot and answers with
-``(seq, reason, sha256)``, a few dozen bytes instead of a pickled image. A slot is reused only after the consumer
+``(seq, reason, sha256, crc32, ...)``, a few dozen bytes instead of a pickled image. A slot is reused only after the consumer
 has taken its image, so the number of images in flight, and with it memory, is bounded by ``slots`` whatever the
 number of files.
+
+For a flat store (``--encode jpeg|webp|png``, or rows of their own shapes) the worker also encodes the row, so
+the parent only copies bytes: the slot then holds the row's stored bytes (the encoded file, or raw pixels of the
+row's own shape) and the answer gives their shape and length. A row larger than a slot (a panorama kept at full
+size) travels in the answer itself instead.
 
 A source may ask for some candidates to be read in the parent (:func:`~imgstore.sources.parent_reads`: the members
 of a compressed tar, which only the parent's decompressor checkpoints can reach). The parent then reads them in
@@ -35,7 +40,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,6 +50,7 @@ from imgstore.decoders.pillow import load_plugins
 from imgstore.errors import BadImageError, WorkerError, WriteError, os_cause
 from imgstore.options import DecodeOptions
 from imgstore.sources import Source, parent_reads
+from imgstore.store.encoding import Encoding, flat_crc
 
 # Tasks queued at each worker. Measured on 2 cores (2,000 500x375 JPEGs): 2 left the workers idle a third of the
 # time, waiting for the parent to be scheduled and refill them (432 images/s); 4 keeps both busy (806 images/s).
@@ -61,6 +67,10 @@ class Decoded:
     (e.g. into ``ImageIndexer.reserve()``) before moving on. On failure ``image`` is None and ``reason`` says why.
     ``crc32`` is ``zlib.crc32`` of the pixels, computed by the decoder right after decoding (the start of the
     row's checksum, so a row damaged on its way to the disk is caught by ``verify``).
+
+    For flat rows (:class:`RowFormat` ``flat``) ``image`` is None and ``data`` holds the row's stored bytes (a view,
+    valid until the next item, like ``image``), ``shape`` its ``(H, W, C)``, and ``crc32`` is
+    :func:`~imgstore.store.encoding.flat_crc` of both.
     """
 
     index: int
@@ -68,9 +78,48 @@ class Decoded:
     reason: str | None
     sha256: bytes | None
     crc32: int | None = None
+    data: memoryview | bytes | None = None
+    shape: tuple[int, int, int] | None = None
 
 
-Outcome = tuple[str | None, bytes | None, int | None]  # (reason, sha256, crc32)
+class Outcome(NamedTuple):
+    """What a worker answers for one task (and what a failure stands for)."""
+
+    reason: str | None
+    sha256: bytes | None = None
+    crc32: int | None = None
+    shape: tuple[int, int, int] | None = None  # flat rows: the row's shape
+    nbytes: int = 0  # flat rows: the row's bytes in its slot
+    extra: bytes | None = None  # flat rows too large for a slot: the bytes themselves
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """How the workers deliver rows: ``encoding`` (a parsed ``--encode``), and whether rows are ``flat`` (stored as
+    bytes: encoded, or of their own shapes when ``opts.variable``)."""
+
+    encoding: Encoding
+    variable: bool = False
+
+    @property
+    def flat(self) -> bool:
+        return self.variable or not self.encoding.raw
+
+
+RAW_FIXED = RowFormat(Encoding("none"))
+
+
+def slot_bytes(opts: DecodeOptions, rows: RowFormat) -> int:
+    """Bytes of one ring slot: a whole raw row of the fixed shape; for flat rows an estimate that holds nearly all
+    (a raw row of aspect up to 2:1, or about a raw row's bytes once encoded), larger rows travelling in the answer."""
+    raw = int(np.prod(opts.shape))
+    if not rows.flat:
+        return raw
+    if not rows.variable:
+        return raw + 4096  # an encoded row is smaller than the raw one, except for noise at top quality
+    if opts.resize_mode.value == "none":
+        return 8 << 20
+    return max(1 << 16, 2 * raw if rows.encoding.raw else raw)
 
 
 def decode_one(
@@ -89,18 +138,70 @@ def decode_one(
             data = source.read(key)
         digest = hashlib.sha256(data).digest()
         decode_bytes(data, opts, out, chain)
-        return None, digest, zlib.crc32(out.data.cast("B"))
+        return Outcome(None, digest, zlib.crc32(out.data.cast("B")))
     except BadImageError as exc:
-        return exc.reason, None, None
+        return Outcome(exc.reason)
 
 
-def decode_in_process(source: Source, keys: Sequence[str], opts: DecodeOptions) -> Iterator[Decoded]:
+def encode_one(
+    source: Source,
+    key: str,
+    opts: DecodeOptions,
+    rows: RowFormat,
+    out: Any,
+    chain: Sequence[Decoder] | None = None,
+    data: bytes | None = None,
+) -> tuple[Outcome, bytes | np.ndarray | None]:
+    """:func:`decode_one` for a flat row: decode into ``out`` (a ``Canvas`` for rows of their own shapes, else an
+    array of ``opts.shape``), then encode as ``rows.encoding`` says. Returns the outcome (``crc32`` is
+    :func:`~imgstore.store.encoding.flat_crc`, ``nbytes`` the row's length) and the row's stored bytes (an
+    array view of the decoded pixels for raw rows, valid until the next decode into ``out``)."""
+    try:
+        if data is None:
+            data = source.read(key)
+        digest = hashlib.sha256(data).digest()
+        decode_bytes(data, opts, out, chain)
+        pixels = out if isinstance(out, np.ndarray) else out.array
+        shape = (int(pixels.shape[0]), int(pixels.shape[1]), int(pixels.shape[2]))
+        if rows.encoding.raw:
+            row: bytes | np.ndarray = pixels
+            size = int(pixels.nbytes)
+        else:
+            try:
+                row = rows.encoding.codec.encode(pixels, rows.encoding.options)
+            except MemoryError:
+                raise BadImageError("out of memory while encoding") from None
+            except Exception as exc:  # an encoder's limit (WebP: 16383 px a side) costs this file, not the run
+                raise BadImageError(f"cannot encode as {rows.encoding.name}: {exc or type(exc).__name__}") from None
+            size = len(row)
+        return Outcome(None, digest, flat_crc(shape, row), shape, size), row
+    except BadImageError as exc:
+        return Outcome(exc.reason), None
+
+
+def _new_out(opts: DecodeOptions, rows: RowFormat) -> Any:
+    """Where a worker decodes: a ``Canvas`` for rows of their own shapes, else an array of ``opts.shape``."""
+    if rows.variable:
+        from imgstore.decoders.geometry import Canvas
+
+        return Canvas()
+    return np.empty(opts.shape, np.uint8)
+
+
+def decode_in_process(
+    source: Source, keys: Sequence[str], opts: DecodeOptions, rows: RowFormat = RAW_FIXED
+) -> Iterator[Decoded]:
     """The same results as :class:`DecodePool`, decoded in this process (no isolation, no parallelism)."""
-    out = np.empty(opts.shape, np.uint8)
+    out = _new_out(opts, rows)
     chain = decoders()
     for i, key in enumerate(keys):
-        reason, digest, crc = decode_one(source, key, opts, out, chain)
-        yield Decoded(i, None if reason else out, reason, digest, crc)
+        if rows.flat:
+            outcome, row = encode_one(source, key, opts, rows, out, chain)
+            view = None if row is None else row.data.cast("B") if isinstance(row, np.ndarray) else row
+            yield Decoded(i, None, outcome.reason, outcome.sha256, outcome.crc32, view, outcome.shape)
+        else:
+            outcome = decode_one(source, key, opts, out, chain)
+            yield Decoded(i, None if outcome.reason else out, outcome.reason, outcome.sha256, outcome.crc32)
 
 
 def _die_with_parent() -> None:
@@ -119,7 +220,13 @@ def _die_with_parent() -> None:
 
 
 def _worker_main(
-    conn: Connection, ring_path: str, n_slots: int, opts: DecodeOptions, source: Source, chain: Sequence[Decoder]
+    conn: Connection,
+    ring_path: str,
+    n_slots: int,
+    opts: DecodeOptions,
+    source: Source,
+    chain: Sequence[Decoder],
+    rows: RowFormat = RAW_FIXED,
 ) -> None:
     # Ctrl-C, and a scheduler's SIGTERM or a closed terminal's SIGHUP, often reach the whole process group; the
     # parent decides what happens (it flushes and stops the workers). A worker that died of one of them would
@@ -130,7 +237,8 @@ def _worker_main(
     # A codec that segfaults costs its file and is reported as "decoder crashed (SIGSEGV)"; an inherited
     # faulthandler would also dump a Python traceback over the progress bar.
     faulthandler.disable()
-    ring = np.memmap(ring_path, dtype=np.uint8, mode="r+", shape=(n_slots, *opts.shape))
+    ring = np.memmap(ring_path, dtype=np.uint8, mode="r+", shape=(n_slots, *_slot_shape(opts, rows)))
+    out = _new_out(opts, rows) if rows.flat else None
     while True:
         try:
             task = conn.recv()
@@ -139,18 +247,31 @@ def _worker_main(
         if task is None:
             return
         seq, slot, key, data = task
-        reason, digest, crc = decode_one(source, key, opts, ring[slot], chain, data)
+        if out is None:
+            outcome = decode_one(source, key, opts, ring[slot], chain, data)
+        else:
+            outcome, row = encode_one(source, key, opts, rows, out, chain, data)
+            if row is not None:
+                flat = row.reshape(-1) if isinstance(row, np.ndarray) else np.frombuffer(row, np.uint8)
+                if flat.size <= ring.shape[1]:
+                    ring[slot, : flat.size] = flat
+                else:  # larger than a slot: the bytes go with the answer
+                    outcome = outcome._replace(extra=flat.tobytes())
         try:
-            conn.send((seq, reason, digest, crc))
+            conn.send((seq, tuple(outcome)))
         except (BrokenPipeError, OSError):
             return
+
+
+def _slot_shape(opts: DecodeOptions, rows: RowFormat) -> tuple[int, ...]:
+    return (slot_bytes(opts, rows),) if rows.flat else opts.shape
 
 
 class _Worker:
     def __init__(self, ctx: Any, pool: DecodePool) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
-        args = (child, pool._ring_path, pool.n_slots, pool.opts, pool.source, pool.chain)
+        args = (child, pool._ring_path, pool.n_slots, pool.opts, pool.source, pool.chain, pool.rows)
         self.proc = ctx.Process(target=_worker_main, args=args, daemon=True)
         self.proc.start()
         child.close()
@@ -193,7 +314,8 @@ def _exit_reason(proc: multiprocessing.process.BaseProcess) -> str:
 
 class DecodePool:
     """``workers`` processes decoding candidates of ``source`` with ``opts``; ``timeout`` seconds per file; ``slots``
-    images in flight; ``chain`` the decoders (default: those registered now, sent to every worker).
+    images in flight; ``chain`` the decoders (default: those registered now, sent to every worker); ``rows`` how
+    rows are delivered (default: raw pixels of ``opts.shape``; a flat :class:`RowFormat` has them encoded).
 
     Use as a context manager; :meth:`imap` yields :class:`Decoded` in input order.
     """
@@ -207,6 +329,7 @@ class DecodePool:
         *,
         source: Source,
         chain: Sequence[Decoder] | None = None,
+        rows: RowFormat = RAW_FIXED,
     ) -> None:
         if workers < 1:
             raise ValueError("DecodePool needs at least one worker; use decode_in_process for none")
@@ -215,19 +338,21 @@ class DecodePool:
         self.chain = tuple(decoders() if chain is None else chain)
         self.n_workers = workers
         self.timeout = timeout
-        per_image = int(np.prod(opts.shape))
+        self.rows = rows
+        slot_shape = _slot_shape(opts, rows)
+        per_image = int(np.prod(slot_shape))
         # Every queue full, plus a reorder window: results are handed out in input order, so a worker that runs
         # ahead of the others needs free slots to keep going (16 slots for 2 workers idled them ~10% of the time).
         wanted = workers * TASKS_PER_WORKER * 4
         self.n_slots = slots or max(workers + 1, min(wanted, RING_BYTES // per_image))
         shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        size = self.n_slots * int(np.prod(opts.shape))
+        size = self.n_slots * per_image
         try:
             fd, self._ring_path = tempfile.mkstemp(prefix="imgstore-ring-", dir=shm)
             os.close(fd)
             with open(self._ring_path, "r+b") as f:
                 f.truncate(size)
-            self._ring = np.memmap(self._ring_path, dtype=np.uint8, mode="r+", shape=(self.n_slots, *opts.shape))
+            self._ring = np.memmap(self._ring_path, dtype=np.uint8, mode="r+", shape=(self.n_slots, *slot_shape))
         except OSError as exc:
             with contextlib.suppress(OSError, AttributeError):
                 os.unlink(self._ring_path)
@@ -373,8 +498,8 @@ class _Run:
         try:
             while not schedule.finished:
                 while (item := schedule.ready()) is not None:
-                    seq, slot, (reason, digest, crc) = item
-                    yield Decoded(seq, None if reason else self.pool._ring[slot], reason, digest, crc)
+                    seq, slot, outcome = item
+                    yield self._decoded(seq, slot, outcome)
                     schedule.handed_out()  # the consumer asked for the next item, so it is done with this slot
                     last_out = time.monotonic()
                 if schedule.finished:
@@ -387,6 +512,14 @@ class _Run:
         finally:
             self.selector.close()
 
+    def _decoded(self, seq: int, slot: int, o: Outcome) -> Decoded:
+        if o.reason is not None:
+            return Decoded(seq, None, o.reason, o.sha256, o.crc32)
+        if not self.pool.rows.flat:
+            return Decoded(seq, self.pool._ring[slot], None, o.sha256, o.crc32)
+        data = o.extra if o.extra is not None else self.pool._ring[slot, : o.nbytes].data
+        return Decoded(seq, None, None, o.sha256, o.crc32, data, o.shape)
+
     def _dispatch(self) -> None:
         for w in self.pool._workers:
             while len(w.pending) < TASKS_PER_WORKER and self.schedule.has_work():
@@ -397,7 +530,7 @@ class _Run:
                     try:
                         data = self.pool.source.read(key)
                     except BadImageError as exc:  # the file's outcome; no worker needed
-                        self.schedule.finish(seq, (exc.reason, None, None))
+                        self.schedule.finish(seq, Outcome(exc.reason))
                         continue
                 try:
                     w.send(seq, slot, key, data)
@@ -433,10 +566,10 @@ class _Run:
     def _collect(self, w: _Worker) -> None:
         try:
             while w.conn.poll():
-                seq, reason, digest, crc = w.conn.recv()
+                seq, outcome = w.conn.recv()
                 w.pending.remove(seq)
                 w.head_since = time.monotonic()
-                self.schedule.finish(seq, (reason, digest, crc))
+                self.schedule.finish(seq, Outcome(*outcome))
                 self.pool._successes += 1
         except (EOFError, OSError):
             pass  # the worker died; its sentinel says so
@@ -459,7 +592,7 @@ class _Run:
                 "run with --workers 0 to decode in this process and see the error"
             )
         if w.pending:
-            self.schedule.finish(w.pending.popleft(), (head_reason, None, None))
+            self.schedule.finish(w.pending.popleft(), Outcome(head_reason))
             self.schedule.give_back(list(w.pending))
         fresh = pool._spawn()
         pool._workers[pool._workers.index(w)] = fresh

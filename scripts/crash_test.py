@@ -31,6 +31,7 @@ Usage:
   python scripts/crash_test.py --quick          # the subset the test suite runs
   python scripts/crash_test.py --sizes 32 --trials 3 --points 20 --no-enospc
   python scripts/crash_test.py --quick --listed  # SRC a list file with meta columns (make_list)
+  python scripts/crash_test.py --quick --encoded  # flat stores: --encode jpeg:90 --resize-mode shorter
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class Corpus:
     photo: tuple[int, int]  # (width, height) of each JPEG
     flush_every: float = 2.0  # --flush-every of the runs (the default)
     listed: bool = False  # SRC is a CSV list of the photos with meta columns (make_list), not their folder
+    storage: tuple[str, ...] = ()  # more ingest options shaping the store, e.g. ENCODED (--encoded)
+
+
+ENCODED = ("--encode", "jpeg:90", "--resize-mode", "shorter")  # a flat store (format 4): JPEG rows of their own shapes
 
 
 FULL = (Corpus(32, 2000, (500, 375)), Corpus(48, 120, (4000, 3000)), Corpus(256, 600, (500, 375)))
@@ -122,7 +127,8 @@ def make_list(folder: Path) -> Path:
 def cli(src: Path, out: Path, corpus: Corpus, *extra: str) -> list[str]:
     """The ingest command line every trial runs (two decoder workers, folder labels, no progress bar)."""
     return [sys.executable, "-m", "imgstore", "ingest", str(src), str(out), "--size", str(corpus.size),
-            "--labels", "folder", "--workers", "2", "--flush-every", str(corpus.flush_every), "-q", *extra]  # fmt: skip
+            "--labels", "folder", "--workers", "2", "--flush-every", str(corpus.flush_every), "-q", *corpus.storage,
+            *extra]  # fmt: skip
 
 
 @dataclass
@@ -241,8 +247,14 @@ def snapshot(path: Path) -> Snapshot:
 
     import imgstore
 
-    with imgstore.open(path) as s:
-        pixels = [hashlib.sha256(s[i].tobytes()).hexdigest() for i in range(len(s))]
+    with imgstore.open(path, check=True) as s:
+        if s.flat:  # every row decoded and checked; compared by its shape and stored bytes
+            for i in range(len(s)):
+                s[i]
+            shapes = s.shapes
+            pixels = [hashlib.sha256(shapes[i].tobytes() + s.row_bytes(i)).hexdigest() for i in range(len(s))]
+        else:
+            pixels = [hashlib.sha256(s[i].tobytes()).hexdigest() for i in range(len(s))]
         labels = s.labels
         meta = [json.dumps(s.meta_row(i)) for i in range(len(s))] if s.meta_columns else []
         return Snapshot(len(s), s.complete, s.names, s.skipped, [] if labels is None else labels.tolist(),
@@ -868,6 +880,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parent.parent / "bench-data" / "crash")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--listed", action="store_true", help="SRC is a CSV list of the photos with meta columns")
+    ap.add_argument("--encoded", action="store_true",
+                    help="flat stores: every run adds " + " ".join(ENCODED) + " (JPEG rows of their own shapes)")
     args = ap.parse_args(argv)
     corpora = QUICK if args.quick else FULL
     if args.sizes:
@@ -875,6 +889,8 @@ def main(argv: list[str] | None = None) -> int:
         corpora = tuple(c for c in (FULL if not args.quick else QUICK) if c.size in wanted)
     if args.listed:
         corpora = tuple(dataclasses.replace(c, listed=True) for c in corpora)
+    if args.encoded:
+        corpora = tuple(dataclasses.replace(c, storage=ENCODED) for c in corpora)
     per_cell = args.trials if args.trials is not None else (2 if args.quick else 8)
     n_points = args.points if args.points is not None else (2 if args.quick else 12)
     strace = have_strace()
@@ -887,7 +903,7 @@ def main(argv: list[str] | None = None) -> int:
         if not strace:
             print("--every-syscall needs strace")
             return 1
-        setup = prepare(args.data, dataclasses.replace(QUICK[0], listed=args.listed), True)
+        setup = prepare(args.data, dataclasses.replace(QUICK[0], listed=args.listed, storage=ENCODED if args.encoded else ()), True)
         for mode in MODES:
             total = len(setup.syscalls[mode])
             cell = [trial(setup, mode, "KILL", syscall=n) for n in range(1, total + 1)]

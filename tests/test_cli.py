@@ -62,7 +62,7 @@ def test_strict_exits_nonzero_when_something_was_skipped(cli: CliRunner, src: Pa
     [
         (["--size", "0"], "Error: invalid size 0x0: width and height must be between 1 and 65535 pixels"),
         (["--size", "abc"], "Error: invalid size 'abc': use N or WIDTHxHEIGHT, e.g. 256 or 320x240"),
-        (["--resize-mode", "zoom"], "Error: invalid resize mode 'zoom': choose one of crop, stretch, pad"),
+        (["--resize-mode", "zoom"], "Error: invalid resize mode 'zoom': choose one of crop, stretch, pad, shorter, longer, none"),
         (["--channels", "2"], "Error: invalid channels 2: use 3 (RGB) or 1 (grayscale)"),
         (["--filter", "sinc"], "Error: invalid filter 'sinc': choose one of nearest, box, bilinear, hamming, bicubic, lanczos"),
         (["--pad-color", "nope"], "Error: invalid colour 'nope': use a name (white), #rrggbb or R,G,B with values 0-255"),

@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+import imgstore
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import crash_test as C
 
@@ -44,6 +46,14 @@ def list_setup(tmp_path_factory: pytest.TempPathFactory) -> C.Setup:
     """The same photos with SRC a CSV list of them (reverse order, text, float and int meta columns): its
     before-stores and references, timed (no strace: the list adds no write of its own to count)."""
     return C.prepare(tmp_path_factory.mktemp("crash-list"), dataclasses.replace(C.QUICK[0], listed=True), False)
+
+
+@pytest.fixture(scope="module")
+def encoded_setup(tmp_path_factory: pytest.TempPathFactory) -> C.Setup:
+    """The same photos ingested as a flat store (``--encode jpeg:90 --resize-mode shorter``: JPEG rows of their
+    own shapes, written as bytes, ends and shapes): its before-stores, references and kill points."""
+    corpus = dataclasses.replace(C.QUICK[0], storage=C.ENCODED)
+    return C.prepare(tmp_path_factory.mktemp("crash-encoded"), corpus, C.have_strace())
 
 
 def _report(trials: list[C.Trial]) -> str:
@@ -110,6 +120,23 @@ def test_interrupted_list_ingest_keeps_the_store_promise(list_setup: C.Setup, mo
     assert not _report(trials), _report(trials)
     assert any(t.outcome != "finished" for t in trials), [t.outcome for t in trials]
     assert C.snapshot(list_setup.before["append"]).meta, "the list's meta columns were not stored"
+
+
+@pytest.mark.parametrize("sig", ["KILL", "TERM"])
+@pytest.mark.parametrize("mode", C.MODES)
+def test_interrupted_encoded_ingest_keeps_the_store_promise(encoded_setup: C.Setup, mode: str, sig: str) -> None:
+    """A flat store (JPEG rows of their own shapes), interrupted at moments over the run and at its system calls:
+    OUT as promised with the uninterrupted run's first rows, byte for byte, shapes included and every checksum
+    holding; --resume then ends identical to the uninterrupted run."""
+    rng = random.Random(f"encoded/{mode}/{sig}")
+    setup = encoded_setup
+    trials = [interrupted(setup, mode, sig, after=a) for a in C.moments(setup.duration[mode], MOMENTS, rng)]
+    if setup.syscalls:
+        trials += [interrupted(setup, mode, sig, syscall=n) for n in C.points(len(setup.syscalls[mode]), 2)]
+    assert not _report(trials), _report(trials)
+    assert any(t.outcome != "finished" for t in trials), [t.outcome for t in trials]
+    with imgstore.open(setup.before["append"]) as s:
+        assert s.flat and s.variable and str(s.encoding) == "jpeg:90:420", "the runs did not make a flat store"
 
 
 def test_full_disk_at_every_phase(setup: C.Setup) -> None:

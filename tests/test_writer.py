@@ -327,12 +327,12 @@ def test_reopen_of_a_store_another_process_writes(locked_by_another_process: tup
 
 
 def test_reopen_of_a_store_of_a_newer_format_version(tmp_path: Path) -> None:
-    """A store written by a newer imgstore (format 4) is refused rather than written in a layout this one does
+    """A store written by a newer imgstore (format 5) is refused rather than written in a layout this one does
     not know; readers refuse it already. (So did the releases before format 3 refuse stores with meta columns.)"""
     path = small_store(tmp_path / "s.h5")
     with h5py.File(path, "r+") as f:
-        f.attrs["imgstore_format"] = 4
-    with pytest.raises(StoreError, match="format 4"):
+        f.attrs["imgstore_format"] = 5
+    with pytest.raises(StoreError, match="format 5"):
         imgstore.open(path)
-    with pytest.raises(StoreError, match="format 4"):
+    with pytest.raises(StoreError, match="format 5"):
         ImageIndexer.reopen(path).close()

@@ -1,7 +1,8 @@
 """Decoders: bytes of one image file -> an ``(H, W, C)`` uint8 array, behind one protocol and a registry.
 
 A :class:`Decoder` has a ``name``, the file ``extensions`` it adds to the default candidate list, and
-``decode(data, opts, out)``, which fills ``out`` or raises :class:`NotRecognised` (the data is not its format: the
+``decode(data, opts, out)``, which fills ``out`` (a fixed array, or under shorter/longer/none a
+:class:`~imgstore.decoders.geometry.Canvas`) or raises :class:`NotRecognised` (the data is not its format: the
 next decoder tries; an empty reason when it has nothing to say about what the data is) or
 :class:`~imgstore.errors.BadImageError` (it is, and it is broken: the file is skipped with that reason).
 :func:`decode_bytes` runs the registered decoders in order; the first that recognises the data wins. The camera raw
@@ -24,6 +25,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from imgstore.decoders.geometry import Canvas
 from imgstore.decoders.pixels import one_line
 from imgstore.decoders.quiet import codec_output
 from imgstore.errors import BadImageError, NotRecognised, OptionError
@@ -40,8 +42,13 @@ class Decoder(Protocol):
     def extensions(self) -> tuple[str, ...]:
         """Lower-case, with the dot: added to the default ``--extensions`` (a class attribute will do)."""
 
-    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
-        """Fill ``out`` (uint8 ``opts.shape``) with the image oriented, converted and resized as ``opts`` say.
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas) -> None:
+        """Fill ``out`` with the image oriented, converted and resized as ``opts`` say.
+
+        ``out`` is a uint8 ``opts.shape`` array under crop, stretch and pad; under a variable mode
+        (``opts.variable``: shorter, longer, none) it is a :class:`~imgstore.decoders.geometry.Canvas`, and the
+        decoder writes the pixels into ``out.take(h, w, channels)`` of the size it planned (the pillow decoder's
+        ``render`` and ``render_array``, and :func:`~imgstore.decoders.geometry.place`, handle both).
 
         Raise :class:`NotRecognised` when ``data`` is not this decoder's format, and
         :class:`~imgstore.errors.BadImageError` when it is but cannot be decoded (its ``reason`` is recorded).
@@ -89,9 +96,14 @@ def written_by_imgstore() -> frozenset[str]:
 
 
 def decode_bytes(
-    data: bytes, opts: DecodeOptions, out: np.ndarray | None = None, chain: Sequence[Decoder] | None = None
+    data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas | None = None, chain: Sequence[Decoder] | None = None
 ) -> np.ndarray:
-    """Decode an image file's bytes into ``out`` (or a new ``opts.shape`` uint8 array) and return it.
+    """Decode an image file's bytes into ``out`` and return the array of its pixels.
+
+    Under crop, stretch and pad ``out`` is a uint8 ``opts.shape`` array (None: a new one), returned filled. Under a
+    variable mode (``opts.variable``) it is a :class:`~imgstore.decoders.geometry.Canvas` and the return value is
+    ``out.array``, a view of its buffer that the next decode into it overwrites (None: a new array of the
+    image's own shape). ValueError for an ``out`` of the wrong kind or shape.
 
     ``chain`` defaults to the registered decoders. Raises :class:`~imgstore.errors.BadImageError` with the reason
     the file cannot be ingested; when no decoder recognises the data, the first decoder's reason that is not
@@ -99,22 +111,19 @@ def decode_bytes(
     failure it ends the reason, in parentheses; after a decode that worked, a message saying the pixel data was
     damaged makes the file skipped (``damaged data, decoded only in part (...)``), any other is dropped.
     """
-    if out is None:
-        out = np.empty(opts.shape, dtype=np.uint8)
-    elif out.shape != opts.shape or out.dtype != np.uint8:
-        raise ValueError(f"out must be uint8 {opts.shape}, got {out.dtype} {out.shape}")
+    target = _output_for(opts, out)
     if not data:
         raise BadImageError("empty file")
     with codec_output() as said:
         try:
-            _first_that_decodes(data, opts, out, decoders() if chain is None else chain)
+            pixels = _first_that_decodes(data, opts, target, decoders() if chain is None else chain)
             failure = None
         except BadImageError as exc:
             failure = exc
     if failure is None:
         damage = said.damage()
         if damage is None:
-            return out
+            return pixels
         raise BadImageError(one_line(f"damaged data, decoded only in part ({damage})"))
     # What the codec printed is often the only useful part of a failure ("WEBP compression support is not
     # configured"); on a successful decode only damage counts (see imgstore.decoders.quiet).
@@ -122,20 +131,48 @@ def decode_bytes(
     raise BadImageError(one_line(f"{failure.reason} ({note})") if note else failure.reason) from None
 
 
-def _first_that_decodes(data: bytes, opts: DecodeOptions, out: np.ndarray, chain: Sequence[Decoder]) -> np.ndarray:
+def _output_for(opts: DecodeOptions, out: np.ndarray | Canvas | None) -> np.ndarray | Canvas:
+    """``out`` checked against ``opts``, or a new output of the right kind when it is None."""
+    mode = opts.resize_mode.value
+    if opts.variable:
+        if out is None:
+            return Canvas()  # sized by the image; its array is the caller's alone
+        if not isinstance(out, Canvas):
+            raise ValueError(f"resize mode {mode} gives every image its own shape: out must be a Canvas or None")
+        return out
+    if out is None:
+        return np.empty(opts.shape, dtype=np.uint8)
+    if isinstance(out, Canvas):
+        raise ValueError(f"resize mode {mode} gives {opts.shape} arrays: out must be such a uint8 array or None")
+    if out.shape != opts.shape or out.dtype != np.uint8:
+        raise ValueError(f"out must be uint8 {opts.shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def _first_that_decodes(
+    data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas, chain: Sequence[Decoder]
+) -> np.ndarray:
+    """The pixels the first decoder of ``chain`` that recognises ``data`` wrote into ``out``."""
     first: NotRecognised | None = None
     for decoder in chain:
+        if isinstance(out, Canvas):
+            out.reset()  # a decoder that takes nothing must not return the previous image
         try:
             decoder.decode(data, opts, out)
-            return out
         except NotRecognised as exc:
             first = first or (exc if exc.reason else None)  # "" is a decoder's "not mine, nothing to add"
+            continue
         except MemoryError:
             raise BadImageError("out of memory while decoding") from None
         except BadImageError:
             raise
         except Exception as exc:  # a decoder's bug on one file costs that file, never the run
             raise BadImageError(one_line(f"{decoder.name} decoder failed: {type(exc).__name__}: {exc}")) from None
+        if not isinstance(out, Canvas):
+            return out
+        if out.shape is None:
+            raise BadImageError(f"{decoder.name} decoder wrote no pixels (it does not take from a Canvas)")
+        return out.array
     raise BadImageError(first.reason if first else "not an image (no decoder recognises the data)")
 
 

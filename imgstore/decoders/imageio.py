@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgstore.decoders.geometry import Canvas
 from imgstore.decoders.pillow import NOT_PHOTOS, render_array
 from imgstore.decoders.pixels import check_pixels
 from imgstore.decoders.raw import import_rawpy, rawpy_installed
@@ -47,7 +48,7 @@ class ImageioDecoder:
         """What :func:`imageio_extensions` lists."""
         return imageio_extensions()
 
-    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas) -> None:
         import imageio.v3 as iio  # imported on first use: most runs never need it
 
         if rawpy_installed():

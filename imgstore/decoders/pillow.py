@@ -1,8 +1,9 @@
 """The Pillow decoder: every format Pillow and its plugins read, EXIF-oriented, converted and resized.
 
 Without ``exact=True``, JPEG DCT scaling (``Image.draft``) and ``reducing_gap`` make large sources several times
-cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize``. Decoders
-that produce an array (imageio, an OpenCV backend) render it through the same steps with :func:`render_array`.
+cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter,
+longer: ``resize`` to the planned size). Decoders that produce an array (imageio, an OpenCV backend) render it
+through the same steps with :func:`render_array`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from imgstore.decoders.geometry import place, resize_plan
+from imgstore.decoders.geometry import Canvas, ResizePlan, place, reduced_plan, resize_plan
 from imgstore.decoders.pixels import check_pixels, one_line, to_uint8
 from imgstore.errors import BadImageError, NotRecognised
 from imgstore.options import FILTERS, DecodeOptions
@@ -31,6 +32,9 @@ _ORIENT = {
     8: Image.Transpose.ROTATE_90,
 }
 _EXIF_ORIENTATION = 0x0112
+# Orientation -> whether the upright image's x and y run against the stored image's (its right column / bottom row
+# end up on the left / top): where a DCT-scaled decode's partial last column and row land (see reduced_plan).
+_FLIPPED = {2: (True, False), 3: (True, True), 4: (False, True), 6: (True, False), 7: (True, True), 8: (False, True)}
 
 # Without exact=True, JPEGs are DCT-scaled to at least DRAFT_GAP x the size the resize needs: 1.0 engages draft as
 # soon as the source is 2x the target (libjpeg scales by 1/2, 1/4, 1/8), and the antialiased resize that follows
@@ -108,7 +112,7 @@ class PillowDecoder:
         """What Pillow and the plugins registered now open (:func:`pillow_extensions`)."""
         return pillow_extensions()
 
-    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas) -> None:
         load_plugins()
         try:
             im = _pillow_open(data)
@@ -120,10 +124,17 @@ class PillowDecoder:
         render(im, opts, out)
 
 
-def render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
-    """Orient, convert and resize an opened Pillow image into ``out``; a failure is this file's BadImageError."""
+def render(
+    im: Image.Image, opts: DecodeOptions, out: np.ndarray | Canvas, *, full_size: tuple[int, int] | None = None
+) -> None:
+    """Orient, convert and resize an opened Pillow image into ``out`` (an ``opts.shape`` array, or a Canvas under a
+    variable mode); a failure is this file's BadImageError.
+
+    ``full_size``: the upright (width, height) of the image when ``im`` was decoded smaller than that (a raw
+    developed at half size); shorter and longer then give the size planned on it, as without the shortcut.
+    """
     try:
-        _render(im, opts, out)
+        _render(im, opts, out, full_size)
     except BadImageError:
         raise
     except MemoryError:
@@ -132,7 +143,9 @@ def render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
         raise BadImageError(_corrupt_reason(im.format, exc)) from None
 
 
-def render_array(arr: np.ndarray, opts: DecodeOptions, out: np.ndarray) -> None:
+def render_array(
+    arr: np.ndarray, opts: DecodeOptions, out: np.ndarray | Canvas, *, full_size: tuple[int, int] | None = None
+) -> None:
     """:func:`render` for pixels another library decoded: any dtype, ``(H, W)``, ``(H, W, C)`` or more frames."""
     try:
         im = _array_to_image(arr)
@@ -140,7 +153,7 @@ def render_array(arr: np.ndarray, opts: DecodeOptions, out: np.ndarray) -> None:
         raise
     except Exception as exc:
         raise BadImageError(_corrupt_reason(None, exc)) from None
-    render(im, opts, out)
+    render(im, opts, out, full_size=full_size)
 
 
 @contextlib.contextmanager
@@ -176,7 +189,9 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
+def _render(
+    im: Image.Image, opts: DecodeOptions, out: np.ndarray | Canvas, full_size: tuple[int, int] | None = None
+) -> None:
     if im.format not in _DRAFT_FORMATS:
         # Decode now, so a damaged file fails here: reading the EXIF of a PNG loads it, and a load that failed
         # there (caught: EXIF is optional) would leave the half-decoded image looking loaded.
@@ -184,7 +199,10 @@ def _render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
     orientation = _orientation(im)
     turned = orientation >= 5  # 5..8 swap width and height
     upright = (im.height, im.width) if turned else im.size
-    plan = resize_plan(upright, opts.size, opts.resize_mode)
+    plan = resize_plan(upright, opts.size, opts.resize_mode, opts.upscale)
+    if opts.variable and full_size is not None and full_size != upright:
+        full = resize_plan(full_size, opts.size, opts.resize_mode, opts.upscale)
+        plan = ResizePlan(plan.box, full.size, plan.offset)
 
     if not opts.exact and im.format in _DRAFT_FORMATS:
         # Ask libjpeg for the smallest DCT scale that still gives the resize DRAFT_GAP x the pixels it needs.
@@ -194,24 +212,27 @@ def _render(im: Image.Image, opts: DecodeOptions, out: np.ndarray) -> None:
             sx, sy = sy, sx
         request = (math.ceil(im.width * sx * DRAFT_GAP), math.ceil(im.height * sy * DRAFT_GAP))
         if im.width >= 2 * request[0] and im.height >= 2 * request[1]:
-            scale_w, scale_h = im.width, im.height
-            im.draft(None, request)
+            full_width, full_height = im.size
+            drafted = im.draft(None, request)  # (mode, (0, 0, width / scale, height / scale)) when it scales
             im.load()
-            if im.size != (scale_w, scale_h):
-                # The box was planned in full-size pixels: re-plan on the smaller decoded image.
-                upright = (im.height, im.width) if turned else im.size
-                plan = resize_plan(upright, opts.size, opts.resize_mode)
+            if drafted is not None and im.size != (full_width, full_height):
+                scale = full_width / drafted[1][2]
+                reduced = (im.height, im.width) if turned else im.size
+                plan = reduced_plan(plan, upright, scale, reduced, _FLIPPED.get(orientation, (False, False)))
 
     im.load()
     if orientation != 1:
         im = im.transpose(_ORIENT[orientation])
     im = _to_mode(im, opts)
-    resized = im.resize(
-        plan.size,
-        FILTERS[opts.filter],
-        box=plan.box,
-        reducing_gap=None if opts.exact else REDUCING_GAP,
-    )
+    if plan.size == im.size and plan.box == (0.0, 0.0, float(im.width), float(im.height)):
+        resized = im  # none, or an image kept at its size: no resize, and no copy of what can be 100 MP
+    else:
+        resized = im.resize(
+            plan.size,
+            FILTERS[opts.filter],
+            box=plan.box,
+            reducing_gap=None if opts.exact else REDUCING_GAP,
+        )
     place(np.asarray(resized), plan, out, opts.pad_color)
 
 

@@ -22,7 +22,7 @@ from types import ModuleType
 
 import numpy as np
 
-from imgstore.decoders.geometry import resize_plan
+from imgstore.decoders.geometry import Canvas, resize_plan
 from imgstore.decoders.pillow import render_array
 from imgstore.decoders.pixels import check_pixels, one_line
 from imgstore.errors import BadImageError, NotRecognised
@@ -132,7 +132,7 @@ class RawDecoder:
     name = "raw"
     extensions = EXTENSIONS
 
-    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray) -> None:
+    def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas) -> None:
         if not looks_raw(data):
             raise NotRecognised("")  # the usual case: a JPEG, a PNG; the next decoder says what it is
         rawpy = import_rawpy()  # imported on first use: most runs hold no raw file
@@ -149,13 +149,15 @@ class RawDecoder:
             sizes = raw.sizes
             check_pixels(sizes.width, sizes.height, opts)
             upright = (sizes.height, sizes.width) if sizes.flip in (5, 6) else (sizes.width, sizes.height)
+            half = _half_size(upright, opts)
             try:
-                rgb = raw.postprocess(use_camera_wb=True, output_bps=8, half_size=_half_size(upright, opts))
+                rgb = raw.postprocess(use_camera_wb=True, output_bps=8, half_size=half)
             except MemoryError:
                 raise BadImageError("out of memory while decoding") from None
             except Exception as exc:  # LibRaw's errors, and any other: this file's problem
                 raise BadImageError(one_line(f"corrupt RAW: {_message(exc)}")) from None
-        render_array(rgb, opts, out)
+        # Half size: shorter and longer plan on the full size, so the shape is the one exact=True gives.
+        render_array(rgb, opts, out, full_size=upright if half else None)
 
 
 def _message(exc: BaseException) -> str:
@@ -170,6 +172,6 @@ def _half_size(upright: tuple[int, int], opts: DecodeOptions) -> bool:
     """Develop at half size: not ``exact``, and the box the resize reads is at least twice the target each way."""
     if opts.exact:
         return False
-    plan = resize_plan(upright, opts.size, opts.resize_mode)
+    plan = resize_plan(upright, opts.size, opts.resize_mode, opts.upscale)
     box_w, box_h = plan.box[2] - plan.box[0], plan.box[3] - plan.box[1]
     return box_w >= 2 * plan.size[0] and box_h >= 2 * plan.size[1]

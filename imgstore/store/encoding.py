@@ -70,8 +70,9 @@ class Codec(Protocol):
     def encode(self, pixels: np.ndarray, options: tuple[str, ...]) -> bytes:
         """The bytes of one ``(H, W, C)`` uint8 row (C is 1 or 3)."""
 
-    def decode(self, data: bytes, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
-        """The ``(h, w, C)`` uint8 pixels of ``data``; ``shape`` is what the row was encoded from. With ``max_side``
+    def decode(self, data: bytes | np.ndarray, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
+        """The ``(h, w, C)`` uint8 pixels (a writable array the caller owns) of ``data`` (bytes, or a uint8 array of
+        them that the codec may reuse); ``shape`` is what the row was encoded from. With ``max_side``
         the codec may return a smaller image (at least ``max_side`` on its longer side, or the full image) when it
         can decode one for less (JPEG's DCT scaling); the caller finishes the resize."""
 
@@ -138,8 +139,10 @@ class RawCodec:
     def encode(self, pixels: np.ndarray, options: tuple[str, ...]) -> bytes:
         return np.ascontiguousarray(pixels, np.uint8).tobytes()
 
-    def decode(self, data: bytes, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
-        return np.frombuffer(data, np.uint8).reshape(shape)
+    def decode(self, data: bytes | np.ndarray, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
+        if isinstance(data, np.ndarray) and data.flags.writeable:
+            return data.reshape(shape)  # the array read from the file: no copy
+        return np.frombuffer(data, np.uint8).reshape(shape).copy()
 
 
 class PillowCodec:
@@ -159,14 +162,16 @@ class PillowCodec:
         Image.fromarray(np.ascontiguousarray(arr)).save(buf, self.pillow_format, **self._save_params(options))
         return buf.getvalue()
 
-    def decode(self, data: bytes, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
+    def decode(self, data: bytes | np.ndarray, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
         try:
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data if isinstance(data, bytes) else data.data))
             if max_side is not None and im.format == "JPEG":
                 scale = max_side / max(im.size)
                 if scale <= 0.5:  # libjpeg scales by 1/2, 1/4, 1/8 in the DCT: keep at least max_side pixels
                     im.draft(im.mode, (max(1, int(im.width * scale + 0.999)), max(1, int(im.height * scale + 0.999))))
             arr = np.asarray(im)
+            if not arr.flags.writeable:  # Pillow's array interface lends its bytes read-only; rows are the caller's
+                arr = arr.copy()
         except Exception as exc:  # a damaged row: the reader names it
             raise BadImageError(f"cannot decode the stored {self.name} row: {exc or type(exc).__name__}") from None
         if arr.ndim == 2:

@@ -286,7 +286,7 @@ class ImageStore:
             self._verify_crc(i, flat_crc(shapes[i], data))
         return data
 
-    def _decode(self, i: int, data: bytes, shape: np.ndarray, max_side: int | None = None) -> np.ndarray:
+    def _decode(self, i: int, data: bytes | np.ndarray, shape: np.ndarray, max_side: int | None = None) -> np.ndarray:
         try:
             return self.encoding.codec.decode(data, (int(shape[0]), int(shape[1]), int(shape[2])), max_side)
         except BadImageError as exc:
@@ -304,7 +304,7 @@ class ImageStore:
         i = self._row(i)
         if self.flat:
             offsets, shapes = self._index()
-            data = self._images()[int(offsets[i]) : int(offsets[i + 1])].tobytes()
+            data = self._images()[int(offsets[i]) : int(offsets[i + 1])]
             if self.check:
                 self._verify_crc(i, flat_crc(shapes[i], data))
             image = self._decode(i, data, shapes[i], max_side)
@@ -376,7 +376,7 @@ class ImageStore:
             raise StoreError(f"{self.path}: rows {start}-{stop - 1} cannot be read: {os_cause(exc)} (run imgstore verify on it)") from None
         out = []
         for j in range(len(rows)):
-            data = rows.row(j).tobytes()
+            data = rows.row(j).copy() if self.encoding.raw else rows.row(j)  # a raw row must not share the span's memory
             if self.check:
                 self._verify_crc(start + j, flat_crc(rows.shapes[j], data))
             out.append(self._decode(start + j, data, rows.shapes[j]))
@@ -404,16 +404,21 @@ class ImageStore:
         for start in range(0, self._count, batch_size):
             yield self[start : min(start + batch_size, self._count)]
 
-    def torch_dataset(self, transform: Callable[[Any], Any] | None = None) -> Any:
-        """A PyTorch map-style dataset of ``(image, label)``: a CHW float32 tensor in [0, 1] and an int.
+    def torch_dataset(self, transform: Callable[[Any], Any] | None = None, dtype: str = "float32") -> Any:
+        """A PyTorch map-style dataset of ``(image, label)``: row i as a (C, H, W) tensor and an int.
 
-        ``label`` is -1 when the store has no labels. ``transform`` is applied to the tensor. torch is imported
-        only here (``pip install torch``); the dataset pickles as the store's path, so DataLoader workers started
-        by fork or spawn each open the file themselves.
+        ``dtype="float32"`` (default) gives float32 in [0, 1]; ``dtype="uint8"`` the stored bytes as they are, so
+        DataLoader workers send a quarter of the bytes and normalisation can run on the GPU; anything else is an
+        :class:`~imgstore.errors.OptionError`. Each tensor has its own row's height and width: the default collate
+        needs one shape, so for rows of different shapes give a ``transform`` that makes one size (e.g. torchvision's
+        ``v2.RandomResizedCrop(224)``) or ``collate_fn=imgstore.torchdata.list_collate``. ``label`` is -1 when the
+        store has no labels. ``transform`` is applied to the tensor. torch is imported only here
+        (``pip install 'imgstore[torch]'``); the dataset pickles as the store's path, so DataLoader workers started
+        by fork or spawn each open the file themselves. See :class:`imgstore.torchdata.StoreDataset`.
         """
         from imgstore.torchdata import StoreDataset
 
-        return StoreDataset(self, transform)
+        return StoreDataset(self, transform, dtype)
 
     def _text_column(self, key: str, n: int) -> list[str]:
         """Rows ``[:n]`` of a text column; from the crash-safe journal when the store is incomplete."""
