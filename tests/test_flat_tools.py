@@ -25,7 +25,7 @@ from imgstore.store.writer import ImageIndexer
 from imgstore.vectors.export import Shrink, export_ann, export_vectors
 from imgstore.vectors.reader import read_vectors
 
-from conftest import pattern
+from conftest import encode, pattern, write
 
 ENCODINGS = ("jpeg", "webp", "png")
 EXTENSION = {"jpeg": ".jpg", "webp": ".webp", "png": ".png", "none": ".png"}
@@ -337,3 +337,34 @@ def test_largest_shape_reads_the_shapes_in_blocks(tmp_path: Path) -> None:
         ds = f.create_dataset("shapes", data=shapes)
         assert _largest_shape(ds, 4, step=2) == (30, 20, 3)  # the fifth row is past the committed count
         assert _largest_shape(ds, 5, step=3) == (100, 100, 3)
+
+
+# ---------------------------------------------------------------------------------------------- end to end, CLI
+
+
+def test_cli_ingest_encode_then_extract_export_preview(cli: CliRunner, tmp_path: Path) -> None:
+    """A store made by `ingest --encode jpeg --resize-mode shorter` goes through extract (its JPEG rows as stored),
+    export (needs --size, then one dimension) and preview (the layout's size)."""
+    src = tmp_path / "photos"
+    for i, (w, h) in enumerate([(160, 120), (90, 200), (130, 130)]):
+        write(src / f"p{i}.png", encode(pattern(w, h, seed=i), "PNG"))
+    store = tmp_path / "s.h5"
+    result = run(cli, "ingest", src, store, "--size", "32", "--resize-mode", "shorter", "--encode", "jpeg:85",
+                 "--workers", "0", "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with open_store(store) as s:
+        assert s.flat and s.variable and str(s.encoding) == "jpeg:85:420"
+        assert s.shapes.tolist() == [[32, 43, 3], [71, 32, 3], [32, 32, 3]]
+        stored = [s.row_bytes(i) for i in range(3)]
+    result = run(cli, "extract", store, tmp_path / "out", "-q")
+    assert result.exit_code == 0 and result.stdout == f"wrote 3 JPG files to {tmp_path / 'out'}\n"
+    assert [p.read_bytes() for p in sorted((tmp_path / "out").iterdir())] == stored
+    result = run(cli, "export", store, tmp_path / "v.bvecs", "-q")
+    assert result.exit_code == 1 and "give --size N or WIDTHxHEIGHT" in result.stderr
+    result = run(cli, "export", store, tmp_path / "v.bvecs", "--size", "16", "-q")
+    assert result.exit_code == 0, result.output
+    expected = np.stack([fit(decoded(b), (16, 16)) for b in stored]).reshape(3, -1)
+    assert np.array_equal(read_vectors(tmp_path / "v.bvecs"), expected)
+    result = run(cli, "preview", store, tmp_path / "g.png", "--tile", "24")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "g.png").size == (preview_layout(3, tile=24).width, preview_layout(3, tile=24).height)
