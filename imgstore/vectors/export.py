@@ -196,7 +196,11 @@ class _StoreRows:
             self.shape = (h, w, c)
             self.largest = self.shape
         else:
-            self.largest = _largest_shape(self._file[SHAPES], self.count)
+            try:
+                self.largest = _largest_shape(self._file[SHAPES], self.count)
+            except (OSError, KeyError, ValueError) as exc:
+                self.close()
+                raise StoreError(f"{path}: its row shapes cannot be read: {exc} (run imgstore verify on it)") from None
         names = self._file.get(NAMES)
         self._names: Any = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
         if not self.store.complete:
