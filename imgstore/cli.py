@@ -338,19 +338,20 @@ def preview(
 @app.command(cls=Command)
 def extract(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
-    outdir: Annotated[Path, typer.Argument(metavar="OUTDIR", help="Folder for the PNG files (created if needed).")],
+    outdir: Annotated[Path, typer.Argument(metavar="OUTDIR", help="Folder for the image files (created if needed).")],
     indices: Annotated[Optional[str], typer.Option(help="Rows to write, e.g. 0,5,10-20 (negative counts from the end).", show_default="all")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PNG files that exist.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace image files that exist.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Write stored images back as PNG files."""
-    from imgstore.extract import extract_images
+    """Write stored images back as files: PNG for raw rows, the stored JPEG/WebP/PNG bytes unchanged for an --encode store."""
+    from imgstore.extract import META_SIDECAR, extract_images
 
     with cli_errors(), progress_bar("extract", "img", silent=quiet) as bar:
         written = extract_images(store, outdir, indices=indices, overwrite=overwrite, progress=bar)
-    pngs = [p for p in written if p.suffix == ".png"]
-    also = f" and {written[-1].name} (their meta columns)" if len(pngs) < len(written) else ""
-    typer.echo(f"wrote {len(pngs)} PNG files{also} to {outdir}")
+    images = [p for p in written if p.name != META_SIDECAR]
+    kind = images[0].suffix.lstrip(".").upper() if images else "PNG"
+    also = f" and {written[-1].name} (their meta columns)" if len(images) < len(written) else ""
+    typer.echo(f"wrote {len(images)} {kind} files{also} to {outdir}")
 
 
 def _interrupted_note(out: Path, dask: bool) -> str:
@@ -397,7 +398,7 @@ def export(
     store: Annotated[Path, typer.Argument(metavar="STORE", help="A store made by imgstore ingest.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Vector file to write, its extension naming the format (see --format); with --ann, a folder.")],
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help=f"Vector format instead of OUT's extension: {format_names()}. Not with --ann.", show_default="OUT's extension", rich_help_panel=VECTORS)] = None,
-    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic).", show_default="stored size", rich_help_panel=VECTORS)] = None,
+    size: Annotated[Optional[str], typer.Option(help="Shrink images to N (square) or WIDTHxHEIGHT pixels before flattening (bicubic). Needed for a store of images of their own shapes (--resize-mode shorter/longer/none), whose images are centre-cropped to its aspect.", show_default="stored size", rich_help_panel=VECTORS)] = None,
     channels: Annotated[Optional[int], typer.Option(help="1 = grayscale, 3 = RGB.", show_default="stored channels", rich_help_panel=VECTORS)] = None,
     scale: Annotated[str, typer.Option(help="Float formats: raw (pixel values 0-255) or unit (pixel / 255, in [0, 1]).", rich_help_panel=VECTORS)] = "raw",
     ann: Annotated[bool, typer.Option("--ann", help="Write an ANN benchmark into the folder OUT: ann-benchmarks HDF5 and TEXMEX files with exact ground truth.", rich_help_panel=ANN)] = False,

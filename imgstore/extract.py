@@ -1,6 +1,7 @@
-"""``imgstore extract``: stored images back as PNG files named after their stored names (:func:`extract_images`),
-with a store's meta columns (a list file's captions, boxes, ...) beside them in ``meta.jsonl``;
-:func:`parse_indices` reads the ``0,5,10-20`` form the command line takes.
+"""``imgstore extract``: stored images back as files named after their stored names (:func:`extract_images`): PNG
+for raw rows, the stored file itself for encoded ones (JPEG, WebP, PNG: byte for byte, no re-encoding), with a
+store's meta columns (a list file's captions, boxes, ...) beside them in ``meta.jsonl``; :func:`parse_indices` reads
+the ``0,5,10-20`` form the command line takes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from imgstore.store.reader import open_store
 _RANGE = re.compile(r"(-?\d+)\s*-\s*(-?\d+)")
 _UNSAFE = re.compile(r"[^\w.\-]+")
 MAX_NAME_BYTES = 200  # of the sanitised name part; file systems allow 255
-META_SIDECAR = "meta.jsonl"  # written beside the PNGs of a store with meta columns
+META_SIDECAR = "meta.jsonl"  # written beside the image files of a store with meta columns
+RAW_EXTENSION = ".png"  # raw rows (encoding none, fixed or variable shapes) are written as PNG
 
 
 def _resolve_index(i: int, n: int) -> int:
@@ -61,17 +63,20 @@ def parse_indices(text: str, n: int) -> list[int]:
     return list(out)
 
 
-def export_file_name(index: int, name: str, width: int = 6) -> str:
-    """A safe, recognisable PNG file name for row ``index`` named ``name``.
+def export_file_name(index: int, name: str, width: int = 6, extension: str = RAW_EXTENSION) -> str:
+    """A safe, recognisable file name for row ``index`` named ``name``, ending in ``extension`` (``.png``, or the
+    extension of an encoded store's rows: ``.jpg``, ``.webp``).
 
-    ``cat/1.jpg`` at row 7 -> ``000007_cat__1.png``: ``/`` becomes ``__``, the extension becomes ``.png``, and
-    characters other than letters, digits, ``_``, ``.`` and ``-`` become ``_``. The zero-padded index keeps the
-    files in store order and makes every name unique.
+    ``cat/1.jpg`` at row 7 -> ``000007_cat__1.png``: ``/`` becomes ``__``, the name's extension is replaced by
+    ``extension``, and characters other than letters, digits, ``_``, ``.`` and ``-`` become ``_``. The zero-padded
+    index keeps the files in store order and makes every name unique, whatever the extension.
     """
+    if not re.fullmatch(r"\.[a-z0-9]+", extension):
+        raise OptionError(f"invalid extension {extension!r}: give a dot and letters or digits, e.g. .png")
     stem, _ = posixpath.splitext(name)
     safe = _UNSAFE.sub("_", stem.replace("/", "__")).strip(".") or "image"
     safe = safe.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
-    return f"{index:0{width}d}_{safe}.png"
+    return f"{index:0{width}d}_{safe}{extension}"
 
 
 def extract_images(
@@ -82,11 +87,15 @@ def extract_images(
     overwrite: bool = False,
     progress: ProgressLike = None,
 ) -> list[Path]:
-    """Write rows of the store at ``path`` as PNG files in ``outdir`` (created if needed); return the paths written.
+    """Write rows of the store at ``path`` as image files in ``outdir`` (created if needed); return the paths written.
 
     ``indices``: ints (negative count from the end), a string for :func:`parse_indices` (``"0,5,10-20"``), or None
-    for every row. Files are named by :func:`export_file_name`; one-channel stores give grayscale PNGs. A store
-    with meta columns also gets ``meta.jsonl`` (last in the list returned): one JSON object per PNG, in the same
+    for every row. Files are named by :func:`export_file_name`. Raw rows become PNG files (grayscale for one
+    channel), each at its own size in a store of rows of their own shapes. The rows of an encoded store (``jpeg``,
+    ``webp``, ``png``: a format-4 store made with ``--encode``) are written as stored, byte for byte
+    (:meth:`~imgstore.store.reader.ImageStore.row_bytes`, no decoding or re-encoding, so no quality is lost), with
+    the codec's extension (``.jpg``, ``.webp``, ``.png``). A store
+    with meta columns also gets ``meta.jsonl`` (last in the list returned): one JSON object per file, in the same
     order, ``{"file", "row", "name", "label" (with labels), "class" (with class names), "meta": {column: value}}``,
     an empty number as null, an infinite one as ``1e999`` / ``-1e999`` (strict JSON); so the captions and boxes stay with the pixels. Existing files are refused, before
     anything is written, unless ``overwrite``. ``progress`` gets image increments.
@@ -95,7 +104,7 @@ def extract_images(
 
     out = Path(outdir)
     if out.exists() and not out.is_dir():
-        raise OptionError(f"{out} exists and is not a folder: give a folder for the PNG files")
+        raise OptionError(f"{out} exists and is not a folder: give a folder for the image files")
     with open_store(path) as store:
         n = len(store)
         if indices is None:
@@ -111,7 +120,9 @@ def extract_images(
             rows = list(picked)
         names = store.names
         width = max(6, len(str(max(n - 1, 0))))
-        targets = [out / export_file_name(i, names[i], width) for i in rows]
+        encoded = not store.encoding.raw
+        extension = store.encoding.codec.extension if encoded else RAW_EXTENSION
+        targets = [out / export_file_name(i, names[i], width, extension) for i in rows]
         sidecar = out / META_SIDECAR if store.meta_columns else None
         if not overwrite:
             existing = [t.name for t in [*targets, *([sidecar] if sidecar else [])] if t.exists()]
@@ -124,10 +135,13 @@ def extract_images(
         remove_stale_temps(*targets, *([sidecar] if sidecar else []))  # what a killed extract left: one scan
         tick = started(progress, len(rows))
         for i, target in zip(rows, targets):
-            arr = store[i]
-            # Existing files were checked above; a killed extract never leaves half a PNG under a row's name.
+            # Existing files were checked above; a killed extract never leaves half a file under a row's name.
             with replaced_when_written(target) as tmp:
-                iio.imwrite(tmp, arr[:, :, 0] if arr.shape[2] == 1 else arr, extension=".png")
+                if encoded:
+                    tmp.write_bytes(store.row_bytes(i))
+                else:
+                    arr = store[i]  # a variable-shape row comes at its own size
+                    iio.imwrite(tmp, arr[:, :, 0] if arr.shape[2] == 1 else arr, extension=".png")
             tick(1)
         if sidecar is None:
             return targets

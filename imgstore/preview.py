@@ -102,7 +102,10 @@ def make_preview(
     drawn without replacement with ``seed``, in store order. Each image is scaled to fit a ``tile``-pixel square
     (aspect kept; small images enlarged with nearest-neighbour so their pixels stay visible) on a white sheet, with
     its row index and name (shortened from the left to fit) under it, and its class name when the store has labels.
-    The format follows the extension (PNG for ``.png``). See :func:`preview_layout` for the geometry.
+    Rows of their own shapes (a format-4 store) are each letterboxed in their cell at their own aspect; a format-4
+    store's rows are read at most ``tile`` pixels on their longer side (``ImageStore.read(i, max_side=tile)``, which
+    decodes a JPEG row by DCT scaling). The format follows the extension (PNG for ``.png``). See
+    :func:`preview_layout` for the geometry.
     """
     out = Path(out_png)
     with StagedOutputs([out], overwrite, example="preview.png") as staged:
@@ -144,7 +147,8 @@ def _draw_sheet(
         draw = ImageDraw.Draw(sheet)
         for cell, i in enumerate(rows.tolist()):
             x, y = layout.tile_origin(cell)
-            arr = store[i]
+            # A flat store's row is decoded small (a JPEG by DCT scaling) to at most the tile; others as stored.
+            arr = store.read(i, max_side=layout.tile) if store.flat else store[i]
             im = Image.fromarray(arr[:, :, 0], "L") if arr.shape[2] == 1 else Image.fromarray(arr, "RGB")
             tw, th = layout.thumb_size(arr.shape[0], arr.shape[1])
             if (tw, th) != im.size:

@@ -7,7 +7,14 @@
   among the rest by blocked brute force (:class:`ExactKnn`), and writes an ann-benchmarks HDF5 file plus the same
   data as TEXMEX files (``_base.fvecs``, ``_query.fvecs``, ``_groundtruth.ivecs``, ``_distances.fvecs``).
 
-Memory: images are read in batches of about 16 MiB, so :func:`export_vectors` stays flat whatever the store size.
+Every store format is exported, including format 4 (flat rows): an encoded store's rows (``--encode jpeg|webp|png``)
+are exported as their decoded pixels, read a span of rows at a time (one read of their bytes, then one decode per
+row); rows of their own shapes (``--resize-mode shorter|longer|none``) need ``size``, and each is centre-cropped to
+its aspect and resized to it (:class:`Shrink` with ``crop``, what ``--resize-mode crop`` does at ingest), so every
+vector has one dimension.
+
+Memory: images are read in batches of about 16 MiB (of the largest row), so :func:`export_vectors` stays flat
+whatever the store size.
 :func:`export_ann` also holds the queries (``queries x d`` float32 plus a float64 copy) and a ``queries x batch``
 distance block: shrink large images (``size=32``) to keep that small.
 """
@@ -17,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -26,11 +34,13 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from imgstore.decoders.geometry import resize_plan
 from imgstore.errors import OptionError, StoreError, io_errors
-from imgstore.options import parse_enum, parse_size, resolve_path
+from imgstore.options import ResizeMode, parse_enum, parse_size, resolve_path
 from imgstore.outputs import StagedOutputs
 from imgstore.progress import ProgressLike, started
 from imgstore.store import LABELS, LIBVER, NAMES, open_read
+from imgstore.store.format import SHAPES
 from imgstore.store.reader import open_store
 from imgstore.vectors.formats import FORMATS, INT32_MAX, VectorFormat, check_shape, format_by_name, format_for_path
 from imgstore.vectors.writer import VectorWriter
@@ -73,10 +83,15 @@ def _shrink(size: int | str | tuple[int, int] | None, channels: int | None) -> S
 
 @dataclass(frozen=True)
 class Shrink:
-    """Export-time image shrinking: resize to ``size`` (width, height) and/or convert to ``channels`` (1 or 3)."""
+    """Export-time image shrinking: resize to ``size`` (width, height) and/or convert to ``channels`` (1 or 3).
+
+    An image of another aspect than ``size`` is stretched to it, or with ``crop`` (rows of their own shapes)
+    centre-cropped to that aspect first, as ``ImageOps.fit`` and ``--resize-mode crop`` do.
+    """
 
     size: tuple[int, int] | None = None  # (width, height) in pixels; None keeps the stored size
     channels: int | None = None  # 1 = luminance (Pillow's convert("L")), 3 = RGB; None keeps the stored channels
+    crop: bool = False  # True: keep the aspect by cropping the centre; False: stretch (a fixed-shape store's rows)
 
     def __post_init__(self) -> None:
         if self.size is not None:
@@ -95,25 +110,35 @@ class Shrink:
         """True when images of ``stored`` shape pass through unchanged (bit-exact, no Pillow round trip)."""
         return self.shape(stored) == tuple(stored)
 
-    def apply(self, batch: np.ndarray) -> np.ndarray:
-        """Shrink a ``(b, H, W, C)`` uint8 batch; returns it unchanged when there is nothing to do."""
-        stored: tuple[int, int, int] = (int(batch.shape[1]), int(batch.shape[2]), int(batch.shape[3]))
-        if self.is_noop(stored):
-            return batch
-        h, w, c = self.shape(stored)
-        out = np.empty((batch.shape[0], h, w, c), np.uint8)
+    def apply(self, batch: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Shrink a ``(b, H, W, C)`` uint8 batch, or a list of ``(H, W, C)`` images of their own shapes (which needs
+        ``size``), into one ``(b, H', W', C')`` array; returns an array batch unchanged when there is nothing to do."""
+        if isinstance(batch, np.ndarray):
+            if self.is_noop((int(batch.shape[1]), int(batch.shape[2]), int(batch.shape[3]))):
+                return batch
+        elif self.size is None and len({img.shape for img in batch}) > 1:
+            raise OptionError("images of different shapes need a size to become vectors of one dimension")
+        if len(batch) == 0:
+            raise ValueError("an empty batch has no shape to shrink to")
+        first = batch[0].shape
+        h, w, c = self.shape((int(first[0]), int(first[1]), int(first[2])))
+        out = np.empty((len(batch), h, w, c), np.uint8)
         for i, img in enumerate(batch):
-            out[i] = shrink_image(img, self.size, self.channels).reshape(h, w, c)
+            out[i] = shrink_image(img, self.size, self.channels, crop=self.crop).reshape(h, w, c)
         return out
 
 
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
-def shrink_image(img: np.ndarray, size: tuple[int, int] | None, channels: int | None) -> np.ndarray:
+def shrink_image(
+    img: np.ndarray, size: tuple[int, int] | None, channels: int | None, *, crop: bool = False
+) -> np.ndarray:
     """Resize one ``(H, W, C)`` uint8 image to ``size`` (width, height; bicubic) and/or convert it to ``channels``.
 
     Returns ``(H', W', C')`` uint8. Channels are converted before resizing, so a grayscale export resizes one plane.
+    With ``crop``, an image of another aspect is centre-cropped to the aspect of ``size`` within the same resize
+    (pixel for pixel ``ImageOps.fit(im, size, BICUBIC)``); without, it is stretched.
     """
     c = img.shape[2]
     if c not in _MODES:
@@ -123,7 +148,9 @@ def shrink_image(img: np.ndarray, size: tuple[int, int] | None, channels: int | 
     if target is not None and im.mode != target:
         im = im.convert(target)
     if size is not None and im.size != tuple(size):
-        im = im.resize((int(size[0]), int(size[1])), Image.Resampling.BICUBIC)
+        target_size = (int(size[0]), int(size[1]))
+        box = resize_plan(im.size, target_size, ResizeMode.CROP).box if crop else None
+        im = im.resize(target_size, Image.Resampling.BICUBIC, box=box)
     arr = np.asarray(im)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -158,12 +185,22 @@ class _StoreRows:
             f"{path} is incomplete (its ingest did not finish): exported the {self.count} images it holds, rows "
             f"0-{self.count - 1}; imgstore ingest --resume completes it"
         )
-        if self.store.shape is None:
-            raise StoreError(f"{path} holds rows of their own shapes: exporting them is not supported yet")
-        h, w, c = (int(s) for s in self.store.shape)
-        self.shape: tuple[int, int, int] = (h, w, c)
+        self.path = path
         self.stem = path.stem
         self._file = open_read(path)
+        # (H, W, C) of every row, or None when rows have their own shapes (a format-4 store); ``largest`` is the row
+        # with the most pixels, which sizes the batches.
+        self.shape: tuple[int, int, int] | None = None
+        if self.store.shape is not None:
+            h, w, c = (int(s) for s in self.store.shape)
+            self.shape = (h, w, c)
+            self.largest = self.shape
+        else:
+            try:
+                self.largest = _largest_shape(self._file[SHAPES], self.count)
+            except (OSError, KeyError, ValueError) as exc:
+                self.close()
+                raise StoreError(f"{path}: its row shapes cannot be read: {exc} (run imgstore verify on it)") from None
         names = self._file.get(NAMES)
         self._names: Any = names.asstr() if isinstance(names, h5py.Dataset) and len(names) >= self.count else None
         if not self.store.complete:
@@ -172,18 +209,40 @@ class _StoreRows:
         labels = self._file.get(LABELS)
         self._labels = labels if isinstance(labels, h5py.Dataset) and len(labels) >= self.count else None
 
+    def fitted(self, shrink: Shrink) -> tuple[Shrink, tuple[int, int, int]]:
+        """The :class:`Shrink` this store's rows go through and the ``(H, W, C)`` of every exported image.
+
+        Rows of their own shapes need ``shrink.size`` (``--size``): each is centre-cropped to its aspect and resized
+        to it, so that every vector has one dimension.
+        """
+        if self.shape is not None:
+            return shrink, shrink.shape(self.shape)
+        if shrink.size is None:
+            raise OptionError(
+                f"{self.path} holds images of their own shapes (stored with --resize-mode "
+                f"{self.store.attrs.get('resize_mode', 'shorter, longer or none')}): give --size N or WIDTHxHEIGHT "
+                "(size= in Python) to export them as vectors of one dimension; each image is centre-cropped to that "
+                "aspect and resized"
+            )
+        w, h = shrink.size
+        return replace(shrink, crop=True), (h, w, shrink.channels or self.store.channels)
+
     @property
     def has_labels(self) -> bool:
         """True when the store has a label for every committed row."""
         return self._labels is not None
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Images ``start:stop`` as a ``(b, H, W, C)`` uint8 array."""
-        return np.asarray(self.store[start:stop])
+    def read(self, start: int, stop: int) -> np.ndarray | list[np.ndarray]:
+        """Images ``start:stop``: a ``(b, H, W, C)`` uint8 array, or a list of arrays where their shapes differ. A
+        flat store reads the span's bytes at once and decodes them row by row."""
+        return self.store[start:stop]
 
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """Images at the indices ``rows``."""
-        return np.asarray(self.store[np.asarray(rows, dtype=np.int64)])
+    def take(self, rows: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Images at the indices ``rows``, as :meth:`read` gives them."""
+        if self.store.flat:  # one span each: the reader's index of every row (32 bytes a row) is never loaded
+            images = [self.store[int(i) : int(i) + 1][0] for i in rows]
+            return np.stack(images) if self.shape is not None and images else images
+        return self.store[np.asarray(rows, dtype=np.int64)]
 
     def names(self, rows: slice | np.ndarray) -> list[str]:
         """Names of the rows (the row number when the store has no names)."""
@@ -210,6 +269,18 @@ class _StoreRows:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _largest_shape(shapes: h5py.Dataset, count: int, step: int = 1 << 20) -> tuple[int, int, int]:
+    """The ``(H, W, C)`` with the most pixels among the first ``count`` rows of a ``shapes`` dataset, read a
+    million rows at a time."""
+    best, most = (0, 0, 0), -1
+    for start in range(0, count, step):
+        block = shapes[start : min(start + step, count)].astype(np.int64)
+        j = int(np.argmax(np.prod(block, axis=1)))
+        if int(np.prod(block[j])) > most:
+            best, most = (int(block[j][0]), int(block[j][1]), int(block[j][2])), int(np.prod(block[j]))
+    return best
 
 
 def _batch_rows(stored: tuple[int, int, int], exported: tuple[int, int, int], budget: int | None = None) -> int:
@@ -282,7 +353,9 @@ def export_vectors(
     ``fmt`` (``fvecs``, ``bvecs``, ``fbin``, ``u8bin``, ``ivecs``, ``ibin``) defaults to ``out``'s extension.
     ``.bvecs``/``.u8bin`` keep the uint8 pixels exactly; float formats get pixel values as float32, or values in
     [0, 1] with ``scale="unit"``. ``size`` (N or ``"WxH"`` pixels) and ``channels`` (1 or 3) shrink the images
-    first (bicubic). Also writes ``OUT.names.txt`` and, when the store has labels, ``OUT.labels.ivecs`` (one int32
+    first (bicubic). An encoded store (``--encode``) exports its decoded pixels; a store of images of their own
+    shapes needs ``size`` (else :class:`OptionError` naming ``--size``), each image centre-cropped to its aspect and
+    resized to it (``ImageOps.fit``). Also writes ``OUT.names.txt`` and, when the store has labels, ``OUT.labels.ivecs`` (one int32
     per vector). All outputs appear together, only on success; existing ones are refused unless ``overwrite``.
     ``progress`` receives image increments.
     """
@@ -296,13 +369,13 @@ def export_vectors(
     vf = format_for_path(out_path, opts.fmt)
     opts.check_format(vf)
     with io_errors(store_path, out_path, StoreError), _StoreRows(resolve_path(store_path)) as store:
-        shape = opts.shrink.shape(store.shape)
+        shrink, shape = store.fitted(opts.shrink)
         dim = int(np.prod(shape))
         check_shape(vf, store.count, dim)
         names_path = out_path.with_name(out_path.name + ".names.txt")
         labels_path = out_path.with_name(out_path.name + ".labels.ivecs") if store.has_labels else None
         targets = [out_path, names_path] + ([labels_path] if labels_path else [])
-        step = _batch_rows(store.shape, shape)
+        step = _batch_rows(store.largest, shape)
         with StagedOutputs(targets, overwrite=opts.overwrite) as staged, contextlib.ExitStack() as stack:
             tick = started(progress, store.count)
             # Entered in a stack so that an error aborts every writer (deleting its temporary file).
@@ -315,7 +388,7 @@ def export_vectors(
                 )
             for start in range(0, store.count, step):
                 stop = min(start + step, store.count)
-                w.write(to_vectors(opts.shrink.apply(store.read(start, stop)), opts.scale, vf))
+                w.write(to_vectors(shrink.apply(store.read(start, stop)), opts.scale, vf))
                 _write_names(names_file, store.names(slice(start, stop)))
                 labels = store.labels(slice(start, stop))
                 if labels_w is not None and labels is not None:
@@ -544,6 +617,7 @@ class _AnnPlan:
     """What an ANN export writes, worked out before anything is: names, shapes, the held-out query rows."""
 
     opts: AnnOptions
+    shrink: Shrink  # opts.shrink as it applies to the store's rows (see _StoreRows.fitted)
     name: str  # STORE-DIM-METRIC
     outputs: dict[str, Path]
     shape: tuple[int, int, int]  # (H, W, C) of an exported image
@@ -555,7 +629,7 @@ class _AnnPlan:
     @classmethod
     def make(cls, store: _StoreRows, opts: AnnOptions, out: Path) -> _AnnPlan:
         opts.check_store(store.count)
-        shape = opts.shrink.shape(store.shape)
+        shrink, shape = store.fitted(opts.shrink)
         dim = int(np.prod(shape))
         check_shape(FORMATS["fvecs"], store.count, dim)
         name = f"{store.stem}-{dim}-{opts.metric.value}"
@@ -565,15 +639,19 @@ class _AnnPlan:
         is_query = np.zeros(store.count, bool)
         is_query[q_rows] = True
         outputs = {key: out / f"{name}{suffix}" for key, suffix in files.items()}
-        return cls(opts, name, outputs, shape, dim, q_rows, is_query, _batch_rows(store.shape, shape))
+        return cls(opts, shrink, name, outputs, shape, dim, q_rows, is_query, _batch_rows(store.largest, shape))
 
     @property
     def n_query(self) -> int:
         return len(self.q_rows)
 
-    def vectors(self, images: np.ndarray) -> np.ndarray:
-        """The float32 vectors of ``images`` exactly as written, so the ground truth is that of the files."""
-        return to_vectors(self.opts.shrink.apply(images), self.opts.scale, FORMATS["fvecs"]).astype(np.float32, copy=False)
+    def vectors(self, images: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """The float32 vectors of stored ``images`` exactly as written, so the ground truth is that of the files."""
+        return self.flatten(self.shrink.apply(images))
+
+    def flatten(self, fitted: np.ndarray) -> np.ndarray:
+        """The float32 vectors of images already through :attr:`shrink` (``(b, H, W, C)`` of :attr:`shape`)."""
+        return to_vectors(fitted, self.opts.scale, FORMATS["fvecs"]).astype(np.float32, copy=False)
 
 
 def _write_base(
@@ -598,7 +676,8 @@ def _write_base(
             for start in range(0, store.count, plan.step):
                 stop = min(start + plan.step, store.count)
                 keep = ~plan.is_query[start:stop]
-                block = plan.vectors(store.read(start, stop)[keep])
+                # Fitted to one shape first (rows of their own shapes come as a list), then the queries dropped.
+                block = plan.flatten(plan.shrink.apply(store.read(start, stop))[keep])
                 train[row : row + len(block)] = block
                 base_w.write(block)
                 knn.add(block)
