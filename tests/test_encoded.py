@@ -293,3 +293,19 @@ def test_kill_9_of_an_encoded_variable_ingest_resumes_to_the_uninterrupted_store
 def test_encoding_objects_pass_through() -> None:
     enc = Encoding("jpeg", ("80", "444"))
     assert parse_encoding(enc) is enc and IngestOptions(encode=enc).encode is enc
+
+
+def test_rows_larger_than_a_slot_travel_in_the_answer(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row that does not fit its shared-memory slot (a panorama kept at full size) comes back in the worker's
+    answer instead: with slots of 1 KiB every row does, and the store equals the one decoded in-process."""
+    import imgstore.pool
+
+    monkeypatch.setattr(imgstore.pool, "slot_bytes", lambda opts, rows: 1024)
+    pooled, local = tmp_path / "pooled.h5", tmp_path / "local.h5"
+    ingest(tree, pooled, opts(resize_mode="none", workers=2, encode="none"))
+    ingest(tree, local, opts(resize_mode="none", workers=0, encode="none"))
+    with imgstore.open(pooled, check=True) as p, imgstore.open(local) as q:
+        assert len(p) == len(q) == 30 and p.shapes.tolist() == q.shapes.tolist()
+        assert max(int(h) * int(w) * 3 for h, w, _ in p.shapes) > 1024
+        assert all(p.row_bytes(i) == q.row_bytes(i) for i in range(len(q)))
+        assert {tuple(int(v) for v in sh) for sh in p.shapes} == {(240, 320, 3), (320, 240, 3), (300, 300, 3), (180, 400, 3)}
