@@ -131,6 +131,15 @@ def test_shipped_presets_are_valid(preset: Path, cli: CliRunner, src: Path, tmp_
     """Every preset in configs/ loads, validates and ingests."""
     result = run(cli, "ingest", src, tmp_path / "o.h5", "--config", preset, "-q", "--workers", "0")
     assert result.exit_code == 0, result.output
+    import imgstore
+    from imgstore.config import load_config
+    from imgstore.store.encoding import parse_encoding
+
+    wanted = load_config(preset)
+    with imgstore.open(tmp_path / "o.h5") as store:  # the store is the one the preset describes
+        assert store.attrs["resize_mode"] == wanted.get("resize_mode", "crop")
+        assert str(store.encoding) == str(parse_encoding(wanted.get("encode")))
+        assert int(store.attrs["size"][0]) == wanted.get("size", 256) and store.channels == wanted.get("channels", 3)
 
 
 def test_info_text_json_and_skipped(cli: CliRunner, src: Path, tmp_path: Path) -> None:
