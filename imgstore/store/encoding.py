@@ -169,7 +169,8 @@ class PillowCodec:
                 scale = max_side / max(im.size)
                 if scale <= 0.5:  # libjpeg scales by 1/2, 1/4, 1/8 in the DCT: keep at least max_side pixels
                     im.draft(im.mode, (max(1, int(im.width * scale + 0.999)), max(1, int(im.height * scale + 0.999))))
-            arr = np.asarray(im)
+            # WebP has no grayscale: Pillow wrote a 1-channel row as RGB
+            arr = np.asarray(im.convert("L") if shape[2] == 1 and im.mode == "RGB" else im)
             if not arr.flags.writeable:  # Pillow's array interface lends its bytes read-only; rows are the caller's
                 arr = arr.copy()
         except Exception as exc:  # a damaged row: the reader names it
