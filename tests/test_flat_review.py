@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,6 +14,7 @@ from PIL import Image
 import imgstore
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
+from imgstore.store.info import store_info
 from imgstore.store.verify import verify_store
 
 SIZES = [(30, 40), (50, 20), (1, 7), (9, 1), (33, 33), (64, 48)]
@@ -50,3 +54,27 @@ def test_grayscale_webp_rows_read_back(photos: Path, tmp_path: Path, mode: str) 
         assert np.abs(row.astype(int) - png[i].astype(int)).max() <= 24  # lossy, but the same picture
         assert webp.read(i, 2).shape[2] == 1
     assert verify_store(tmp_path / "w.h5", decode=True).ok
+
+
+def test_info_of_a_damaged_row_shape_stays_small(photos: Path, tmp_path: Path) -> None:
+    """info counted row sides with np.bincount, an array as long as the largest side: one damaged shape of 2**31
+    rows asked for 16 GiB (the OOM killer ended ``imgstore info``). Run under a 3 GiB address-space limit."""
+    path = ingested(photos, tmp_path / "s.h5", "none")
+    with h5py.File(path, "r+") as f:
+        f["shapes"][2] = [2**31, 2**31 - 1, 3]
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from imgstore.store.info import store_info\n"
+        "shapes = store_info(sys.argv[1])['row_shapes']\n"
+        "print(shapes['height']['max'], shapes['width']['max'], shapes['height']['min'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(2**31), str(2**31 - 1), "1"]
+
+
+def test_info_median_of_row_shapes(photos: Path, tmp_path: Path) -> None:
+    store = imgstore.open(ingested(photos, tmp_path / "s.h5", "jpeg:90"))
+    heights = sorted(int(h) for h in store.shapes[:, 0])
+    spread = store_info(tmp_path / "s.h5")["row_shapes"]["height"]
+    assert spread == {"min": heights[0], "median": heights[(len(heights) - 1) // 2], "max": heights[-1]}
