@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import imgstore
+from imgstore.errors import StoreError
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.store.info import store_info
@@ -78,3 +79,16 @@ def test_info_median_of_row_shapes(photos: Path, tmp_path: Path) -> None:
     heights = sorted(int(h) for h in store.shapes[:, 0])
     spread = store_info(tmp_path / "s.h5")["row_shapes"]["height"]
     assert spread == {"min": heights[0], "median": heights[(len(heights) - 1) // 2], "max": heights[-1]}
+
+
+def test_rows_in_another_format_than_the_encoding_attribute(photos: Path, tmp_path: Path) -> None:
+    """Pillow opens any format, so JPEG rows under ``encoding = "png"`` (an attribute no checksum covers) read and
+    verified clean with --decode, while extract wrote the JPEG files as .png."""
+    path = ingested(photos, tmp_path / "s.h5", "jpeg:90")
+    with h5py.File(path, "r+") as f:
+        f.attrs["encoding"] = "png"
+    report = verify_store(path, decode=True)
+    assert not report.ok
+    assert any("row 0 (a/0.png) does not decode" in str(p) and "JPEG" in str(p) for p in report.problems)
+    with pytest.raises(StoreError, match="row 0 .*JPEG file"):
+        imgstore.open(path)[0]

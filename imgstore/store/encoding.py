@@ -165,6 +165,8 @@ class PillowCodec:
     def decode(self, data: bytes | np.ndarray, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
         try:
             im = Image.open(io.BytesIO(data if isinstance(data, bytes) else data.data))
+            if im.format != self.pillow_format:  # Pillow opens any format: the encoding attribute names the wrong one
+                raise ValueError(f"the row is a {im.format} file")
             if max_side is not None and im.format == "JPEG":
                 scale = max_side / max(im.size)
                 if scale <= 0.5:  # libjpeg scales by 1/2, 1/4, 1/8 in the DCT: keep at least max_side pixels
