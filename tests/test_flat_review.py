@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from imgstore.errors import StoreError
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.store.info import store_info
+from imgstore.store.merge import merge_shards
 from imgstore.store.verify import verify_store
 
 SIZES = [(30, 40), (50, 20), (1, 7), (9, 1), (33, 33), (64, 48)]
@@ -92,3 +94,19 @@ def test_rows_in_another_format_than_the_encoding_attribute(photos: Path, tmp_pa
     assert any("row 0 (a/0.png) does not decode" in str(p) and "JPEG" in str(p) for p in report.problems)
     with pytest.raises(StoreError, match="row 0 .*JPEG file"):
         imgstore.open(path)[0]
+
+
+@pytest.mark.parametrize("encode", ["none", "jpeg:90"])
+def test_missing_shard_of_a_virtual_flat_merge_is_one_problem(photos: Path, tmp_path: Path, encode: str) -> None:
+    """The rows of a missing shard read as zeros: shape 0x0x0 and no file. verify listed them once for the missing
+    file, then again as raw rows of the wrong length (none) or, with --decode, as undecodable rows (jpeg)."""
+    options = IngestOptions(decode=DecodeOptions(size=(8, 8), resize_mode="shorter"), encode=encode, workers=0)
+    shards = []
+    for k in (1, 2, 3):
+        shards.append(tmp_path / f"part-{k}.h5")
+        ingest(photos, shards[-1], dataclasses.replace(options, shard=(k, 3)))
+    merge_shards(tmp_path / "merged.h5", shards)
+    assert verify_store(tmp_path / "merged.h5", decode=True).ok
+    shards[1].unlink()
+    problems = [str(p) for p in verify_store(tmp_path / "merged.h5", decode=True).problems]
+    assert len(problems) == 1 and "part-2.h5, which is missing" in problems[0], problems

@@ -333,12 +333,16 @@ def check_shapes(
     return found
 
 
-def check_raw_lengths(start: int, lengths: np.ndarray, shapes: np.ndarray) -> list[Problem]:
-    """Rows of raw pixels (``encoding`` none) hold exactly H * W * C bytes each."""
+def check_raw_lengths(
+    start: int, lengths: np.ndarray, shapes: np.ndarray, dead: Sequence[tuple[int, int]] = ()
+) -> list[Problem]:
+    """Rows of raw pixels (``encoding`` none) hold exactly H * W * C bytes each. Rows served by an unusable shard
+    file (``dead``) read as zeros: already one problem for their file."""
     want = shapes.astype(np.int64).prod(axis=1)
     return [
         Problem(f"row {start + j} holds {int(lengths[j])} bytes, not the {int(want[j])} of its shape", UNDECODABLE_ROWS)
         for j in np.flatnonzero(lengths != want).tolist()
+        if not is_dead_row(start + j, dead)
     ]
 
 
