@@ -110,3 +110,14 @@ def test_missing_shard_of_a_virtual_flat_merge_is_one_problem(photos: Path, tmp_
     shards[1].unlink()
     problems = [str(p) for p in verify_store(tmp_path / "merged.h5", decode=True).problems]
     assert len(problems) == 1 and "part-2.h5, which is missing" in problems[0], problems
+
+
+def test_missing_encoding_attribute_is_one_problem(photos: Path, tmp_path: Path) -> None:
+    """A missing encoding attribute parsed as the default, none, so every JPEG row was listed again as raw pixels
+    of the wrong length ('row 0 holds 682 bytes, not the 264 of its shape'); the checksums still cover the bytes."""
+    path = ingested(photos, tmp_path / "s.h5", "jpeg:90")
+    with h5py.File(path, "r+") as f:
+        del f.attrs["encoding"]
+    report = verify_store(path, decode=True)
+    assert [str(p) for p in report.problems] == ["encoding attribute is missing: the bytes of image_data cannot be decoded"]
+    assert report.checked == 12 and not report.changed_rows

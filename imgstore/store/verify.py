@@ -581,9 +581,9 @@ class _Run:
         data = self.f.get(IMAGE_DATA)
         obj = None if data is None else _row_object(IMAGE_DATA, data)
         raw = _attr(self.f, ENCODING)
-        try:
-            self.encoding = parse_encoding(None if raw is None else str(_texts_of(raw)[0]))
-        except (OptionError, IndexError, TypeError, ValueError):  # unknown or damaged: check_flat_attrs says so
+        try:  # missing (parse_encoding(None) would be the default, none: raw pixels), unknown or damaged: a problem
+            self.encoding = None if raw is None else parse_encoding(str(_texts_of(raw)[0]))
+        except (OptionError, IndexError, TypeError, ValueError):
             self.encoding = None
         parsed = None if self.encoding is None or raw is None else str(self.encoding)
         self.listing.add(check_flat_attrs(self.version, obj, raw, _attr(self.f, VARIABLE), parsed))
