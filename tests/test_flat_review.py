@@ -121,3 +121,27 @@ def test_missing_encoding_attribute_is_one_problem(photos: Path, tmp_path: Path)
     report = verify_store(path, decode=True)
     assert [str(p) for p in report.problems] == ["encoding attribute is missing: the bytes of image_data cannot be decoded"]
     assert report.checked == 12 and not report.changed_rows
+
+
+@pytest.mark.parametrize(("size", "shown"), [(None, "missing"), ([8], "[8], not [W, H]"), ([0, 8], "[0, 8], not [W, H]")])
+def test_fixed_flat_store_without_its_size(photos: Path, tmp_path: Path, size: list[int] | None, shown: str) -> None:
+    """A flat store of one shape has no images dataset: its shape is the size attribute. Without it verify said OK
+    (and the reader gave shape (0, 0, 3), export vectors of dimension 0); a 1-value size stopped the row checks."""
+    path = ingested(photos, tmp_path / "s.h5", "jpeg:90", mode="crop")
+    with h5py.File(path, "r+") as f:
+        if size is None:
+            del f.attrs["size"]
+        else:
+            f.attrs["size"] = size
+    report = verify_store(path)
+    assert [str(p) for p in report.problems] == [
+        f"size attribute is {shown}: the images of this store of one shape take their height and width from it"
+    ]
+    assert report.checked == 12
+
+
+def test_store_of_own_shapes_needs_no_size(photos: Path, tmp_path: Path) -> None:
+    path = ingested(photos, tmp_path / "s.h5", "png")
+    with h5py.File(path, "r+") as f:
+        del f.attrs["size"]
+    assert verify_store(path).ok

@@ -30,6 +30,7 @@ from imgstore.store.format import (
     SHAPES,
     SKIPPED_NAMES,
     SKIPPED_REASONS,
+    attr_value,
 )
 
 
@@ -291,6 +292,21 @@ def check_flat_attrs(version: int, data: RowObject | None, encoding: Any, variab
     if variable is None:
         found.append(Problem("variable_shape attribute is missing (whether rows have their own shapes)"))
     return found
+
+
+def check_flat_size(variable: Any, size: Any) -> list[Problem]:
+    """A flat store of one shape (``variable_shape`` false) takes its rows' H and W (its ``shape``) from its
+    ``size`` attribute, [W, H] of at least one pixel each; a store of rows of their own shapes does not need it."""
+    if variable is None or bool(np.asarray(variable).ravel()[0]):
+        return []
+    try:
+        w, h = (int(v) for v in np.asarray(size).ravel())
+    except (TypeError, ValueError):
+        w = h = 0
+    if w >= 1 and h >= 1:
+        return []
+    what = "missing" if size is None else f"{attr_value(size)!r}, not [W, H]"
+    return [Problem(f"size attribute is {what}: the images of this store of one shape take their height and width from it")]
 
 
 def check_row_ends(start: int, before: int, ends: np.ndarray, data_bytes: int) -> list[Problem]:

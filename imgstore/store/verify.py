@@ -53,6 +53,7 @@ from imgstore.store.checks import (
     check_digests_recorded,
     check_duplicates,
     check_flat_attrs,
+    check_flat_size,
     check_format,
     check_geometry,
     check_journal,
@@ -587,6 +588,7 @@ class _Run:
             self.encoding = None
         parsed = None if self.encoding is None or raw is None else str(self.encoding)
         self.listing.add(check_flat_attrs(self.version, obj, raw, _attr(self.f, VARIABLE), parsed))
+        self.listing.add(check_flat_size(_attr(self.f, VARIABLE), _attr(self.f, "size")))
 
     def flat_datasets(self) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset] | None:
         """``image_data``, ``image_ends`` and ``shapes`` when all three are usable (else each is a problem already)."""
@@ -603,6 +605,8 @@ class _Run:
         self.listing.add(check_checksums_present(sums is not None, self.version, self.count))
         size, channels = _attr(self.f, "size"), _attr(self.f, "channels")
         variable = bool(_attr(self.f, VARIABLE))
+        if check_flat_size(variable, size):  # a problem of its own (flat_attrs): the rows' H and W are unknown
+            size = None
         total = int(data.shape[0])
         for a, b in _spans(self.count, TEXT_BATCH):
             ends = self.rows.read(IMAGE_ENDS, ends_ds, a, b)
