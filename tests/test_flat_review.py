@@ -145,3 +145,13 @@ def test_store_of_own_shapes_needs_no_size(photos: Path, tmp_path: Path) -> None
     with h5py.File(path, "r+") as f:
         del f.attrs["size"]
     assert verify_store(path).ok
+
+
+def test_raw_row_length_against_a_huge_damaged_shape(photos: Path, tmp_path: Path) -> None:
+    """H * W * C was computed in int64, so a damaged shape of 2**31 x 2**31 x 3 was said to want a negative count."""
+    path = ingested(photos, tmp_path / "s.h5", "none")
+    with h5py.File(path, "r+") as f:
+        f["shapes"][2] = [2**31, 2**31, 3]
+        length = int(f["image_ends"][2] - f["image_ends"][1])
+    problems = [str(p) for p in verify_store(path).problems]
+    assert f"row 2 holds {length} bytes, not the {3 * 2**62} of its shape" in problems

@@ -354,7 +354,7 @@ def check_raw_lengths(
 ) -> list[Problem]:
     """Rows of raw pixels (``encoding`` none) hold exactly H * W * C bytes each. Rows served by an unusable shard
     file (``dead``) read as zeros: already one problem for their file."""
-    want = shapes.astype(np.int64).prod(axis=1)
+    want = shapes.astype(object).prod(axis=1)  # Python ints: H * W * C of a damaged shape overflows int64
     return [
         Problem(f"row {start + j} holds {int(lengths[j])} bytes, not the {int(want[j])} of its shape", UNDECODABLE_ROWS)
         for j in np.flatnonzero(lengths != want).tolist()
