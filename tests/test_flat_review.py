@@ -155,3 +155,18 @@ def test_raw_row_length_against_a_huge_damaged_shape(photos: Path, tmp_path: Pat
         length = int(f["image_ends"][2] - f["image_ends"][1])
     problems = [str(p) for p in verify_store(path).problems]
     assert f"row 2 holds {length} bytes, not the {3 * 2**62} of its shape" in problems
+
+
+@pytest.mark.parametrize("dataset", ["shapes", "image_data"])
+def test_flat_datasets_of_the_wrong_rank_are_a_store_error(photos: Path, tmp_path: Path, dataset: str) -> None:
+    """shapes stored 1-D made info and preview fail with a bare IndexError (and extract write the rows anyway);
+    image_data 2-D was reported as row ends out of order."""
+    path = ingested(photos, tmp_path / "s.h5", "jpeg:90")
+    with h5py.File(path, "r+") as f:
+        values = f[dataset][:]
+        del f[dataset]
+        f.create_dataset(dataset, data=values[:, 0] if dataset == "shapes" else values[None, :])
+    with pytest.raises(StoreError, match=r"is damaged: image_data .* are not bytes \(B,\), ends \(N,\) and shapes \(N, 3\)"):
+        imgstore.open(path)
+    with pytest.raises(StoreError, match="is damaged"):
+        store_info(path)
