@@ -30,6 +30,7 @@ from imgstore.store.format import (
     SHAPES,
     SKIPPED_NAMES,
     SKIPPED_REASONS,
+    attr_value,
 )
 
 
@@ -293,6 +294,21 @@ def check_flat_attrs(version: int, data: RowObject | None, encoding: Any, variab
     return found
 
 
+def check_flat_size(variable: Any, size: Any) -> list[Problem]:
+    """A flat store of one shape (``variable_shape`` false) takes its rows' H and W (its ``shape``) from its
+    ``size`` attribute, [W, H] of at least one pixel each; a store of rows of their own shapes does not need it."""
+    if variable is None or bool(np.asarray(variable).ravel()[0]):
+        return []
+    try:
+        w, h = (int(v) for v in np.asarray(size).ravel())
+    except (TypeError, ValueError):
+        w = h = 0
+    if w >= 1 and h >= 1:
+        return []
+    what = "missing" if size is None else f"{attr_value(size)!r}, not [W, H]"
+    return [Problem(f"size attribute is {what}: the images of this store of one shape take their height and width from it")]
+
+
 def check_row_ends(start: int, before: int, ends: np.ndarray, data_bytes: int) -> list[Problem]:
     """Rows ``start, start + 1, ...`` end (``ends``) at or after the end of the row before (``before``; 0 for row
     0) and within the ``data_bytes`` bytes of ``image_data``: one problem per row that does not."""
@@ -333,12 +349,16 @@ def check_shapes(
     return found
 
 
-def check_raw_lengths(start: int, lengths: np.ndarray, shapes: np.ndarray) -> list[Problem]:
-    """Rows of raw pixels (``encoding`` none) hold exactly H * W * C bytes each."""
-    want = shapes.astype(np.int64).prod(axis=1)
+def check_raw_lengths(
+    start: int, lengths: np.ndarray, shapes: np.ndarray, dead: Sequence[tuple[int, int]] = ()
+) -> list[Problem]:
+    """Rows of raw pixels (``encoding`` none) hold exactly H * W * C bytes each. Rows served by an unusable shard
+    file (``dead``) read as zeros: already one problem for their file."""
+    want = shapes.astype(object).prod(axis=1)  # Python ints: H * W * C of a damaged shape overflows int64
     return [
         Problem(f"row {start + j} holds {int(lengths[j])} bytes, not the {int(want[j])} of its shape", UNDECODABLE_ROWS)
         for j in np.flatnonzero(lengths != want).tolist()
+        if not is_dead_row(start + j, dead)
     ]
 
 

@@ -90,12 +90,13 @@ def _store_info(p: Path, skipped: bool) -> dict[str, Any]:
 SHAPE_BATCH = 1 << 20
 
 
-def _spread(counts: np.ndarray) -> dict[str, int]:
+def _spread(counts: dict[int, int]) -> dict[str, int]:
     """``{min, median, max}`` of values given as counts per value (``counts[v]``: rows of value v); the median is
     the lower middle value."""
-    seen = np.flatnonzero(counts)
-    middle = int(np.searchsorted(np.cumsum(counts), (int(counts.sum()) + 1) // 2))
-    return {"min": int(seen[0]), "median": middle, "max": int(seen[-1])}
+    values = sorted(counts)
+    cumulative = np.cumsum([counts[v] for v in values])
+    middle = values[int(np.searchsorted(cumulative, (int(cumulative[-1]) + 1) // 2))]
+    return {"min": values[0], "median": middle, "max": values[-1]}
 
 
 def _row_shapes(store: Any, f: h5py.File) -> dict[str, Any] | None:
@@ -108,7 +109,8 @@ def _row_shapes(store: Any, f: h5py.File) -> dict[str, Any] | None:
     if not store.flat:
         h, w, c = (int(v) for v in store.shape)
         return {"height": {"min": h, "median": h, "max": h}, "width": {"min": w, "median": w, "max": w}, "channels": [c]}
-    heights, widths = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    heights: dict[int, int] = {}
+    widths: dict[int, int] = {}
     channels: set[int] = set()
     for a in range(0, n, SHAPE_BATCH):
         shapes = f[SHAPES][a : min(n, a + SHAPE_BATCH)].astype(np.int64)
@@ -118,11 +120,12 @@ def _row_shapes(store: Any, f: h5py.File) -> dict[str, Any] | None:
     return {"height": _spread(heights), "width": _spread(widths), "channels": sorted(channels)}
 
 
-def _add_counts(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    more = np.bincount(values)
-    if more.size > counts.size:
-        counts = np.pad(counts, (0, more.size - counts.size))
-    counts[: more.size] += more
+def _add_counts(counts: dict[int, int], values: np.ndarray) -> dict[int, int]:
+    """``counts`` with ``values`` counted in: by distinct value, so a damaged shape of 4 billion pixels costs no
+    more memory than any other (counts by index, ``np.bincount``, allocated as many entries as the largest value)."""
+    seen, times = np.unique(values, return_counts=True)
+    for v, k in zip(seen.tolist(), times.tolist()):
+        counts[v] = counts.get(v, 0) + k
     return counts
 
 

@@ -101,7 +101,13 @@ class ImageStore:
             self.encoding: Encoding = parse_encoding(str(self.attrs.get(ENCODING, "none")) if self.flat else None)
             self.variable = bool(self.attrs.get(VARIABLE, False)) if self.flat else False
             if self.flat:
-                rows = min(f[IMAGE_ENDS].shape[0], f[SHAPES].shape[0])
+                data, ends, shapes = f[IMAGE_DATA], f[IMAGE_ENDS], f[SHAPES]
+                if data.ndim != 1 or ends.ndim != 1 or shapes.ndim != 2 or shapes.shape[1] != 3:
+                    raise StoreError(
+                        f"{self.path} is damaged: {IMAGE_DATA} {data.shape}, {IMAGE_ENDS} {ends.shape} and {SHAPES} "
+                        f"{shapes.shape} are not bytes (B,), ends (N,) and shapes (N, 3) (run imgstore verify on it)"
+                    )
+                rows = min(ends.shape[0], shapes.shape[0])
                 if rows < self._count:
                     raise StoreError(
                         f"{self.path} is damaged: count says {self._count} images but only {rows} rows exist "

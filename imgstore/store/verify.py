@@ -53,6 +53,7 @@ from imgstore.store.checks import (
     check_digests_recorded,
     check_duplicates,
     check_flat_attrs,
+    check_flat_size,
     check_format,
     check_geometry,
     check_journal,
@@ -581,12 +582,13 @@ class _Run:
         data = self.f.get(IMAGE_DATA)
         obj = None if data is None else _row_object(IMAGE_DATA, data)
         raw = _attr(self.f, ENCODING)
-        try:
-            self.encoding = parse_encoding(None if raw is None else str(_texts_of(raw)[0]))
-        except (OptionError, IndexError, TypeError, ValueError):  # unknown or damaged: check_flat_attrs says so
+        try:  # missing (parse_encoding(None) would be the default, none: raw pixels), unknown or damaged: a problem
+            self.encoding = None if raw is None else parse_encoding(str(_texts_of(raw)[0]))
+        except (OptionError, IndexError, TypeError, ValueError):
             self.encoding = None
         parsed = None if self.encoding is None or raw is None else str(self.encoding)
         self.listing.add(check_flat_attrs(self.version, obj, raw, _attr(self.f, VARIABLE), parsed))
+        self.listing.add(check_flat_size(_attr(self.f, VARIABLE), _attr(self.f, "size")))
 
     def flat_datasets(self) -> tuple[h5py.Dataset, h5py.Dataset, h5py.Dataset] | None:
         """``image_data``, ``image_ends`` and ``shapes`` when all three are usable (else each is a problem already)."""
@@ -603,6 +605,8 @@ class _Run:
         self.listing.add(check_checksums_present(sums is not None, self.version, self.count))
         size, channels = _attr(self.f, "size"), _attr(self.f, "channels")
         variable = bool(_attr(self.f, VARIABLE))
+        if check_flat_size(variable, size):  # a problem of its own (flat_attrs): the rows' H and W are unknown
+            size = None
         total = int(data.shape[0])
         for a, b in _spans(self.count, TEXT_BATCH):
             ends = self.rows.read(IMAGE_ENDS, ends_ds, a, b)
@@ -647,10 +651,12 @@ class _Run:
         rows = [blob[s:e] for s, e in zip(rel_s, rel_e)]
         encoding = self.encoding
         if encoding is not None and encoding.raw:
-            self.listing.add(check_raw_lengths(a, ends - starts, shapes))
+            self.listing.add(check_raw_lengths(a, ends - starts, shapes, self.dead))
         elif encoding is not None and self.decode:
             names = self.names_batch(a, b) if self.has_names else None
             for j, row in enumerate(rows):
+                if is_dead_row(a + j, self.dead):  # zeros from a missing shard file: one problem for the file
+                    continue
                 error = _decode_error(encoding, row, shapes[j])
                 self.listing.add(check_decoded(a + j, None if names is None else names[j], error))
         if sums is not None:
