@@ -224,7 +224,7 @@ class ImageStore:
             try:
                 offsets = np.zeros(n + 1, np.int64)
                 offsets[1:] = f[IMAGE_ENDS][:n]
-                shapes = f[SHAPES][:n].astype(np.int64)
+                shapes = f[SHAPES][:n].astype(np.uint32)  # as stored: 12 bytes a row, widened when handed out
             except (OSError, KeyError, ValueError) as exc:
                 raise StoreError(f"{self.path}: its row index cannot be read: {os_cause(exc)} (run imgstore verify on it)") from None
             if n and ((np.diff(offsets) < 0).any() or int(offsets[-1]) > self._images().shape[0]):
@@ -240,7 +240,7 @@ class ImageStore:
         if not self.flat:
             shape = self.shape or (0, 0, 0)
             return np.tile(np.asarray(shape, np.int64), (self._count, 1))
-        return self._index()[1].copy()
+        return self._index()[1].astype(np.int64)
 
     def _verify_crc(self, i: int, first: int) -> None:
         """Raise :class:`ChecksumError` unless row ``i`` (its first CRC ``first``, then its name, label, digest and
