@@ -169,6 +169,8 @@ class PillowCodec:
                 scale = max_side / max(im.size)
                 if scale <= 0.5:  # libjpeg scales by 1/2, 1/4, 1/8 in the DCT: keep at least max_side pixels
                     im.draft(im.mode, (max(1, int(im.width * scale + 0.999)), max(1, int(im.height * scale + 0.999))))
+            if shape[2] == 1 and im.mode == "RGB":  # WebP has no grayscale mode: Pillow stores a 1-channel row as RGB
+                im = im.convert("L")
             arr = np.asarray(im)
             if not arr.flags.writeable:  # Pillow's array interface lends its bytes read-only; rows are the caller's
                 arr = arr.copy()
