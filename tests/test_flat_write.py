@@ -10,6 +10,7 @@ import pytest
 
 import imgstore
 import imgstore.store.file
+from imgstore.errors import OptionError
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
 from imgstore.store.verify import verify_store
@@ -50,3 +51,24 @@ def test_ingest_channels_1_encode_webp_verifies_decoded(tmp_path: Path) -> None:
     assert report.ok, report.problems
     with imgstore.open(out) as s:
         assert len(s) == 4 and s[0].shape == (32, 32, 1)
+
+
+def test_add_encoded_refuses_raw_rows_whose_length_is_not_their_shape(tmp_path: Path) -> None:
+    """encoding "none": the stored bytes are the pixels, so their length must be H*W*C; a uint16 array, or bytes of
+    another shape, would commit a row no reader can use (with a checksum that matches it). An encoded row of no
+    bytes is refused too."""
+    out = tmp_path / "raw.h5"
+    with ImageIndexer(out, encoding="none", variable=True) as ix:
+        with pytest.raises(OptionError, match="96 bytes"):
+            ix.add_encoded("wide.png", np.zeros((4, 4, 3), np.uint16), (4, 4, 3))
+        with pytest.raises(OptionError, match="47 bytes"):
+            ix.add_encoded("short.png", b"\0" * 47, (4, 4, 3))
+        ix.add_encoded("ok.png", np.arange(48, dtype=np.uint8), (4, 4, 3))
+    with imgstore.open(out, check=True) as s:
+        assert len(s) == 1 and s[0].reshape(-1).tolist() == list(range(48))
+    with ImageIndexer(tmp_path / "j.h5", encoding="jpeg", variable=True) as ix:
+        with pytest.raises(OptionError, match="no bytes"):
+            ix.add_encoded("empty.jpg", b"", (4, 4, 3))
+        ix.add("ok.png", np.zeros((4, 4, 3), np.uint8))
+    with imgstore.open(tmp_path / "j.h5", check=True) as s:
+        assert len(s) == 1 and s[0].shape == (4, 4, 3)

@@ -409,6 +409,11 @@ class ImageIndexer:
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data).data
         row = data if isinstance(data, bytes) else bytes(data.cast("B"))
+        need = shape[0] * shape[1] * shape[2]
+        if self._encoding.raw and len(row) != need:
+            raise OptionError(f"image {name!r}: {len(row)} bytes of raw pixels for shape {shape}, which needs {need} bytes")
+        if not row:
+            raise OptionError(f"image {name!r}: its {self._encoding.name} row has no bytes")
         self._record(name, flat_crc(shape, row) if crc is None else crc, label, sha256, values)
         self._rows.append(row)
         self._row_shapes.append(shape)
