@@ -72,3 +72,18 @@ def test_add_encoded_refuses_raw_rows_whose_length_is_not_their_shape(tmp_path: 
         ix.add("ok.png", np.zeros((4, 4, 3), np.uint8))
     with imgstore.open(tmp_path / "j.h5", check=True) as s:
         assert len(s) == 1 and s[0].shape == (4, 4, 3)
+
+
+def test_a_fixed_encoded_store_created_without_a_size_keeps_one_shape(tmp_path: Path) -> None:
+    """A fixed-shape (not variable) encoded store closed before its first row has no ``size``: the first row
+    appended sets it, and a later append of another shape is refused as for any fixed store."""
+    out = tmp_path / "fixed.h5"
+    ImageIndexer(out, encoding="jpeg").close()
+    with ImageIndexer.reopen(out) as ix:
+        ix.add("a.png", np.zeros((8, 8, 3), np.uint8))
+    with ImageIndexer.reopen(out) as ix:
+        with pytest.raises(OptionError, match="the store holds"):
+            ix.add("b.png", np.zeros((16, 4, 3), np.uint8))
+        ix.add("c.png", np.zeros((8, 8, 3), np.uint8))
+    with imgstore.open(out, check=True) as s:
+        assert len(s) == 2 and {s[i].shape for i in range(2)} == {(8, 8, 3)}

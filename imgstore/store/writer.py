@@ -34,6 +34,7 @@ from imgstore.store.file import (
 )
 from imgstore.store.format import (
     READABLE_FORMATS,
+    SHAPES,
     attr_differs,
     attr_value,
     escape_name,
@@ -271,6 +272,10 @@ class ImageIndexer:
             schema = self._store.schema
             self._size, self._channels = schema.size, schema.channels
             self._encoding, self._variable = parse_encoding(schema.encoding), schema.variable
+            if self.flat and not self._variable and self._size is None and self._store.count:
+                # A fixed-shape flat store created before its first row records no size: its rows have the first's.
+                h, w = (int(v) for v in self._store.file[SHAPES][0][:2])
+                self._size = (w, h)
             self._labels_on, self._hashes_on = schema.labels, schema.sha256
             self._meta_columns = schema.meta
             self._alloc_buffer()
