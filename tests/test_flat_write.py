@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ import imgstore.store.file
 from imgstore.errors import OptionError
 from imgstore.ingest import ingest
 from imgstore.options import DecodeOptions, IngestOptions
+from imgstore.store.file import upgrade
 from imgstore.store.verify import verify_store
 from imgstore.store.writer import ImageIndexer
 from tests.conftest import encode, pattern, write
@@ -87,3 +89,28 @@ def test_a_fixed_encoded_store_created_without_a_size_keeps_one_shape(tmp_path: 
         ix.add("c.png", np.zeros((8, 8, 3), np.uint8))
     with imgstore.open(out, check=True) as s:
         assert len(s) == 2 and {s[i].shape for i in range(2)} == {(8, 8, 3)}
+
+
+def test_upgrade_of_a_flat_store_copies_bounded_spans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy into the current layout (e.g. appending a new class) reads a flat store a bounded number of bytes at a
+    time, not 4096 rows at once (rows kept at full size would need gigabytes): each read is at most the budget, or
+    one row; the copy equals the original."""
+    out = tmp_path / "big.h5"
+    rows = [np.full((200, 300, 3), i, np.uint8) for i in range(12)]  # 180 kB each as raw rows
+    with ImageIndexer(out, encoding="none", variable=True, labels=True, attrs={"class_names": ["a"]}) as ix:
+        for i, im in enumerate(rows):
+            ix.add(f"{i}.png", im, label=0)
+    reads: list[int] = []
+    real = imgstore.store.file.read_flat
+
+    def spy(f: h5py.File, a: int, b: int) -> imgstore.store.file.FlatRows:
+        got = real(f, a, b)
+        reads.append(int(got.data.size) if b - a > 1 else 0)
+        return got
+
+    monkeypatch.setattr(imgstore.store.file, "read_flat", spy)
+    monkeypatch.setattr(imgstore.store.file, "UPGRADE_BATCH_BYTES", 500_000)
+    upgrade(out, attrs={"class_names": ["a", "b"]})
+    assert reads and max(reads) <= 500_000 and len(reads) >= 4
+    with imgstore.open(out, check=True) as s:
+        assert len(s) == 12 and all(int(s[i][0, 0, 0]) == i for i in range(12))
