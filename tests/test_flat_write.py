@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import imgstore
+import imgstore.store.encoding
 import imgstore.store.file
 from imgstore.errors import OptionError
 from imgstore.ingest import ingest
@@ -114,3 +115,26 @@ def test_upgrade_of_a_flat_store_copies_bounded_spans(tmp_path: Path, monkeypatc
     assert reads and max(reads) <= 500_000 and len(reads) >= 4
     with imgstore.open(out, check=True) as s:
         assert len(s) == 12 and all(int(s[i][0, 0, 0]) == i for i in range(12))
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "none"])
+def test_ingest_append_to_a_flat_store_made_by_image_indexer_is_refused_untouched(tmp_path: Path, encoding: str) -> None:
+    """A flat store made by ImageIndexer records no ingest_options: an ingest --append whose rows would not be the
+    store's (raw pixels of a fixed shape, into rows of their own shapes) is refused before the store is opened for
+    writing, naming the store's encoding, and the store stays exactly as it was (still complete); with options
+    that match it, the append goes in."""
+    root = tmp_path / "photos"
+    for i in range(3):
+        write(root / f"{i}.png", encode(pattern(50 + 10 * i, 40, seed=i), "PNG"))
+    out = tmp_path / "api.h5"
+    with ImageIndexer(out, encoding=encoding, variable=True, sha256=True) as ix:
+        ix.add("made.png", np.asarray(pattern(30, 20)), sha256=b"1" * 32)
+    before = out.read_bytes()
+    with pytest.raises(OptionError, match=f"cannot append to .*{encoding}.* in the store|stores {encoding} rows of their own shapes"):
+        ingest(root, out, IngestOptions(append=True, workers=0))
+    assert out.read_bytes() == before
+    enc = str(imgstore.store.encoding.parse_encoding(encoding))
+    decode = DecodeOptions(size=(32, 32), resize_mode="shorter")
+    ingest(root, out, IngestOptions(decode=decode, encode=enc, append=True, workers=0))
+    with imgstore.open(out, check=True) as s:
+        assert len(s) == 4 and s.complete and all(min(int(h), int(w)) == 32 for h, w, _ in s.shapes[1:])
