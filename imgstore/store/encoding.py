@@ -164,7 +164,7 @@ class PillowCodec:
 
     def decode(self, data: bytes | np.ndarray, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
         try:
-            im = Image.open(io.BytesIO(data if isinstance(data, bytes) else data.data))
+            im: Image.Image = Image.open(io.BytesIO(data if isinstance(data, bytes) else data.data))
             if max_side is not None and im.format == "JPEG":
                 scale = max_side / max(im.size)
                 if scale <= 0.5:  # libjpeg scales by 1/2, 1/4, 1/8 in the DCT: keep at least max_side pixels
