@@ -50,6 +50,8 @@ from imgstore.store import (
     upgrade_v1_name,
 )
 from imgstore.store.compression import dataset_args, load_filters
+from imgstore.store.encoding import Encoding
+from imgstore.store.format import ENCODING
 from imgstore.store.meta import FLOAT, INT, TEXT, Columns, MetaValue
 from imgstore.store.reader import read_root_attrs
 from imgstore.store.writer import ImageIndexer
@@ -146,6 +148,8 @@ def options_of(attrs: Mapping[str, Any], path: Path) -> dict[str, Any]:
             values = {"size": [int(v) for v in attrs["size"]], "channels": int(attrs.get("channels", 3))}
             if "resize_mode" in attrs:
                 values["resize_mode"] = str(attrs["resize_mode"])
+        if not raw and ENCODING in attrs:  # a flat store made by ImageIndexer: its rows' encoding
+            values["encode"] = str(attrs[ENCODING])
         return dict(values)
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{path} has a damaged ingest_options attribute ({exc}): run imgstore verify on it") from None
@@ -250,6 +254,7 @@ def _inspect(path: Path, opts: IngestOptions, scheme: str) -> tuple[bool, _Store
             raise StoreError(f"{path} is a merged (virtual) store: merge with --copy to get a store you can {verb}")
         theirs = LIST_SCHEME if store.attrs.get("labels_source") == LIST_SCHEME else None
         _check_options(path, options_of(store.attrs, path), opts, verb, scheme, theirs)
+        _check_rows(path, store.encoding, store.variable, opts, verb)
         try:
             return store.complete, _state_of(store)
         except unreadable as exc:
@@ -280,6 +285,20 @@ def _check_options(
         if LIST_SCHEME in (mine["labels_scheme"], theirs["labels_scheme"]) and mine["labels_scheme"] != theirs["labels_scheme"]:
             how += "; labels from a list file come from its label column: give a list with one, or rename it"
         raise OptionError(f"cannot {verb} {path}: " + "; ".join(differ) + f" ({how})")
+
+
+def _check_rows(path: Path, encoding: Encoding, variable: bool, opts: IngestOptions, verb: str) -> None:
+    """Refuse a run whose rows would not be the store's: another encoding, or rows of their own shapes against
+    rows of one shape (a store made by ImageIndexer records no ingest_options to compare) -- before it is opened
+    for writing, so it stays as it was."""
+    if str(opts.encode) == str(encoding) and opts.decode.variable == variable:
+        return
+    theirs = f"{encoding} rows" + (" of their own shapes" if variable else " of one shape")
+    mine = f"{opts.encode} rows" + (f" of their own shapes (--resize-mode {opts.decode.resize_mode.value})" if opts.decode.variable else " of one shape")
+    raise OptionError(
+        f"cannot {verb} {path}: it stores {theirs} but this run would write {mine}: give --encode {encoding} and a "
+        + ("--resize-mode of shorter, longer or none" if variable else "--resize-mode of crop, stretch or pad")
+    )
 
 
 def _show(value: Any) -> str:

@@ -164,15 +164,16 @@ class PillowCodec:
 
     def decode(self, data: bytes | np.ndarray, shape: tuple[int, int, int], max_side: int | None = None) -> np.ndarray:
         try:
-            im = Image.open(io.BytesIO(data if isinstance(data, bytes) else data.data))
+            im: Image.Image = Image.open(io.BytesIO(data if isinstance(data, bytes) else data.data))
             if im.format != self.pillow_format:  # Pillow opens any format: the encoding attribute names the wrong one
                 raise ValueError(f"the row is a {im.format} file")
             if max_side is not None and im.format == "JPEG":
                 scale = max_side / max(im.size)
                 if scale <= 0.5:  # libjpeg scales by 1/2, 1/4, 1/8 in the DCT: keep at least max_side pixels
                     im.draft(im.mode, (max(1, int(im.width * scale + 0.999)), max(1, int(im.height * scale + 0.999))))
-            # WebP has no grayscale: Pillow wrote a 1-channel row as RGB
-            arr = np.asarray(im.convert("L") if shape[2] == 1 and im.mode == "RGB" else im)
+            if shape[2] == 1 and im.mode == "RGB":  # WebP has no grayscale mode: Pillow stores a 1-channel row as RGB
+                im = im.convert("L")
+            arr = np.asarray(im)
             if not arr.flags.writeable:  # Pillow's array interface lends its bytes read-only; rows are the caller's
                 arr = arr.copy()
         except Exception as exc:  # a damaged row: the reader names it

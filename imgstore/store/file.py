@@ -86,6 +86,8 @@ from imgstore.store.meta import (
     text_columns,
 )
 
+UPGRADE_BATCH_BYTES = 16 << 20  # rows' bytes an upgrade (a copy into the current layout) reads and writes at a time
+
 # ------------------------------------------------------------------------------------------------ the layout
 
 
@@ -749,9 +751,15 @@ def upgrade(path: Path, schema: Schema | None = None, attrs: Mapping[str, Any] |
             keep["imgstore_version"] = store_version()
         store = StoreFile.build(temp_path(path), found, keep, publish_to=path)
         try:
-            step = 4096 if found.flat else max(1, 16 * 2**20 // max(1, int(np.prod(found.shape))))
-            for a in range(0, count, step):
-                b = min(count, a + step)
+            if found.flat:  # spans of about UPGRADE_BATCH_BYTES: rows kept at full size can be megabytes each
+                ends = src[IMAGE_ENDS][:count].astype(np.int64)
+                if ends.shape[0] < count:
+                    raise StoreError(f"{path} is damaged: {IMAGE_ENDS} holds {ends.shape[0]} rows but {count} are committed")
+                spans = flat_spans(0, ends, UPGRADE_BATCH_BYTES)
+            else:
+                step = max(1, UPGRADE_BATCH_BYTES // max(1, int(np.prod(found.shape))))
+                spans = [(a, min(count, a + step)) for a in range(0, count, step)]
+            for a, b in spans:
                 images: np.ndarray | FlatRows
                 if found.flat:
                     images = read_flat(src, a, b)

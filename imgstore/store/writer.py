@@ -34,6 +34,7 @@ from imgstore.store.file import (
 )
 from imgstore.store.format import (
     READABLE_FORMATS,
+    SHAPES,
     attr_differs,
     attr_value,
     escape_name,
@@ -271,6 +272,10 @@ class ImageIndexer:
             schema = self._store.schema
             self._size, self._channels = schema.size, schema.channels
             self._encoding, self._variable = parse_encoding(schema.encoding), schema.variable
+            if self.flat and not self._variable and self._size is None and self._store.count:
+                # A fixed-shape flat store created before its first row records no size: its rows have the first's.
+                h, w = (int(v) for v in self._store.file[SHAPES][0][:2])
+                self._size = (w, h)
             self._labels_on, self._hashes_on = schema.labels, schema.sha256
             self._meta_columns = schema.meta
             self._alloc_buffer()
@@ -409,6 +414,11 @@ class ImageIndexer:
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data).data
         row = data if isinstance(data, bytes) else bytes(data.cast("B"))
+        need = shape[0] * shape[1] * shape[2]
+        if self._encoding.raw and len(row) != need:
+            raise OptionError(f"image {name!r}: {len(row)} bytes of raw pixels for shape {shape}, which needs {need} bytes")
+        if not row:
+            raise OptionError(f"image {name!r}: its {self._encoding.name} row has no bytes")
         self._record(name, flat_crc(shape, row) if crc is None else crc, label, sha256, values)
         self._rows.append(row)
         self._row_shapes.append(shape)
