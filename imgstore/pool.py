@@ -223,6 +223,7 @@ def _worker_main(
     conn: Connection,
     ring_path: str,
     n_slots: int,
+    slot_shape: tuple[int, ...],
     opts: DecodeOptions,
     source: Source,
     chain: Sequence[Decoder],
@@ -237,7 +238,7 @@ def _worker_main(
     # A codec that segfaults costs its file and is reported as "decoder crashed (SIGSEGV)"; an inherited
     # faulthandler would also dump a Python traceback over the progress bar.
     faulthandler.disable()
-    ring = np.memmap(ring_path, dtype=np.uint8, mode="r+", shape=(n_slots, *_slot_shape(opts, rows)))
+    ring = np.memmap(ring_path, dtype=np.uint8, mode="r+", shape=(n_slots, *slot_shape))
     out = _new_out(opts, rows) if rows.flat else None
     while True:
         try:
@@ -271,7 +272,9 @@ class _Worker:
     def __init__(self, ctx: Any, pool: DecodePool) -> None:
         parent, child = ctx.Pipe(duplex=True)
         self.conn = parent
-        args = (child, pool._ring_path, pool.n_slots, pool.opts, pool.source, pool.chain, pool.rows)
+        # The ring's shape goes with the task, not recomputed: a worker started by forkserver or spawn imports
+        # imgstore afresh, and must lay out the slots exactly as the parent did.
+        args = (child, pool._ring_path, pool.n_slots, pool.slot_shape, pool.opts, pool.source, pool.chain, pool.rows)
         self.proc = ctx.Process(target=_worker_main, args=args, daemon=True)
         self.proc.start()
         child.close()
@@ -339,7 +342,7 @@ class DecodePool:
         self.n_workers = workers
         self.timeout = timeout
         self.rows = rows
-        slot_shape = _slot_shape(opts, rows)
+        self.slot_shape = slot_shape = _slot_shape(opts, rows)
         per_image = int(np.prod(slot_shape))
         # Every queue full, plus a reorder window: results are handed out in input order, so a worker that runs
         # ahead of the others needs free slots to keep going (16 slots for 2 workers idled them ~10% of the time).

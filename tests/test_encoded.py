@@ -295,12 +295,17 @@ def test_encoding_objects_pass_through() -> None:
     assert parse_encoding(enc) is enc and IngestOptions(encode=enc).encode is enc
 
 
-def test_rows_larger_than_a_slot_travel_in_the_answer(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_rows_larger_than_a_slot_travel_in_the_answer(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
     """A row that does not fit its shared-memory slot (a panorama kept at full size) comes back in the worker's
-    answer instead: with slots of 1 KiB every row does, and the store equals the one decoded in-process."""
+    answer instead: with slots of 1 KiB every row does, and the store equals the one decoded in-process. Workers
+    started by forkserver import imgstore afresh (without the 1 KiB): they take the ring's layout from the parent."""
     import imgstore.pool
 
     monkeypatch.setattr(imgstore.pool, "slot_bytes", lambda opts, rows: 1024)
+    monkeypatch.setattr(imgstore.pool, "_start_method", lambda: method)
     pooled, local = tmp_path / "pooled.h5", tmp_path / "local.h5"
     ingest(tree, pooled, opts(resize_mode="none", workers=2, encode="none"))
     ingest(tree, local, opts(resize_mode="none", workers=0, encode="none"))
