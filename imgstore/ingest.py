@@ -122,7 +122,8 @@ def recorded_options(opts: IngestOptions) -> dict[str, Any]:
     return {
         "size": list(d.size), "channels": d.channels, "resize_mode": d.resize_mode.value, "filter": d.filter,
         "pad_color": list(d.pad_color), "background": list(d.background), "max_pixels": d.max_pixels,
-        "exact": d.exact, "upscale": d.upscale, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
+        # upscale shapes only rows of their own shapes: recorded as off elsewhere, so it never blocks an --append
+        "exact": d.exact, "upscale": d.upscale and d.variable, "extensions": list(opts.extensions), "labels": opts.labels, "dedupe": opts.dedupe,
         "compression": opts.compression, "archives": opts.archives, "encode": str(opts.encode),
     }  # fmt: skip
 

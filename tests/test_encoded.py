@@ -314,3 +314,25 @@ def test_rows_larger_than_a_slot_travel_in_the_answer(
         assert max(int(h) * int(w) * 3 for h, w, _ in p.shapes) > 1024
         assert all(p.row_bytes(i) == q.row_bytes(i) for i in range(len(q)))
         assert {tuple(int(v) for v in sh) for sh in p.shapes} == {(240, 320, 3), (320, 240, 3), (300, 300, 3), (180, 400, 3)}
+
+
+def test_upscale_counts_only_for_rows_of_their_own_shapes(tree: Path, tmp_path: Path) -> None:
+    """--upscale changes rows only under shorter/longer/none: a crop store takes an --append with it, a shorter
+    store made without it refuses one with it (and the other way round), untouched."""
+    from imgstore.errors import OptionError as Refused
+
+    crop, short = tmp_path / "crop.h5", tmp_path / "short.h5"
+    ingest(tree, crop, opts(size=24, workers=0))
+    ingest(tree, crop, opts(size=24, workers=0, upscale=True, append=True))
+    ingest(tree, short, opts(size=24, resize_mode="shorter", encode="jpeg", workers=0))
+    before = short.read_bytes()
+    with pytest.raises(Refused, match="upscale is False in the store but True here"):
+        ingest(tree, short, opts(size=24, resize_mode="shorter", encode="jpeg", workers=0, upscale=True, append=True))
+    assert short.read_bytes() == before
+
+
+def test_a_row_of_no_pixels_is_refused_as_such(tmp_path: Path) -> None:
+    with ImageIndexer(tmp_path / "s.h5", encoding="png", variable=True) as ix:
+        with pytest.raises(OptionError, match="at least one pixel"):
+            ix.add_encoded("empty.png", b"x", (0, 4, 3))
+        ix.add("ok.png", photos(1)[0])

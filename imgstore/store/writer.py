@@ -402,7 +402,9 @@ class ImageIndexer:
         if not self.flat:
             raise OptionError(f"{self.path} stores raw rows of one shape: use add() or reserve()/commit()")
         shape = (int(shape[0]), int(shape[1]), int(shape[2]))
-        if shape[2] != self._channels or min(shape) < 1:
+        if min(shape) < 1:
+            raise OptionError(f"image {name!r} has shape {shape}: a row needs at least one pixel (H, W, C)")
+        if shape[2] != self._channels:
             raise OptionError(f"image {name!r} has shape {shape}: the store holds {self._channels}-channel rows (H, W, C)")
         if not self._variable:
             if self._size is None:
