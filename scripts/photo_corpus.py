@@ -16,10 +16,12 @@ For image ``i`` (from its own random stream, so the output does not depend on ``
 3. mirror it left-right half the time;
 4. add noise per pixel and channel: Gaussian with a per-image sigma of 3-5 grey levels plus shot noise whose
    variance grows with brightness (sd ~2 levels at 255), as a sensor's does; then save it as a JPEG (quality 92,
-   a camera's usual setting).
+   a camera's usual setting), or with ``fmt="png"`` as a PNG (lossless: ``size=(32, 32)``, ``aspects=("1:1",)``
+   makes a CIFAR-like folder of small crops).
 
 Usage: ``python scripts/photo_corpus.py OUTDIR [--count 2000] [--size 500x375] [--classes 10] [--seed 0]
-[--aspects 4:3,3:4,16:9,1:1] [--workers 2] [--quality 92]``. Needs scikit-image (``pip install scikit-image``).
+[--aspects 4:3,3:4,16:9,1:1] [--workers 2] [--quality 92] [--format jpeg|png]``. Needs scikit-image
+(``pip install scikit-image``).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ SOURCES: tuple[str, ...] = (
 )
 
 _MARKER_NAME = ".imgstore-photo-corpus.json"
-_FILE = re.compile(r"img_\d{6}\.jpg")
+_FILE = re.compile(r"img_\d{6}\.(jpg|png)")
+_SUFFIX = {"jpeg": ".jpg", "png": ".png"}  # fmt -> file suffix
 _DIR = re.compile(r"class_\d{2,}")
 
 # Shot noise: variance = _SHOT * value, so its sd is ~2 grey levels at 255 and 0 in black, like photon noise.
@@ -120,8 +123,10 @@ def plan_corpus(
     aspects: Sequence[str],
     shapes: Sequence[tuple[int, int]],
     scale: tuple[float, float] = (0.3, 1.0),
+    suffix: str = ".jpg",
 ) -> list[_Plan]:
-    """Every file's path, source photo, size, crop and flip; ``shapes`` are the sources' (H, W).
+    """Every file's path (ending in ``suffix``), source photo, size, crop and flip; ``shapes`` are the sources'
+    (H, W).
 
     Cheap (no pixels), so a rerun can check an existing corpus against it.
     """
@@ -142,7 +147,7 @@ def plan_corpus(
         plans.append(
             _Plan(
                 index=i,
-                path=root / f"class_{i % classes:0{digits}d}" / f"img_{i:06d}.jpg",
+                path=root / f"class_{i % classes:0{digits}d}" / f"img_{i:06d}{suffix}",
                 source=source,
                 width=width,
                 height=height,
@@ -159,9 +164,9 @@ def _init_worker(photos: list[np.ndarray]) -> None:
     _sources[:] = photos
 
 
-def _write_one(job: tuple[_Plan, int]) -> int:
+def _write_one(job: tuple[_Plan, int, str]) -> int:
     """Render and save one planned file -> its size in bytes."""
-    plan, quality = job
+    plan, quality, fmt = job
     im = Image.fromarray(_sources[plan.source]).resize(
         (plan.width, plan.height), Image.Resampling.LANCZOS, box=plan.box
     )
@@ -174,7 +179,11 @@ def _write_one(job: tuple[_Plan, int]) -> int:
     sd = np.sqrt(plan.sigma**2 + _SHOT * pixels)
     pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * sd
     np.clip(pixels + 0.5, 0, 255, out=pixels)
-    Image.fromarray(pixels.astype(np.uint8), "RGB").save(plan.path, "JPEG", quality=quality)
+    im = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    if fmt == "png":
+        im.save(plan.path, "PNG")
+    else:
+        im.save(plan.path, "JPEG", quality=quality)
     return plan.path.stat().st_size
 
 
@@ -188,26 +197,31 @@ def write_photo_corpus(
     workers: int = 2,
     quality: int = 92,
     scale: tuple[float, float] = (0.3, 1.0),
+    fmt: str = "jpeg",
 ) -> list[Path]:
-    """Write ``count`` JPEGs cut from real photos (see the module docstring) and return their paths in order.
+    """Write ``count`` JPEGs (or PNGs) cut from real photos (see the module docstring); return their paths in order.
 
-    File ``i`` is ``root/class_CC/img_IIIIII.jpg`` with ``CC = i % classes``. ``size`` (width, height in pixels,
-    default 500x375) sets the pixel area every image keeps whatever its aspect; ``aspects`` are names from
-    :data:`ASPECTS`, chosen uniformly per image (``("4:3",)`` makes every image exactly ``size``); ``scale`` bounds
-    the crop window's side as a fraction of the largest window of that aspect (default 0.3-1.0); ``quality`` is the
-    JPEG quality (default 92). ``workers`` processes (default 2) render and encode; the files do not depend on it.
+    File ``i`` is ``root/class_CC/img_IIIIII.jpg`` (``.png`` with ``fmt="png"``) with ``CC = i % classes``.
+    ``size`` (width, height in pixels, default 500x375) sets the pixel area every image keeps whatever its aspect;
+    ``aspects`` are names from :data:`ASPECTS`, chosen uniformly per image (``("4:3",)`` makes every image exactly
+    ``size``); ``scale`` bounds the crop window's side as a fraction of the largest window of that aspect (default
+    0.3-1.0); ``quality`` is the JPEG quality (default 92); ``fmt`` is ``"jpeg"`` (default) or ``"png"`` (lossless,
+    ``quality`` unused). ``workers`` processes (default 2) render and encode; the files do not depend on it.
     Deterministic for ``seed`` (int >= 0) with the same numpy, Pillow and scikit-image.
 
     A rerun with the same arguments reuses the files: a marker (``.imgstore-photo-corpus.json``) records them and
     every file must exist with its planned size. Otherwise the corpus is rewritten, and stale
-    ``class_*/img_*.jpg`` files are deleted (nothing else is touched). 2,000 images of 500x375 take ~20 s on two
-    cores. Raises :class:`~imgstore.errors.MissingExtraError` without scikit-image, :class:`OptionError` for bad
-    arguments.
+    ``class_*/img_*.jpg`` and ``.png`` files are deleted (nothing else is touched). 2,000 images of 500x375 take
+    ~20 s on two cores, 20,000 PNGs of 32x32 about a minute. Raises :class:`~imgstore.errors.MissingExtraError`
+    without scikit-image, :class:`OptionError` for bad arguments.
     """
     _check(count, size, classes, seed, aspects, workers, quality, scale)
+    if fmt not in _SUFFIX:
+        raise OptionError(f"fmt must be one of {', '.join(_SUFFIX)}, got {fmt!r}")
     root = Path(root)
     photos = load_sources()
-    plans = plan_corpus(root, count, size, classes, seed, list(aspects), [p.shape[:2] for p in photos], scale)
+    shapes = [p.shape[:2] for p in photos]
+    plans = plan_corpus(root, count, size, classes, seed, list(aspects), shapes, scale, _SUFFIX[fmt])
     paths = [p.path for p in plans]
     marker = root / _MARKER_NAME
     params = {
@@ -220,7 +234,9 @@ def write_photo_corpus(
         "quality": quality,
         "scale": list(scale),
     }
-    if _is_current(marker, params, plans):
+    if fmt != "jpeg":  # recorded only for PNGs, so the markers of JPEG corpora written before stay current
+        params["format"] = fmt
+    if _is_current(marker, params, plans, fmt.upper()):
         return paths
 
     root.mkdir(parents=True, exist_ok=True)
@@ -229,7 +245,7 @@ def write_photo_corpus(
     _remove_stale(root, set(paths))
     for folder in {p.parent for p in paths}:
         folder.mkdir(exist_ok=True)
-    jobs = [(plan, quality) for plan in plans]
+    jobs = [(plan, quality, fmt) for plan in plans]
     if workers == 1 or count < 2:
         _init_worker(photos)
         for job in jobs:
@@ -275,13 +291,13 @@ def _check(
         raise OptionError(f"scale must be (low, high) with 0 < low <= high <= 1, got {scale!r}")
 
 
-def _is_current(marker: Path, params: dict, plans: Sequence[_Plan]) -> bool:
+def _is_current(marker: Path, params: dict, plans: Sequence[_Plan], image_format: str = "JPEG") -> bool:
     try:
         if json.loads(marker.read_text(encoding="utf-8")) != params:
             return False
         for plan in plans:
             with Image.open(plan.path) as im:  # reads the header only
-                if im.size != (plan.width, plan.height) or im.format != "JPEG":
+                if im.size != (plan.width, plan.height) or im.format != image_format:
                     return False
     except (OSError, ValueError):
         return False
@@ -328,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--quality", type=int, default=92, help="JPEG quality (default 92)")
+    parser.add_argument("--format", choices=sorted(_SUFFIX), default="jpeg", help="file format (default jpeg)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -340,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             aspects=[a.strip() for a in args.aspects.split(",") if a.strip()],
             workers=args.workers,
             quality=args.quality,
+            fmt=args.format,
         )
     except (MissingExtraError, OptionError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -347,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(p.stat().st_size for p in paths)
     mean = total / len(paths) if paths else 0
     print(
-        f"{len(paths)} JPEGs in {args.outdir} ({time.perf_counter() - start:.1f} s): "
+        f"{len(paths)} {args.format.upper()}s in {args.outdir} ({time.perf_counter() - start:.1f} s): "
         f"mean {mean / 1000:.1f} KB per image, {total / 1e6:.1f} MB in all"
     )
     return 0

@@ -76,6 +76,23 @@ def test_writes_deterministic_corpus_and_reuses_it(tmp_path: Path) -> None:
     assert sorted((tmp_path / "a").rglob("*.jpg")) == sorted(fewer)
 
 
+def test_png_corpus_of_small_crops(tmp_path: Path) -> None:
+    """fmt="png" writes 32x32 RGB PNGs (a CIFAR-like folder), reuses them, and replaces a JPEG corpus there."""
+    pytest.importorskip("skimage")
+    jpegs = photo_corpus.write_photo_corpus(tmp_path / "c", 4, size=(32, 32), aspects=("1:1",), workers=1)
+    pngs = photo_corpus.write_photo_corpus(tmp_path / "c", 6, size=(32, 32), aspects=("1:1",), workers=1, fmt="png")
+    assert [p.name for p in pngs] == [f"img_{i:06d}.png" for i in range(6)]
+    assert not any(p.exists() for p in jpegs)
+    for p in pngs:
+        with Image.open(p) as im:
+            assert (im.format, im.mode, im.size) == ("PNG", "RGB", (32, 32))
+    mtimes = [p.stat().st_mtime_ns for p in pngs]
+    assert photo_corpus.write_photo_corpus(tmp_path / "c", 6, size=(32, 32), aspects=("1:1",), fmt="png") == pngs
+    assert [p.stat().st_mtime_ns for p in pngs] == mtimes
+    with pytest.raises(OptionError):
+        photo_corpus.write_photo_corpus(tmp_path / "d", 2, fmt="gif")
+
+
 def test_without_scikit_image_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """Without scikit-image the command exits 1 with one line saying what to install."""
     monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage now raises ImportError
