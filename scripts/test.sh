@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# dask, hdf5plugin and torch are optional extras whose tests skip without them; CI installs them so those tests run.
+# dask, hdf5plugin, torch and scikit-image (bench) are optional extras whose tests skip without them; CI installs them
+# so those tests run.
 # The torch extra is pinned (torch==2.13.0) so pip takes the CPU wheel found here rather than a CUDA build.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dask,compression,torch]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,dask,compression,torch,bench]"
 .venv/bin/ruff check imgstore scripts tests
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
