@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgstore import signals
 from imgstore.errors import OptionError, StoreError, os_cause
 from imgstore.labels import Labels, labels_from_texts, resolve_labels
 from imgstore.lock import WriterLock
@@ -401,10 +402,12 @@ def _run(
         # Decoder processes start before the store is opened: a forked worker must not inherit the HDF5 file's
         # descriptor (the writer lock's descriptor is closed in every child).
         row_format = RowFormat(opts.encode, opts.decode.variable)
-        pool = (
-            stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source, rows=row_format))
-            if workers else None
-        )  # fmt: skip
+        pool = None
+        if workers:
+            # Made and handed to the stack in one critical section: a signal between the two would leave the pool
+            # open (pool.py closes any such pool at exit, too).
+            with signals.deferred():
+                pool = stack.enter_context(DecodePool(opts.decode, workers, opts.timeout, source=source, rows=row_format))
         if continuing:
             # source and imgstore_version stay those of the run that created the store: a string attribute can only
             # be rewritten by a copy (store.settable_in_place); class names do change when new classes arrive.

@@ -24,6 +24,7 @@ without a worker seeing it.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import faulthandler
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -315,6 +317,23 @@ def _exit_reason(proc: multiprocessing.process.BaseProcess) -> str:
     return f"decoder crashed (exit code {code})"
 
 
+# Pools not closed yet. A worker ignores SIGTERM (see _worker_main), and at exit multiprocessing terminates its
+# daemonic children with SIGTERM, then joins them: a worker left running would hang the exit forever. A signal
+# landing between a pool's construction and the code that closes it (a few bytecodes) once left one: 1 of about 200
+# runs SIGTERMed early hung at exit. So every pool still open at exit is closed first (atexit runs this before
+# multiprocessing's own handler, which was registered when multiprocessing was imported, earlier).
+_OPEN_POOLS: weakref.WeakSet[DecodePool] = weakref.WeakSet()
+
+
+def _close_open_pools() -> None:
+    for pool in list(_OPEN_POOLS):
+        with contextlib.suppress(Exception):
+            pool.close()
+
+
+atexit.register(_close_open_pools)
+
+
 class DecodePool:
     """``workers`` processes decoding candidates of ``source`` with ``opts``; ``timeout`` seconds per file; ``slots``
     images in flight; ``chain`` the decoders (default: those registered now, sent to every worker); ``rows`` how
@@ -373,6 +392,7 @@ class DecodePool:
         # Every worker ever started, so close() stops them all even when a signal cut a start short: a worker
         # ignores SIGTERM (see _worker_main), so one left behind would hang multiprocessing's exit handler.
         self._started: list[_Worker] = []
+        _OPEN_POOLS.add(self)
         try:
             for _ in range(workers):
                 self._workers.append(self._spawn())
@@ -394,6 +414,7 @@ class DecodePool:
 
     def close(self) -> None:
         """Stop the workers and remove the shared memory. Safe to call twice."""
+        _OPEN_POOLS.discard(self)
         for w in self._workers:
             try:
                 w.conn.send(None)

@@ -23,7 +23,8 @@ from imgstore.store import StoreFile, open_read
 from imgstore.store.encoding import Encoding, flat_crc, parse_encoding
 from imgstore.store.file import FlatRows
 from imgstore.store.writer import ImageIndexer
-from tests.conftest import committed_rows, encode, pattern, write
+
+from conftest import committed_rows, encode, pattern, write
 
 ENCODINGS = ["none", "png", "jpeg:95", "webp:90"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,28 @@ def test_the_parent_reads_what_the_source_asks_and_sends_the_bytes() -> None:
         expected = next(iter(decode_in_process(local if key.startswith("w") else source, [key], opts)))
         assert expected.image is not None
         np.testing.assert_array_equal(image, expected.image)
+
+
+def test_a_pool_never_closed_does_not_hang_the_exit(tmp_path: Path) -> None:
+    """Workers ignore SIGTERM, and at exit multiprocessing terminates daemonic children with SIGTERM and joins them:
+    a pool left open (a signal landing between its construction and the code that closes it) once hung an ingest's
+    exit for good. Every pool still open at exit is closed first, so the process ends, its workers with it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "a.png").write_bytes(encode(pattern(8, 8), "PNG"))
+    code = (
+        "import sys\n"
+        "from imgstore.options import DecodeOptions\n"
+        "from imgstore.pool import DecodePool\n"
+        "from imgstore.sources import open_source\n"
+        f"pool = DecodePool(DecodeOptions(size=8), 2, source=open_source({str(tmp_path)!r}))\n"
+        "print(' '.join(str(w.proc.pid) for w in pool._workers), flush=True)\n"
+        "sys.exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2
+    for pid in pids:  # the workers are gone too
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
