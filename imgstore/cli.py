@@ -221,6 +221,9 @@ def ingest(
         options = ingest_options_for(out, ctx.params, config, from_store=dask is None)
         report = _run_ingest(src, out, options, dask=dask, shards=shards, task_workers=workers, quiet=quiet)
     typer.echo(report.summary)
+    decoded = getattr(report, "decoded_text", "")
+    if decoded and not quiet:
+        typer.echo(decoded)
     note = getattr(report, "note", None)
     if note:
         typer.echo(f"Warning: {note}", err=True)

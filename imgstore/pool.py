@@ -47,7 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from imgstore import signals
-from imgstore.decoders import Decoder, decode_bytes, decoders
+from imgstore.decoders import Decoder, decode_bytes, decoders, last_path
 from imgstore.decoders.pillow import load_plugins
 from imgstore.errors import BadImageError, WorkerError, WriteError, os_cause
 from imgstore.options import DecodeOptions
@@ -82,6 +82,7 @@ class Decoded:
     crc32: int | None = None
     data: memoryview | bytes | None = None
     shape: tuple[int, int, int] | None = None
+    path: str | None = None  # which decoder (or path of one) decoded it: imgstore.decoders.last_path()
 
 
 class Outcome(NamedTuple):
@@ -93,6 +94,7 @@ class Outcome(NamedTuple):
     shape: tuple[int, int, int] | None = None  # flat rows: the row's shape
     nbytes: int = 0  # flat rows: the row's bytes in its slot
     extra: bytes | None = None  # flat rows too large for a slot: the bytes themselves
+    path: str | None = None  # the decoder or path that decoded it (imgstore.decoders.last_path())
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def decode_one(
             data = source.read(key)
         digest = hashlib.sha256(data).digest()
         decode_bytes(data, opts, out, chain)
-        return Outcome(None, digest, zlib.crc32(out.data.cast("B")))
+        return Outcome(None, digest, zlib.crc32(out.data.cast("B")), path=last_path())
     except BadImageError as exc:
         return Outcome(exc.reason)
 
@@ -176,7 +178,7 @@ def encode_one(
             except Exception as exc:  # an encoder's limit (WebP: 16383 px a side) costs this file, not the run
                 raise BadImageError(f"cannot encode as {rows.encoding.name}: {exc or type(exc).__name__}") from None
             size = len(row)
-        return Outcome(None, digest, flat_crc(shape, row), shape, size), row
+        return Outcome(None, digest, flat_crc(shape, row), shape, size, path=last_path()), row
     except BadImageError as exc:
         return Outcome(exc.reason), None
 
@@ -200,10 +202,11 @@ def decode_in_process(
         if rows.flat:
             outcome, row = encode_one(source, key, opts, rows, out, chain)
             view = None if row is None else row.data.cast("B") if isinstance(row, np.ndarray) else row
-            yield Decoded(i, None, outcome.reason, outcome.sha256, outcome.crc32, view, outcome.shape)
+            yield Decoded(i, None, outcome.reason, outcome.sha256, outcome.crc32, view, outcome.shape, outcome.path)
         else:
             outcome = decode_one(source, key, opts, out, chain)
-            yield Decoded(i, None if outcome.reason else out, outcome.reason, outcome.sha256, outcome.crc32)
+            image = None if outcome.reason else out
+            yield Decoded(i, image, outcome.reason, outcome.sha256, outcome.crc32, path=outcome.path)
 
 
 def _die_with_parent() -> None:
@@ -540,9 +543,9 @@ class _Run:
         if o.reason is not None:
             return Decoded(seq, None, o.reason, o.sha256, o.crc32)
         if not self.pool.rows.flat:
-            return Decoded(seq, self.pool._ring[slot], None, o.sha256, o.crc32)
+            return Decoded(seq, self.pool._ring[slot], None, o.sha256, o.crc32, path=o.path)
         data = o.extra if o.extra is not None else self.pool._ring[slot, : o.nbytes].data
-        return Decoded(seq, None, None, o.sha256, o.crc32, data, o.shape)
+        return Decoded(seq, None, None, o.sha256, o.crc32, data, o.shape, o.path)
 
     def _dispatch(self) -> None:
         for w in self.pool._workers:

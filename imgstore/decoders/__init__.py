@@ -20,6 +20,7 @@ sends the registry as it is when the run starts to every worker.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -56,6 +57,25 @@ class Decoder(Protocol):
 
 
 _DECODERS: list[Decoder] = []
+
+
+class _Path(threading.local):
+    name: str | None = None
+
+
+_PATH = _Path()
+
+
+def note_path(name: str) -> None:
+    """Say which path decoded the current file, when it is not simply the decoder's name (the fast path's
+    ``"fast"``, or ``"pillow"`` for a file it handed back): :func:`decode_bytes` records the decoder's name
+    before calling it, and a decoder may override it with this. Read back with :func:`last_path`."""
+    _PATH.name = name
+
+
+def last_path() -> str | None:
+    """The path that decoded the last file :func:`decode_bytes` decoded in this thread (None before any)."""
+    return _PATH.name
 
 
 def register_decoder(decoder: Decoder, *, first: bool = False) -> Decoder:
@@ -157,6 +177,7 @@ def _first_that_decodes(
     for decoder in chain:
         if isinstance(out, Canvas):
             out.reset()  # a decoder that takes nothing must not return the previous image
+        _PATH.name = decoder.name
         try:
             decoder.decode(data, opts, out)
         except NotRecognised as exc:
