@@ -49,6 +49,29 @@ def test_ingest_summary_and_store(cli: CliRunner, src: Path, tmp_path: Path) -> 
     assert store.shape == (10, 20, 3) and len(store) == 5
 
 
+def test_the_command_exits_with_its_status_and_everything_printed(src: Path, tmp_path: Path) -> None:
+    """The real ``imgstore`` process (which skips the interpreter's teardown at exit): the store is complete, the
+    summary and the decoder line reach a pipe, and the status is 0; a failing command prints its error and exits
+    1; --strict with a skipped file exits 1 after the summary."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "o.h5"
+    cmd = [sys.executable, "-m", "imgstore", "ingest", str(src), str(out), "--size", "20x10", "--workers", "2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == f"ingested 5 images, skipped 1 (imgstore info --skipped {out} lists them)"
+    assert re.fullmatch(r"decoded: (\d+ [a-z+]+(, )?)+", lines[1]) and sum(map(int, re.findall(r"\d+", lines[1]))) == 5
+    with open_store(out) as store:
+        assert store.complete and len(store) == 5
+    failed = subprocess.run([*cmd[:4], str(tmp_path / "nowhere"), str(tmp_path / "x.h5")], capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert failed.returncode == 1 and failed.stderr.startswith("Error: ") and "Traceback" not in failed.stderr
+    strict = subprocess.run([*cmd, "--overwrite", "--strict", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert strict.returncode == 1 and "--strict" in strict.stderr and strict.stdout.startswith("ingested 5 images")
+
+
 def test_strict_exits_nonzero_when_something_was_skipped(cli: CliRunner, src: Path, tmp_path: Path) -> None:
     """--strict turns a skipped file into exit code 1 (the store is still written)."""
     result = run(cli, "ingest", src, tmp_path / "o.h5", "--strict", "--workers", "0", "-q", "--size", "8")
