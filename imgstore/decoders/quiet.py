@@ -10,6 +10,11 @@ Cost, measured: 16 µs per file in a decoder worker (two ``dup2``, an ``ftruncat
 handler), 55 µs with ``--workers 0`` (signals are held while fd 2 is switched, so a Ctrl-C never leaves it
 redirected), against 2.8 ms for decoding a 500x375 JPEG to 256x256: half a percent and 2 percent.
 
+A decoder worker (one thread, signals ignored) holds the capture for its whole life instead
+(:func:`hold_for_process`): fd 2 stays on the sink, and a decode only notes the sink's size before it, reads the
+text when the size grew, and empties the sink when it holds anything (no other decode can be under way then). That
+leaves two ``fstat`` calls per file.
+
 Threads: fd 2, the warnings machinery and the root logger belong to the process. Threads that decode at the same
 time (a threaded Dask worker with ``workers=0``) share one capture: the first in sets it up, the last out puts
 everything back, so nothing escapes to the terminal. Warnings and log records go to the decode of the thread they
@@ -109,6 +114,7 @@ class _Fd2:
         self.recorder = _LogRecorder()
         self.saved_filters: list[Any] = []
         self.saved_show: Any = None
+        self.held = False  # hold_for_process() entered once for the process's life: depth never drops to 0
 
     def enter(self) -> int:
         """Redirect fd 2 (the first thread in); return where this decode's text starts in the sink."""
@@ -146,9 +152,15 @@ class _Fd2:
             self.depth -= 1
             if self.depth == 0:
                 self.restore()
-                os.ftruncate(self.sink, 0)
-                os.lseek(self.sink, 0, os.SEEK_SET)  # fd 2 shared this offset: the next text starts at 0
+                self._empty()
+            elif self.held and self.depth == 1 and end:  # only the holder is left: no decode's text is in there
+                self._empty()
             return text
+
+    def _empty(self) -> None:
+        assert self.sink is not None
+        os.ftruncate(self.sink, 0)
+        os.lseek(self.sink, 0, os.SEEK_SET)  # fd 2 shared this offset: the next text starts at 0
 
     def restore(self) -> None:
         """Put fd 2, the warnings filters and hook and the root logger's handlers back as they were."""
@@ -199,6 +211,15 @@ def _forget_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def hold_for_process() -> None:
+    """Capture fd 2, warnings and log records from now until the process ends (a decoder worker: one thread,
+    signals ignored), so that each :func:`codec_output` block only notes where its text starts and reads it if
+    there is any. What is printed between decodes is dropped. Call it once, before any decode."""
+    if not _FD2.held:
+        _FD2.enter()
+        _FD2.held = True
 
 
 @contextlib.contextmanager
