@@ -118,6 +118,11 @@ class _Fd2:
 
     def enter(self) -> int:
         """Redirect fd 2 (the first thread in); return where this decode's text starts in the sink."""
+        if self.held:  # fd 2 stays on the sink (hold_for_process): only note where this decode's text starts
+            with self.lock:
+                self.depth += 1
+                assert self.sink is not None
+                return os.fstat(self.sink).st_size
         with self.lock:
             if self.sink is None:
                 self.sink = _memory_file()
@@ -234,21 +239,25 @@ def codec_output() -> Iterator[CodecOutput]:
     # A signal (Ctrl-C with --workers 0: the decode runs in the main thread) raising while fd 2 is switched would
     # leave it pointing at the sink, and the "Interrupted" line and every error after it unseen: held until done.
     start = None
+    # Held for the process (a worker): fd 2 is never switched here, so there is nothing a signal could leave behind.
+    hold = contextlib.nullcontext if fd2.held else signals.deferred
     try:
-        with signals.deferred():  # a signal held here raises at its end, inside the try: fd 2 is restored
+        with hold():  # a signal held here raises at its end, inside the try: fd 2 is restored
             start = fd2.enter()
             _MINE.caught, _MINE.logged = caught, logged
         yield said
     finally:
         text = ""
         if start is not None:
-            with signals.deferred():
+            with hold():
                 _MINE.caught, _MINE.logged = outer
                 text = fd2.leave(start)
-        said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
-        said.lines.extend(
-            message.strip()
-            for category, message in caught
-            if not issubclass(category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(message)
-        )
+        if text:
+            said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
+        if caught:
+            said.lines.extend(
+                message.strip()
+                for category, message in caught
+                if not issubclass(category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(message)
+            )
         said.lines.extend(logged)
