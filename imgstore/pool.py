@@ -517,7 +517,9 @@ class Schedule:
 
     def __init__(self, n: int, n_slots: int) -> None:
         self.n = n
-        self.free_slots = collections.deque(range(n_slots))
+        # A stack: the slot freed last is taken first, so a run uses only as many slots as it has in flight (the
+        # ring's pages stay few and warm in the caches; a FIFO walked all of a 200 MB ring at 256x256).
+        self.free_slots = list(range(n_slots - 1, -1, -1))
         self.slot_of: dict[int, int] = {}
         self.done: dict[int, Outcome] = {}
         self.retry: collections.deque[int] = collections.deque()
@@ -544,7 +546,7 @@ class Schedule:
         else:
             seq = self.next_task
             self.next_task += 1
-            self.slot_of[seq] = self.free_slots.popleft()
+            self.slot_of[seq] = self.free_slots.pop()
         return seq, self.slot_of[seq]
 
     def give_back(self, seqs: Sequence[int]) -> None:
