@@ -586,6 +586,7 @@ class _Run:
         # time: the batch size never exceeds the slots divided among the queued messages.
         self.batch_cap = max(1, min(MAX_BATCH, pool.n_slots // (pool.n_workers * TASKS_PER_WORKER)))
         self.parent_reads = getattr(pool.source, "parent_reads", None) is not None
+        self.flat, self.ring = pool.rows.flat, pool._ring  # looked up per item
 
     def results(self) -> Iterator[Decoded]:
         for w in self.pool._workers:
@@ -613,9 +614,9 @@ class _Run:
     def _decoded(self, seq: int, slot: int, o: Outcome) -> Decoded:
         if o.reason is not None:
             return Decoded(seq, None, o.reason, o.sha256, o.crc32)
-        if not self.pool.rows.flat:
-            return Decoded(seq, self.pool._ring[slot], None, o.sha256, o.crc32, path=o.path)
-        data = o.extra if o.extra is not None else self.pool._ring[slot, : o.nbytes].data
+        if not self.flat:
+            return Decoded(seq, self.ring[slot], None, o.sha256, o.crc32, path=o.path)
+        data = o.extra if o.extra is not None else self.ring[slot, : o.nbytes].data
         return Decoded(seq, None, None, o.sha256, o.crc32, data, o.shape, o.path)
 
     def _dispatch(self) -> None:
