@@ -71,7 +71,7 @@ from imgstore.store.encoding import Encoding, flat_crc
 # (With batches: task messages, each of up to MAX_BATCH files.)
 TASKS_PER_WORKER = 4
 MAX_BATCH = 64  # files per task message at most (a message of 64 tiny PNGs costs a worker ~5 ms)
-BATCH_SECONDS = 0.004  # decode work aimed at per message: the per-message cost (~0.1 ms) stays a few percent
+BATCH_SECONDS = 0.008  # decode work aimed at per message: the per-message cost (~0.1 ms each way) stays ~1 percent
 RING_BYTES = 256 * 1024 * 1024  # the shared ring holds at most about this much, whatever the image size
 MAX_CRASHES_BEFORE_FIRST_SUCCESS = 8  # workers that die before any file decodes point at the setup, not at files
 
@@ -390,7 +390,9 @@ class DecodePool:
     images in flight; ``chain`` the decoders (default: those registered now, sent to every worker); ``rows`` how
     rows are delivered (default: raw pixels of ``opts.shape``; a flat :class:`RowFormat` has them encoded).
 
-    Use as a context manager; :meth:`imap` yields :class:`Decoded` in input order.
+    Use as a context manager; :meth:`imap` yields :class:`Decoded` in input order. ``messages`` and ``files_sent``
+    count the task messages sent to the workers and the files in them, over the pool's life (one message per file
+    for costly files, down to 1/:data:`MAX_BATCH` for cheap ones).
     """
 
     def __init__(
