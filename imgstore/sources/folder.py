@@ -53,7 +53,7 @@ class FolderSource:
 def read_file(path: str) -> bytes:
     """The whole file at ``path``; an OS error becomes a one-line :class:`BadImageError` (``unreadable: ...``)."""
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: one read of the whole file, no buffer to fill first
             return f.read()
     except OSError as exc:
         raise BadImageError(f"unreadable: {exc.strerror or exc}") from None
