@@ -71,6 +71,9 @@ from imgstore.store.encoding import Encoding, flat_crc
 # (With batches: task messages, each of up to MAX_BATCH files.)
 TASKS_PER_WORKER = 4
 MAX_BATCH = 64  # files per task message at most (a message of 64 tiny PNGs costs a worker ~5 ms)
+# Bytes read by the parent (parent_reads) per message at most, a file larger than that going alone: a message
+# waits in the pipe while its worker decodes the one before, and the parent blocks on a full pipe.
+MAX_BATCH_DATA = 1 << 20
 BATCH_SECONDS = 0.008  # decode work aimed at per message: the per-message cost (~0.1 ms each way) stays ~1 percent
 RING_BYTES = 256 * 1024 * 1024  # the shared ring holds at most about this much, whatever the image size
 MAX_CRASHES_BEFORE_FIRST_SUCCESS = 8  # workers that die before any file decodes point at the setup, not at files
@@ -630,6 +633,7 @@ class _Run:
                 # (otherwise slots freed one at a time would go out one per message).
                 if not available or (available < self.batch and w.pending):
                     break
+                data_bytes = 0
                 for _ in range(min(self.batch, available)):
                     seq, slot = schedule.take()
                     key = self.keys[seq]
@@ -640,7 +644,10 @@ class _Run:
                         except BadImageError as exc:  # the file's outcome; no worker needed
                             schedule.finish(seq, Outcome(exc.reason))
                             continue
+                        data_bytes += len(data)
                     w.send(seq, slot, key, data)
+                    if data_bytes >= MAX_BATCH_DATA:
+                        break
                 if not w.outbox:
                     continue
                 pool.messages += 1

@@ -101,7 +101,8 @@ def test_workers_0_to_3_give_identical_stores(tmp_path: Path) -> None:
     stores = {}
     for workers in (0, 1, 2, 3):
         out = tmp_path / f"w{workers}.h5"
-        ingest(src, out, IngestOptions(decode=DecodeOptions(size=16), workers=workers))
+        report = ingest(src, out, IngestOptions(decode=DecodeOptions(size=16), workers=workers))
+        assert report.paths == {"pillow": 300 - 4}  # each stored file's decoder path comes back through its batch
         stores[workers] = open_store(out)
     first = stores[0]
     assert len(first) == 300 - 4 and len(first.skipped) == 4
@@ -180,3 +181,27 @@ def test_codec_text_lands_in_its_own_files_reason(tmp_path: Path) -> None:
     for i in noisy:
         assert reasons[i] == f"noisy {i} (codec stderr for {i}; codec warning for {i})"
     assert pool.messages < 100
+
+
+def test_parent_read_files_travel_in_batches_with_their_bytes() -> None:
+    """Files the source asks the parent to read go in batches with their bytes, mixed with files the workers
+    read; a parent read that fails is that file's outcome; everything comes out in order as decoded in process."""
+    from test_pool import SplitSource
+
+    from imgstore.pool import decode_in_process
+
+    source = SplitSource(os.getpid())
+    keys = [("p:bad" if i % 97 == 5 else f"p:{i}") if i % 3 else f"w:{i}" for i in range(300)]
+    opts = DecodeOptions(size=(10, 8))
+    with DecodePool(opts, workers=2, source=source) as pool:
+        got = [(d.index, d.reason, None if d.image is None else d.image.copy()) for d in pool.imap(keys)]
+    assert pool.messages < 100
+    assert [i for i, _, _ in got] == list(range(300))
+    assert [i for i, r, _ in got if r is not None] == [i for i, k in enumerate(keys) if k == "p:bad"]
+    assert all(r == "unreadable: gone" for _, r, _ in got if r is not None)
+    local = SplitSource(-1)  # here every "w:" key reads, and source reads every "p:" key
+    for (_, reason, image), key in zip(got, keys):
+        if reason is None:
+            want = next(iter(decode_in_process(local if key.startswith("w") else source, [key], opts))).image
+            assert want is not None
+            np.testing.assert_array_equal(image, want)
