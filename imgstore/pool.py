@@ -70,7 +70,7 @@ from imgstore.store.encoding import Encoding, flat_crc
 # time, waiting for the parent to be scheduled and refill them (432 images/s); 4 keeps both busy (806 images/s).
 # (With batches: task messages, each of up to MAX_BATCH files.)
 TASKS_PER_WORKER = 4
-MAX_BATCH = 64  # files per task message at most (a message of 64 tiny PNGs costs a worker ~5 ms)
+MAX_BATCH = 64  # files per task message at most (64 tiny PNGs are ~10 ms of a worker's time)
 # Bytes read by the parent (parent_reads) per message at most, a file larger than that going alone: a message
 # waits in the pipe while its worker decodes the one before, and the parent blocks on a full pipe.
 MAX_BATCH_DATA = 1 << 20
