@@ -9,6 +9,10 @@ stays available, and leaves a readable store too).
 :func:`deferred` marks a critical section (a writer's commit): a signal arriving inside it is held and delivered
 when the section ends, so an exception never leaves rows written but half-counted. It works with any handler in
 place, Python's default Ctrl-C one included, so library users get the same guarantee.
+
+A decoder worker ignores all three for its whole life (:func:`ignore_for_good`): :func:`deferred` then costs a flag
+test, instead of three ``signal.getsignal`` calls (with their enum conversions) on every entry -- it runs four times
+per decoded file.
 """
 
 from __future__ import annotations
@@ -54,6 +58,18 @@ class _Depth(threading.local):
 
 _state = _Depth()
 
+# True once this process ignores SIGINT, SIGTERM and SIGHUP for good (a decoder worker): nothing to hold, ever.
+_ignored_for_good = False
+
+
+def ignore_for_good() -> None:
+    """Ignore SIGINT, SIGTERM and SIGHUP in this process from now on (a decoder worker: the parent decides what a
+    signal means), and make :func:`deferred` free. Nothing may install a handler for them afterwards."""
+    global _ignored_for_good
+    for s in SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    _ignored_for_good = True  # (a process forked from this one inherits SIG_IGN, so the flag stays true there)
+
 
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
@@ -84,6 +100,9 @@ def graceful_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers in place before."""
+    if _ignored_for_good:  # (a decoder worker: they cannot arrive)
+        yield
+        return
     if not _in_main_thread() or _state.value or all(signal.getsignal(s) == signal.SIG_IGN for s in SIGNALS):
         # (Ignored signals, as in a decoder worker, cannot arrive: nothing to hold, and no handlers to swap.)
         _state.value += 1

@@ -47,7 +47,11 @@ checks that memory stays flat: the photos (or small) corpus vs the same files li
           hashes it, copies a pre-made image into its slot and computes its CRC-32. Adds to the above the
           parent's dispatch, answer handling and reordering, and the workers' copy and CRC-32. Not included:
           reading and hashing real files, decoding, resizing. On a 2-core machine the workers share the CPUs
-          with the parent, so this is a floor on what many cores would allow, not the ceiling.
+          with the parent, so this is a floor on what many cores would allow, not the ceiling. So pool mode also
+          reports the parent's own CPU time (``time.process_time()`` of this process over the run: dispatch,
+          answers, reordering, writing; the workers' CPU not included) and the images/s that CPU allows
+          (n / parent CPU seconds): the parent's ceiling on a many-core machine where the workers have cores of
+          their own.
 Both run in this process, store written under --data (tmpfs or disk as that is).
 
 Usage: python scripts/bench_ingest.py [--data bench-data] [--repeat 3] [--corpus photos,large,tiny,small|all]
@@ -376,8 +380,9 @@ class _CopyDecoder:
         out[...] = self.images[zlib.crc32(data) % DISTINCT]  # type: ignore[index]
 
 
-def _parent_once(size: int, n: int, mode: str, tmp: Path) -> float:
-    """Seconds to write ``n`` pre-decoded ``size`` x ``size`` images through the pipeline's writer (--parent-only)."""
+def _parent_once(size: int, n: int, mode: str, tmp: Path) -> tuple[float, float]:
+    """Seconds to write ``n`` pre-decoded ``size`` x ``size`` images through the pipeline's writer (--parent-only),
+    wall clock and this process's CPU time (``time.process_time``: the parent's own work, not the workers')."""
     import hashlib
     import zlib
 
@@ -403,6 +408,7 @@ def _parent_once(size: int, n: int, mode: str, tmp: Path) -> float:
         items = [Decoded(i, images[i % DISTINCT], None, digests[i], crcs[i % DISTINCT]) for i in range(n)]
     pool = None
     start = time.perf_counter()
+    cpu_start = time.process_time()
     if mode == "pool":  # started before the store is opened, as imgstore.ingest._run does
         pool = DecodePool(opts.decode, opts.workers, opts.timeout, source=_TokenSource(),  # type: ignore[arg-type]
                           chain=(_CopyDecoder(images),))  # type: ignore[arg-type]  # fmt: skip
@@ -417,10 +423,11 @@ def _parent_once(size: int, n: int, mode: str, tmp: Path) -> float:
         if pool is not None:
             pool.close()
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     out.unlink()
     if count != n or report.skipped:
         sys.exit(f"parent-only {mode} {size}: wrote {count} of {n} images, skipped {report.skipped[:3]}")
-    return seconds
+    return seconds, cpu
 
 
 def parent_only(args: argparse.Namespace, tmp: Path) -> dict:
@@ -429,17 +436,23 @@ def parent_only(args: argparse.Namespace, tmp: Path) -> dict:
     counts = [max(1, round(int(c) * args.count_scale)) for c in args.parent_count.split(",")]
     results: dict = {}
     print(f"\nthe writer's ceiling, decoding removed (median of {args.repeat}; pool: {default_workers()} workers)")
-    print(f"  {'mode':<7} {'size':>9} {'images':>7} {'images/s':>10} {'MB/s':>8}  seconds per run")
+    print(f"  {'mode':<7} {'size':>9} {'images':>7} {'images/s':>10} {'MB/s':>8} {'parent CPU s':>12} "
+          f"{'images/CPU s':>12}  seconds per run")  # fmt: skip
     for mode in ("writer", "pool"):
         for size, n in zip((64, 256), counts):
-            secs = [_parent_once(size, n, mode, tmp) for _ in range(args.repeat)]
+            runs = [_parent_once(size, n, mode, tmp) for _ in range(args.repeat)]
+            secs = [wall for wall, _ in runs]
             med = statistics.median(secs)
+            cpu = statistics.median(c for _, c in runs)  # the parent's CPU seconds (pool: the workers' excluded)
             mbs = n * size * size * 3 / med / 1e6
             results[f"{mode}-{size}"] = {"n": n, "seconds": med, "images_per_s": n / med, "mb_per_s": mbs,
+                                         "parent_cpu_s": cpu, "images_per_parent_cpu_s": n / cpu,
                                          "runs_s": [round(s, 3) for s in secs]}  # fmt: skip
             print(
-                f"  {mode:<7} {f'{size}x{size}':>9} {n:>7} {n / med:>10.0f} {mbs:>8.0f}  {[round(s, 3) for s in secs]}"
+                f"  {mode:<7} {f'{size}x{size}':>9} {n:>7} {n / med:>10.0f} {mbs:>8.0f} {cpu:>12.2f} "
+                f"{n / cpu:>12.0f}  {[round(s, 3) for s in secs]}"
             )
+    print("  (images/CPU s: n / the parent's CPU seconds, its ceiling when the workers have cores of their own)")
     print("  (issue 13's targets, writer with decoding removed: >= 20,000 images/s at 64x64, >= 5,000 at 256x256)")
     return results
 

@@ -6,9 +6,15 @@ text through it is unreadable and ``--quiet`` is not quiet, so :func:`codec_outp
 per-process in-memory file around each decode, records warnings and log records of WARNING and above, and hands
 the text back: :func:`decode_bytes <imgstore.decoders.decode_bytes>` adds it to a failed file's skip reason.
 
-Cost, measured: 16 µs per file in a decoder worker (two ``dup2``, an ``ftruncate``, the warnings hook and a log
-handler), 55 µs with ``--workers 0`` (signals are held while fd 2 is switched, so a Ctrl-C never leaves it
-redirected), against 2.8 ms for decoding a 500x375 JPEG to 256x256: half a percent and 2 percent.
+Cost, measured: 5 µs per file in a decoder worker (the capture held for its life: two ``fstat``), 20 µs per file
+switched on and off around each decode (two ``dup2``, an ``ftruncate``, the warnings hook and a log handler), 55 µs
+with ``--workers 0`` (signals are held while fd 2 is switched, so a Ctrl-C never leaves it redirected); against
+2.8 ms for decoding a 500x375 JPEG to 256x256, or 110 µs for a 32x32 PNG to 16x16.
+
+A decoder worker (one thread, signals ignored) holds the capture for its whole life instead
+(:func:`hold_for_process`): fd 2 stays on the sink, and a decode only notes the sink's size before it, reads the
+text when the size grew, and empties the sink when it holds anything (no other decode can be under way then). That
+leaves two ``fstat`` calls per file.
 
 Threads: fd 2, the warnings machinery and the root logger belong to the process. Threads that decode at the same
 time (a threaded Dask worker with ``workers=0``) share one capture: the first in sets it up, the last out puts
@@ -109,9 +115,15 @@ class _Fd2:
         self.recorder = _LogRecorder()
         self.saved_filters: list[Any] = []
         self.saved_show: Any = None
+        self.held = False  # hold_for_process() entered once for the process's life: depth never drops to 0
 
     def enter(self) -> int:
         """Redirect fd 2 (the first thread in); return where this decode's text starts in the sink."""
+        if self.held:  # fd 2 stays on the sink (hold_for_process): only note where this decode's text starts
+            with self.lock:
+                self.depth += 1
+                assert self.sink is not None
+                return os.fstat(self.sink).st_size
         with self.lock:
             if self.sink is None:
                 self.sink = _memory_file()
@@ -146,9 +158,15 @@ class _Fd2:
             self.depth -= 1
             if self.depth == 0:
                 self.restore()
-                os.ftruncate(self.sink, 0)
-                os.lseek(self.sink, 0, os.SEEK_SET)  # fd 2 shared this offset: the next text starts at 0
+                self._empty()
+            elif self.held and self.depth == 1 and end:  # only the holder is left: no decode's text is in there
+                self._empty()
             return text
+
+    def _empty(self) -> None:
+        assert self.sink is not None
+        os.ftruncate(self.sink, 0)
+        os.lseek(self.sink, 0, os.SEEK_SET)  # fd 2 shared this offset: the next text starts at 0
 
     def restore(self) -> None:
         """Put fd 2, the warnings filters and hook and the root logger's handlers back as they were."""
@@ -201,6 +219,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
 
 
+def hold_for_process() -> None:
+    """Capture fd 2, warnings and log records from now until the process ends (a decoder worker: one thread,
+    signals ignored), so that each :func:`codec_output` block only notes where its text starts and reads it if
+    there is any. What is printed between decodes is dropped. Call it once, before any decode."""
+    if not _FD2.held:
+        _FD2.enter()
+        _FD2.held = True
+
+
 @contextlib.contextmanager
 def codec_output() -> Iterator[CodecOutput]:
     """Capture fd 2, warnings and WARNING+ log records inside the block; the yielded object's ``lines`` hold them
@@ -213,21 +240,25 @@ def codec_output() -> Iterator[CodecOutput]:
     # A signal (Ctrl-C with --workers 0: the decode runs in the main thread) raising while fd 2 is switched would
     # leave it pointing at the sink, and the "Interrupted" line and every error after it unseen: held until done.
     start = None
+    # Held for the process (a worker): fd 2 is never switched here, so there is nothing a signal could leave behind.
+    hold = contextlib.nullcontext if fd2.held else signals.deferred
     try:
-        with signals.deferred():  # a signal held here raises at its end, inside the try: fd 2 is restored
+        with hold():  # a signal held here raises at its end, inside the try: fd 2 is restored
             start = fd2.enter()
             _MINE.caught, _MINE.logged = caught, logged
         yield said
     finally:
         text = ""
         if start is not None:
-            with signals.deferred():
+            with hold():
                 _MINE.caught, _MINE.logged = outer
                 text = fd2.leave(start)
-        said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
-        said.lines.extend(
-            message.strip()
-            for category, message in caught
-            if not issubclass(category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(message)
-        )
+        if text:
+            said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
+        if caught:
+            said.lines.extend(
+                message.strip()
+                for category, message in caught
+                if not issubclass(category, _NOT_ABOUT_THE_FILE) and not _NOT_ABOUT_THE_FILE_TEXT.match(message)
+            )
         said.lines.extend(logged)

@@ -47,6 +47,10 @@ _SIGNATURES = (
     (0, b"FOVb"),  # X3F
     (0, b"IIII"), (0, b"MMMM"),  # Phase One IIQ
 )  # fmt: skip
+# The same, grouped by offset for one bytes.startswith per offset (looks_raw runs on every file: ~1 µs, not ~8).
+_SIGNATURES_AT = tuple(
+    (at, tuple(sig for where, sig in _SIGNATURES if where == at)) for at in sorted({at for at, _ in _SIGNATURES})
+)
 
 # TIFF tags that mark the raw image of a TIFF-based raw file (TIFF/EP, DNG).
 _DNG_VERSION = 50706
@@ -87,8 +91,9 @@ def import_rawpy() -> ModuleType:
 def looks_raw(data: bytes) -> bool:
     """``data`` starts like a camera raw file: a raw format's own header, or a TIFF whose IFDs (the chain and
     their SubIFDs) hold a DNGVersion tag or a colour-filter-array / linear-raw image."""
-    if any(data[at : at + len(sig)] == sig for at, sig in _SIGNATURES):
-        return True
+    for at, sigs in _SIGNATURES_AT:
+        if data.startswith(sigs, at):
+            return True
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         return False
     try:

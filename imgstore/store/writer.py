@@ -445,7 +445,7 @@ class ImageIndexer:
     ) -> None:
         """Buffer a row's name, label, digest, meta values and checksum (its pixels are buffered by the caller)."""
         stored = stored_name(name)
-        self._sums.append(row_checksum(crc, stored, label, sha256, meta_bytes(values, self._meta_columns)))
+        self._sums.append(row_checksum(crc, stored, label, sha256, meta_bytes(values, self._meta_columns) if values else b""))
         self._names.append(stored)
         if label is not None:
             self._labels.append(int(label))
@@ -546,6 +546,8 @@ class ImageIndexer:
     # -- internals --------------------------------------------------------------------------------------------
     def _meta_values(self, name: str | bytes, meta: Sequence[MetaValue | None]) -> list[MetaValue]:
         """A row's meta values checked against the columns (one each, of the column's kind)."""
+        if not meta and not self._meta_columns and not self._meta:  # the usual store: no meta columns
+            return []
         if len(meta) != len(self._meta_columns):
             raise OptionError(
                 f"image {name!r}: give one meta value per meta column ({len(self._meta_columns)}), got {len(meta)}"
