@@ -576,3 +576,22 @@ def test_a_reason_of_several_lines_is_stored_on_one(tmp_path: Path, workers: int
     finally:
         unregister_decoder("multiline")
     assert report.skipped == [("a.multi", "corrupt MULTI: bad block at 12")]
+
+
+def test_codec_text_that_changes_between_runs_is_left_out_of_the_reason() -> None:
+    """OpenCV (one of imageio's plugins when installed) starts each line it prints with the seconds since it loaded
+    and names imageio's temporary file: two runs over the same bad file must still record the same reason, or a
+    resumed store differs from an uninterrupted one. What the codec said is kept, the run's details are not."""
+    from imgstore.decoders.quiet import codec_output
+
+    def said(seconds: str, temp: str) -> list[str]:
+        with codec_output() as s:
+            os.write(2, f"[ WARN:0@{seconds}] global grfmt_png.cpp:834 read_chunk user chunk data is too large\n".encode())
+            os.write(2, f"[ERROR:0@{seconds}] global loadsave.cpp:1049 imcount_ imcount_('{temp}'): can't read\n".encode())
+        return s.lines
+
+    first, second = said("0.022", "/tmp/imageio_b0sx8x2x"), said("1.5", "/var/tmp/imageio_q1w2e3r4.png")
+    assert first == second == [
+        "grfmt_png.cpp:834 read_chunk user chunk data is too large",
+        "loadsave.cpp:1049 imcount_ imcount_('<temporary file>'): can't read",
+    ]

@@ -60,6 +60,22 @@ DAMAGED = re.compile(
 _NOT_ABOUT_THE_FILE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning)
 _NOT_ABOUT_THE_FILE_TEXT = re.compile(r"^rawpy is being used in a process created by multiprocessing")
 
+# What changes from run to run in a codec's text, so a skip reason depends on the file alone (a resumed store must
+# equal an uninterrupted one): OpenCV, when installed, is one of imageio's plugins and starts every line with its
+# thread and the seconds since it loaded ("[ WARN:0@0.022] global grfmt_png.cpp:834 ..."), and names the temporary
+# file imageio handed it ("imcount_('/tmp/imageio_b0sx8x2x')").
+_VOLATILE = (
+    (re.compile(r"^\[\s*(?:FATAL|ERROR|WARN|INFO|DEBUG|VERBOSE)\s*:\d+@[\d.]+\]\s*(?:global\s+)?"), ""),
+    (re.compile(r"(?:[A-Za-z]:)?[^\s'\"()]*[/\\]imageio_[A-Za-z0-9_]+(?:\.\w+)?"), "<temporary file>"),
+)
+
+
+def _steady(line: str) -> str:
+    """``line`` without what differs between runs (see :data:`_VOLATILE`)."""
+    for pattern, replacement in _VOLATILE:
+        line = pattern.sub(replacement, line)
+    return line
+
 
 @dataclass
 class CodecOutput:
@@ -254,7 +270,7 @@ def codec_output() -> Iterator[CodecOutput]:
                 _MINE.caught, _MINE.logged = outer
                 text = fd2.leave(start)
         if text:
-            said.lines.extend(line.strip() for line in text.splitlines() if line.strip())
+            said.lines.extend(_steady(line.strip()) for line in text.splitlines() if line.strip())
         if caught:
             said.lines.extend(
                 message.strip()
