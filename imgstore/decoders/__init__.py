@@ -76,9 +76,10 @@ _PATH = _Path()
 
 
 def note_path(name: str) -> None:
-    """Say which path decoded the current file, when it is not simply the decoder's name (the fast path's
-    ``"fast"``, or ``"pillow"`` for a file it handed back): :func:`decode_bytes` records the decoder's name
-    before calling it, and a decoder may override it with this. Read back with :func:`last_path`."""
+    """Say which path decoded the current file, when it is not simply the decoder's name (the Pillow decoder's
+    ``"pillow+simd"`` when the SIMD convolution resized): :func:`decode_bytes` records the decoder's name before
+    calling it, and a decoder may override it with this; a file the fast decoder hands back is recorded by the
+    decoder that then takes it (``pillow`` or ``pillow+simd``). Read back with :func:`last_path`."""
     _PATH.name = name
 
 
