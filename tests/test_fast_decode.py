@@ -326,6 +326,10 @@ def test_simd_resize_of_a_png_is_close_to_pillow_and_exact_is_identical(photos: 
         assert 0.0 < mad(got, exact) <= 0.5
         fit = ImageOps.fit(photos["large"], (96, 96), FILTERS[filt])
         np.testing.assert_array_equal(exact, np.asarray(fit))
+        grey = DecodeOptions(size=(96, 72), resize_mode="pad", channels=1, filter=filt)  # L images too
+        got, path = decode(png, grey)
+        assert path == "pillow+simd" and got.shape == (72, 96, 1)
+        assert 0.0 < mad(got, decode(png, exact_of(grey))[0]) <= 0.5
 
 
 def test_reducing_gap_keeps_pillows_reduce(photos: dict[str, Image.Image], monkeypatch: pytest.MonkeyPatch) -> None:
