@@ -59,14 +59,18 @@ class FastJpegDecoder:
     extensions: tuple[str, ...] = ()
 
     def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas) -> None:
-        if opts.exact or not data.startswith(_SOI):
+        if opts.exact or data[:3] != _SOI:
             raise NotRecognised("")
+        if not isinstance(data, bytes):
+            data = bytes(data)  # a bytearray or memoryview from a custom source: the marker walk needs bytes
         orientation = scan_markers(data)
         if not orientation:
             raise NotRecognised("")  # not a frame this path decodes (see _SOF_OK), or markers it cannot follow
         try:
             h, w, colourspace, _ = sj.decode_jpeg_header(data, strict=True)
-        except ValueError:
+        except MemoryError:
+            raise
+        except Exception:  # ValueError for a header libjpeg refuses; anything else is Pillow's to judge too
             raise NotRecognised("") from None
         if colourspace not in _COLOURSPACES:
             raise NotRecognised("")
@@ -81,8 +85,10 @@ class FastJpegDecoder:
         dw, dh = -(-w // scale), -(-h // scale)
         try:
             pixels = sj.decode_jpeg(data, "GRAY" if grey else "RGB", min_width=dw, min_height=dh, strict=True)
-        except ValueError:
-            raise NotRecognised("") from None  # damaged data: Pillow says how, as it always has
+        except MemoryError:
+            raise
+        except Exception:  # damaged data (ValueError under strict): Pillow says how, as it always has
+            raise NotRecognised("") from None
         if pixels.shape[:2] != (dh, dw):
             raise NotRecognised("")  # a scale other than the one planned: Pillow's draft decides instead
         planned = stored_plan(plan, (w, h), orientation)
