@@ -257,6 +257,23 @@ def test_corrupt_entropy_data_goes_to_pillow(photos: dict[str, Image.Image]) -> 
     assert decode_bytes(bad, DecodeOptions(size=(16, 12))) is not None and last_path() == "pillow+simd"
 
 
+@pytest.mark.parametrize("kind", ["12-bit", "lossless", "arithmetic"])
+def test_frames_it_does_not_decode_go_to_pillow(photos: dict[str, Image.Image], kind: str) -> None:
+    """A 12-bit, lossless (SOF3) or arithmetic-coded (SOF9) frame header: the marker walk refuses it and the
+    outcome (pixels or skip reason) is the rest of the chain's, as with exact=True."""
+    data = bytearray(jpeg(photos["small"]))
+    sof = data.index(b"\xff\xc0")
+    if kind == "12-bit":
+        data[sof + 4] = 12
+    else:
+        data[sof + 1] = 0xC3 if kind == "lossless" else 0xC9
+    data = bytes(data)
+    assert fast_mod.scan_markers(data) == 0
+    kind_, reason, _ = outcome(data)
+    assert last_path() != "fast"  # Pillow (or, when Pillow cannot read the header either, imageio) decided
+    assert (kind_, reason) == outcome(data, exact=True)[:2]
+
+
 def test_broken_exif_counts_as_upright(photos: dict[str, Image.Image]) -> None:
     """An Exif block of garbage, or an IFD running off its end: upright, as the Pillow decoder reads it."""
     good = jpeg(photos["small"])
