@@ -8,8 +8,10 @@ silicon only). On 500x375 photos -> 256x256 the SIMD convolution is 2.3-3.8x Pil
 levels of it (mean absolute difference); ``exact=True`` never comes here, it keeps Pillow's own resize.
 
 Large reductions keep Pillow's ``reducing_gap`` shortcut: Pillow's ``Image.reduce`` (box averaging by a whole
-factor) first, as ``Image.resize(..., reducing_gap=3.0)`` does, then the convolution for the rest, so a 24 MP PNG
--> 256 costs a 24 MP box average plus a small convolution rather than a convolution with a 100-pixel-wide kernel.
+factor) first, as ``Image.resize(..., reducing_gap=3.0)`` does, then the convolution for the rest. Measured on a
+6000x4000 RGB image (one core, ms): to 256x256, reduce + SIMD takes 20-21 for every filter against Pillow's 22-26,
+where SIMD alone takes 10 (bilinear, box) but 21 (bicubic) and 51 (lanczos); to 32x32, reduce + SIMD 15-16 against
+SIMD alone 20-74. The reduce keeps the worst case cheap and the pixels within 0.15-0.2 grey levels of Pillow's.
 
 The package costs ~28 ms to import: it is imported on the first SIMD resize, or by :func:`preload`, which the
 Pillow decoder's ``load_plugins`` calls so a pool imports it once in the parent before forking its workers.
