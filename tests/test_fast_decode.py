@@ -288,6 +288,28 @@ def test_broken_exif_counts_as_upright(photos: dict[str, Image.Image]) -> None:
         assert mad(got, decode(data, o, PILLOW)[0]) <= 1.0
 
 
+def test_xmp_orientation_counts_when_exif_has_none(photos: dict[str, Image.Image]) -> None:
+    """As Pillow's getexif: without an EXIF orientation, XMP's tiff:Orientation turns the image; with one, EXIF
+    wins. The fast pixels stay as close to Pillow's as check_close asks and within 3 levels of the upright photo
+    resized (a wrong turn is tens of levels off)."""
+    small = photos["small"]
+    stored = small.transpose(_ORIENT[8])  # orientation 6 turns it back
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6"/></x:xmpmeta>'
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    cases = [
+        (encode(stored, "JPEG", quality=92, xmp=xmp), 6),
+        (encode(small, "JPEG", quality=92, xmp=xmp, exif=exif.tobytes()), 1),
+    ]
+    for data, want in cases:
+        assert fast_mod.scan_markers(data) == want
+        o = DecodeOptions(size=(120, 90), resize_mode="stretch")
+        got, path = decode(data, o)
+        assert path == "fast"
+        check_close(data, o, got)
+        assert mad(got, np.asarray(small.resize((120, 90), Image.Resampling.BICUBIC))) <= 3.0
+
+
 def test_exif_orientation_parser_reads_both_byte_orders() -> None:
     """SHORT and LONG values in Intel and Motorola order; 0 and 9 are out of range (upright)."""
     for endian, magic in (("<", b"II*\x00"), (">", b"MM\x00*")):
