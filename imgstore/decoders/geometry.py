@@ -5,6 +5,10 @@
 longer and none plan a size of the image's own aspect. A decoder resizes the plan's ``box`` of its upright image to
 the plan's ``size`` and :func:`place` puts the result in the output: a fixed array, letterboxed with
 :func:`pad_value`, or for the variable modes a :class:`Canvas`, which hands out an array of the plan's size.
+
+JPEG decoders share the DCT-scale choice (:func:`draft_request`, :func:`draft_scale`, :func:`reduced_plan`); a
+decoder that resizes before turning the image upright (the fast JPEG decoder) maps the plan onto the stored image
+with :func:`stored_plan` and turns the small result with :func:`orient`.
 """
 
 from __future__ import annotations
