@@ -16,6 +16,7 @@ from imgstore.cli import app
 from imgstore.config import build_ingest_options
 from imgstore.decoders import decode_bytes
 from imgstore.decoders import pillow as pillow_mod
+from imgstore.decoders import resize as simd_resize
 from imgstore.decoders.geometry import Canvas, place, resize_plan
 from imgstore.decoders.pillow import render_array
 from imgstore.decoders.pixels import to_uint8
@@ -247,14 +248,14 @@ def test_large_jpeg_uses_draft_and_keeps_the_planned_shape(mode: str, monkeypatc
     o = DecodeOptions(size=256, resize_mode=mode)
     planned = resize_plan((1601, 1203), (256, 256), ResizeMode(mode)).size
     decoded: list[tuple[int, int]] = []
-    real_resize = Image.Image.resize
+    real_resize = simd_resize.resize_image
 
-    def spy(self: Image.Image, size: tuple[int, int], *args: Any, **kwargs: Any) -> Image.Image:
-        decoded.append(self.size)  # the size of what is resized: the DCT-scaled image
-        return real_resize(self, size, *args, **kwargs)
+    def spy(im: Image.Image, size: tuple[int, int], *args: Any) -> tuple[Image.Image, bool]:
+        decoded.append(im.size)  # the size of what is resized: the DCT-scaled image
+        return real_resize(im, size, *args)
 
-    monkeypatch.setattr(Image.Image, "resize", spy)
-    got = decode_bytes(data, o)
+    monkeypatch.setattr(simd_resize, "resize_image", spy)
+    got = decode_bytes(data, o, chain=[pillow_mod.PillowDecoder()])  # Pillow's draft (the fast decoder has its own)
     monkeypatch.undo()
     assert got.shape == (planned[1], planned[0], 3)
     (scaled,) = decoded
@@ -303,7 +304,7 @@ def test_none_never_drafts(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
     monkeypatch.setattr("PIL.JpegImagePlugin.JpegImageFile.draft", lambda self, m, s: calls.append(s))
     data = encode(pattern(400, 300, seed=11), "JPEG")
-    got = decode_bytes(data, DecodeOptions(size=S, resize_mode="none"))
+    got = decode_bytes(data, DecodeOptions(size=S, resize_mode="none"), chain=[pillow_mod.PillowDecoder()])
     assert not calls
     np.testing.assert_array_equal(got, np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
 

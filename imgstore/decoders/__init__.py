@@ -5,10 +5,19 @@ A :class:`Decoder` has a ``name``, the file ``extensions`` it adds to the defaul
 :class:`~imgstore.decoders.geometry.Canvas`) or raises :class:`NotRecognised` (the data is not its format: the
 next decoder tries; an empty reason when it has nothing to say about what the data is) or
 :class:`~imgstore.errors.BadImageError` (it is, and it is broken: the file is skipped with that reason).
-:func:`decode_bytes` runs the registered decoders in order; the first that recognises the data wins. The camera raw
-decoder (:mod:`~imgstore.decoders.raw`, when rawpy is installed) comes first, for raw headers only; then Pillow
-(:mod:`~imgstore.decoders.pillow`, with every plugin it has: HEIC/HEIF, AVIF, JPEG XL, MPO and the rest); imageio
-last. A new decoder (OpenCV, a format of your own) is one module and one
+:func:`decode_bytes` runs the registered decoders in order; the first that recognises the data wins:
+
+1. ``fast`` (:mod:`~imgstore.decoders.fast`, when simplejpeg is installed): 8-bit JPEGs and MPO frame 0 without
+   ``exact``, decoded by libjpeg-turbo at the Pillow decoder's DCT scale and resized by SIMD; anything else
+   (CMYK, 12-bit, lossless, damaged data) it hands on with an empty NotRecognised;
+2. ``raw`` (:mod:`~imgstore.decoders.raw`, when rawpy is installed), for camera raw headers only;
+3. ``pillow`` (:mod:`~imgstore.decoders.pillow`, with every plugin it has: HEIC/HEIF, AVIF, JPEG XL, MPO and the
+   rest), which resizes through SIMD too without ``exact`` (:mod:`~imgstore.decoders.resize`);
+4. ``imageio``, last.
+
+Which path decoded a file is :func:`last_path`: ``fast``, ``pillow+simd`` (Pillow decoded, the SIMD convolution
+resized), ``pillow`` (Pillow did both: ``exact``, nearest or hamming, or no SIMD resizer installed), ``raw``,
+``imageio``; an ingest counts them. With ``exact`` every file is Pillow's byte for byte. A new decoder (OpenCV, a format of your own) is one module and one
 :func:`register_decoder` call, ``first=True`` to run before the others; the geometry every decoder shares is in
 :mod:`imgstore.decoders.geometry`. The default ``--extensions`` are what the registered decoders read
 (:func:`default_extensions`). Whatever a decoder prints, warns or logs is captured per file
@@ -67,9 +76,10 @@ _PATH = _Path()
 
 
 def note_path(name: str) -> None:
-    """Say which path decoded the current file, when it is not simply the decoder's name (the fast path's
-    ``"fast"``, or ``"pillow"`` for a file it handed back): :func:`decode_bytes` records the decoder's name
-    before calling it, and a decoder may override it with this. Read back with :func:`last_path`."""
+    """Say which path decoded the current file, when it is not simply the decoder's name (the Pillow decoder's
+    ``"pillow+simd"`` when the SIMD convolution resized): :func:`decode_bytes` records the decoder's name before
+    calling it, and a decoder may override it with this; a file the fast decoder hands back is recorded by the
+    decoder that then takes it (``pillow`` or ``pillow+simd``). Read back with :func:`last_path`."""
     _PATH.name = name
 
 
@@ -204,6 +214,12 @@ def _register_builtins() -> None:
     from imgstore.decoders.pillow import PillowDecoder
     from imgstore.decoders.raw import RawDecoder, rawpy_installed
 
+    try:
+        from imgstore.decoders.fast import FastJpegDecoder
+
+        _DECODERS.append(FastJpegDecoder())  # JPEGs without --exact; what it cannot read it hands to Pillow
+    except ImportError:  # simplejpeg not installed: Pillow decodes every JPEG
+        pass
     if rawpy_installed():
         _DECODERS.append(RawDecoder())  # before Pillow, which would read a raw file's small preview instead
     _DECODERS.extend([PillowDecoder(), ImageioDecoder()])

@@ -1,8 +1,12 @@
 """The Pillow decoder: every format Pillow and its plugins read, EXIF-oriented, converted and resized.
 
 Without ``exact=True``, JPEG DCT scaling (``Image.draft``) and ``reducing_gap`` make large sources several times
-cheaper to decode; with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter,
-longer: ``resize`` to the planned size). Decoders that produce an array (imageio, an OpenCV backend) render it
+cheaper to decode, and the resize is fast_image_resize's SIMD convolution (:mod:`imgstore.decoders.resize`: 2-4x
+Pillow's, within a quarter of a grey level of it; path ``pillow+simd``) for box, bilinear, bicubic and lanczos;
+with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter, longer:
+``resize`` to the planned size). Most JPEGs never get here without ``exact``: the fast decoder
+(:mod:`imgstore.decoders.fast`) takes them first and hands back only what it does not handle (CMYK, 12-bit,
+damaged data), which this decoder then reads or skips with the reasons it always gave. Decoders that produce an array (imageio, an OpenCV backend) render it
 through the same steps with :func:`render_array`.
 """
 
@@ -10,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from imgstore.decoders.geometry import Canvas, ResizePlan, place, reduced_plan, resize_plan
+from imgstore.decoders import note_path
+from imgstore.decoders import resize as simd
+from imgstore.decoders.geometry import DRAFT_GAP as DRAFT_GAP  # re-exported: the Pillow decoder's JPEG setting
+from imgstore.decoders.geometry import TURNED, Canvas, ResizePlan, draft_request, place, reduced_plan, resize_plan
 from imgstore.decoders.pixels import check_pixels, one_line, to_uint8
 from imgstore.errors import BadImageError, NotRecognised
 from imgstore.options import FILTERS, DecodeOptions
@@ -36,12 +42,8 @@ _EXIF_ORIENTATION = 0x0112
 # end up on the left / top): where a DCT-scaled decode's partial last column and row land (see reduced_plan).
 _FLIPPED = {2: (True, False), 3: (True, True), 4: (False, True), 6: (True, False), 7: (True, True), 8: (False, True)}
 
-# Without exact=True, JPEGs are DCT-scaled to at least DRAFT_GAP x the size the resize needs: 1.0 engages draft as
-# soon as the source is 2x the target (libjpeg scales by 1/2, 1/4, 1/8), and the antialiased resize that follows
-# still does the final step. Other formats use Pillow's reducing_gap, whose docs call 3.0 indistinguishable from
-# fair resampling.
-DRAFT_GAP = 1.0
-REDUCING_GAP = 3.0
+# Other formats than JPEG use Pillow's reducing_gap (REDUCING_GAP, imgstore.decoders.resize), whose docs call 3.0
+# indistinguishable from fair resampling; JPEGs are DCT-scaled first (DRAFT_GAP, imgstore.decoders.geometry).
 _DRAFT_FORMATS = ("JPEG", "MPO")  # MPO: JPEG frames (phones' and 3D cameras' multi-picture files)
 
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -86,6 +88,7 @@ def load_plugins() -> None:
         with contextlib.suppress(Exception):
             import pillow_jxl  # noqa: F401  (importing it registers the JXL plugin)
         Image.init()
+        simd.preload()  # the SIMD resizer (~28 ms to import), like the plugins once per process, before forking
         _plugins_loaded = True
 
 
@@ -197,7 +200,7 @@ def _render(
         # there (caught: EXIF is optional) would leave the half-decoded image looking loaded.
         im.load()
     orientation = _orientation(im)
-    turned = orientation >= 5  # 5..8 swap width and height
+    turned = orientation in TURNED  # 5..8 swap width and height
     upright = (im.height, im.width) if turned else im.size
     plan = resize_plan(upright, opts.size, opts.resize_mode, opts.upscale)
     if opts.variable and full_size is not None and full_size != upright:
@@ -206,12 +209,8 @@ def _render(
 
     if not opts.exact and im.format in _DRAFT_FORMATS:
         # Ask libjpeg for the smallest DCT scale that still gives the resize DRAFT_GAP x the pixels it needs.
-        bw, bh = plan.box[2] - plan.box[0], plan.box[3] - plan.box[1]
-        sx, sy = plan.size[0] / bw, plan.size[1] / bh
-        if turned:
-            sx, sy = sy, sx
-        request = (math.ceil(im.width * sx * DRAFT_GAP), math.ceil(im.height * sy * DRAFT_GAP))
-        if im.width >= 2 * request[0] and im.height >= 2 * request[1]:
+        request = draft_request(im.size, plan, turned)
+        if request is not None:
             full_width, full_height = im.size
             drafted = im.draft(None, request)  # (mode, (0, 0, width / scale, height / scale)) when it scales
             im.load()
@@ -226,13 +225,12 @@ def _render(
     im = _to_mode(im, opts)
     if plan.size == im.size and plan.box == (0.0, 0.0, float(im.width), float(im.height)):
         resized = im  # none, or an image kept at its size: no resize, and no copy of what can be 100 MP
+    elif opts.exact:
+        resized = im.resize(plan.size, FILTERS[opts.filter], box=plan.box, reducing_gap=None)
     else:
-        resized = im.resize(
-            plan.size,
-            FILTERS[opts.filter],
-            box=plan.box,
-            reducing_gap=None if opts.exact else REDUCING_GAP,
-        )
+        resized, simd_used = simd.resize_image(im, plan.size, opts.filter, plan.box)
+        if simd_used:
+            note_path("pillow+simd")
     place(np.asarray(resized), plan, out, opts.pad_color)
 
 
