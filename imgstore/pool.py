@@ -59,7 +59,7 @@ import numpy as np
 
 from imgstore import signals
 from imgstore.decoders import Decoder, decode_bytes, decoders, last_path
-from imgstore.decoders.pillow import load_plugins
+from imgstore.decoders.pillow import prepare_workers
 from imgstore.decoders.quiet import hold_for_process
 from imgstore.errors import BadImageError, WorkerError, WriteError, os_cause
 from imgstore.options import DecodeOptions
@@ -449,7 +449,7 @@ class DecodePool:
         self._ctx = multiprocessing.get_context(_start_method())
         if self._ctx.get_start_method() == "forkserver":
             self._ctx.set_forkserver_preload(["imgstore.pool"])
-        load_plugins()  # every Pillow plugin (HEIF, JPEG XL too) loaded once here, not in each forked worker
+        prepare_workers()  # the SIMD resizer imported once here, not in each forked worker
         self._crashes = 0
         self._successes = 0
         self.messages = 0  # task messages sent to workers (each a batch of files), over the pool's life

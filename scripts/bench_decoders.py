@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: the decode/resize libraries a fast path could use, one file at a time, on the same photos (issue 13).
 
-Why imgstore decodes JPEGs with simplejpeg and resizes with cykooz.resizer: every candidate is timed here on the
-same files, single-threaded (``ms/img``, best of --repeat passes over the files, bytes already in memory), and
+Why imgstore resizes with cykooz.resizer and decodes plain PNGs with pyspng (and JPEGs still with Pillow): every
+candidate is timed here on the same files, single-threaded (``ms/img``, best of --repeat passes over the files, bytes already in memory), and
 its pixels are compared with the reference, Pillow's own decode and antialiased resize with the same filter
 (``MAD``: mean absolute difference in grey levels, mean over the files, and the worst file). The issue asks for
 a fast path within 2 grey levels of Pillow.
@@ -12,13 +12,17 @@ adds OpenCV and libvips):
   pillow                 Image.open -> convert("RGB") -> resize(size, FILTER) (draft for >= 2x JPEG reductions,
                          as ``imgstore --exact`` does not and imgstore's Pillow path does)
   pillow + simd          Pillow decodes, cykooz.resizer (fast_image_resize, AVX2/NEON) resizes
-  simplejpeg + simd      libjpeg-turbo through simplejpeg (1/2, 1/4, 1/8 DCT scaling only), cykooz resizes
+  simplejpeg + simd      libjpeg-turbo through simplejpeg (1/2, 1/4, 1/8 DCT scaling only), cykooz resizes from
+                         a copy of its array (faster here, one file at a time with the caches warm; slower than
+                         pillow + simd in a real ingest, where the copies cost more: README "Speed")
+  pyspng + simd          libspng through pyspng (PNG only), cykooz resizes
   simplejpeg M/8 + pil   simplejpeg with any M/8 DCT scale (min_width/min_height), then Pillow: shows why
                          imgstore never lets libjpeg scale by anything but a power of two (2+ grey levels off)
   opencv area / linear   cv2.imdecode (IMREAD_REDUCED_* for >= 2x), cv2.resize INTER_AREA / INTER_LINEAR
                          (INTER_LINEAR is not antialiased: fast and far off on a reduction)
   pyvips                 pyvips.Image.thumbnail_buffer(size="force") (shrink-on-load, then a Pillow-like reduce)
-  imgstore               ``imgstore.decoders.decode_bytes`` as an ingest runs it (the chain it registers)
+  imgstore               ``imgstore.decoders.decode_bytes`` as an ingest runs it (the chain it registers: pyspng
+                         for plain PNGs, Pillow + SIMD resize for JPEGs and the rest)
   imgstore --exact       the same with exact=True: Pillow's pixels byte for byte
 
 Corpora: the bench_ingest corpora under --data (photos: 500x375 JPEGs -> 256x256; large: 12 MP JPEGs -> 256x256;
@@ -110,7 +114,18 @@ def candidates(size: int, filt: str) -> dict[str, Candidate | str]:
             out["simplejpeg + simd"] = sj_simd
         out["simplejpeg M/8 + pil"] = sj_m8
     except ImportError:
-        out["simplejpeg + simd"] = out["simplejpeg M/8 + pil"] = "not installed (simplejpeg)"
+        out["simplejpeg + simd"] = out["simplejpeg M/8 + pil"] = "not installed (pip install simplejpeg)"
+    try:
+        import pyspng
+
+        def spng_simd(data: bytes) -> np.ndarray:
+            dst = Image.new("RGB", (size, size))
+            resizer.resize_pil(Image.fromarray(pyspng.load(data, "RGB")), dst, options)
+            return np.asarray(dst)
+
+        out["pyspng + simd"] = out["pillow + simd"] if isinstance(out["pillow + simd"], str) else spng_simd
+    except ImportError:
+        out["pyspng + simd"] = "not installed (pyspng)"
     try:
         import cv2
 
@@ -186,6 +201,8 @@ def bench_corpus(name: str, files: list[Path], size: int, args: argparse.Namespa
     for label, fn in cands.items():
         if label.startswith("simplejpeg") and not datas[0].startswith(b"\xff\xd8"):
             fn = "JPEG only"
+        if label.startswith("pyspng") and not datas[0].startswith(b"\x89PNG"):
+            fn = "PNG only"
         if isinstance(fn, str):
             print(f"  {label:<24} {fn}")
             continue

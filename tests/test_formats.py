@@ -595,3 +595,33 @@ def test_codec_text_that_changes_between_runs_is_left_out_of_the_reason() -> Non
         "grfmt_png.cpp:834 read_chunk user chunk data is too large",
         "loadsave.cpp:1049 imcount_ imcount_('<temporary file>'): can't read",
     ]
+
+
+def test_phone_plugins_load_when_a_file_needs_them(phone_folder: Path, tmp_path: Path) -> None:
+    """HEIC/HEIF and JPEG XL are registered on the first file Pillow's own plugins do not know, in whichever process
+    decodes it: a fresh ``imgstore ingest --extensions heic,jxl,jpg`` (its parent never lists the default
+    extensions, so it never loads them) stores every photo as an in-process ingest does; decoding JPEGs and PNGs
+    alone never imports them."""
+    import subprocess
+    import sys
+
+    out, ref = tmp_path / "fresh.h5", tmp_path / "ref.h5"
+    cmd = [sys.executable, "-m", "imgstore", "ingest", str(phone_folder), str(out), "--size", "80x60", "-q",
+           "--extensions", "heic,jxl,jpg", "--workers", "2"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ingest(phone_folder, ref, IngestOptions(workers=0, extensions="heic,jxl,jpg", decode=DecodeOptions(size=SIZE)))
+    with imgstore.open(out) as got, imgstore.open(ref) as want:
+        kinds = {name.split("/")[0] for name in want.names}
+        assert {"heic", "jxl"} <= kinds and len(got) == len(want) and got.names == want.names
+        assert all(np.array_equal(got[i], want[i]) for i in range(len(want)))
+    code = (
+        "import sys, io; from PIL import Image; from imgstore.decoders import decode_bytes; "
+        "from imgstore.options import DecodeOptions\n"
+        "for fmt in ('JPEG', 'PNG'):\n"
+        "    buf = io.BytesIO(); Image.new('RGB', (64, 48), (10, 200, 30)).save(buf, fmt)\n"
+        "    decode_bytes(buf.getvalue(), DecodeOptions(size=16))\n"
+        "print(sorted(m for m in ('pillow_heif', 'pillow_jxl') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -7,17 +7,19 @@ next decoder tries; an empty reason when it has nothing to say about what the da
 :class:`~imgstore.errors.BadImageError` (it is, and it is broken: the file is skipped with that reason).
 :func:`decode_bytes` runs the registered decoders in order; the first that recognises the data wins:
 
-1. ``fast`` (:mod:`~imgstore.decoders.fast`, when simplejpeg is installed): 8-bit JPEGs and MPO frame 0 without
-   ``exact``, decoded by libjpeg-turbo at the Pillow decoder's DCT scale and resized by SIMD; anything else
-   (CMYK, 12-bit, lossless, damaged data) it hands on with an empty NotRecognised;
+1. ``spng`` (:mod:`~imgstore.decoders.fast`, when pyspng is installed): plain 8-bit PNGs without ``exact``,
+   decoded by libspng and resized by SIMD; any other PNG (16-bit, alpha, EXIF, damaged data) it hands on with an
+   empty NotRecognised;
 2. ``raw`` (:mod:`~imgstore.decoders.raw`, when rawpy is installed), for camera raw headers only;
 3. ``pillow`` (:mod:`~imgstore.decoders.pillow`, with every plugin it has: HEIC/HEIF, AVIF, JPEG XL, MPO and the
-   rest), which resizes through SIMD too without ``exact`` (:mod:`~imgstore.decoders.resize`);
+   rest, JPEGs included), which resizes through SIMD without ``exact`` (:mod:`~imgstore.decoders.resize`);
 4. ``imageio``, last.
 
-Which path decoded a file is :func:`last_path`: ``fast``, ``pillow+simd`` (Pillow decoded, the SIMD convolution
+Which path decoded a file is :func:`last_path`: ``spng``, ``pillow+simd`` (Pillow decoded, the SIMD convolution
 resized), ``pillow`` (Pillow did both: ``exact``, nearest or hamming, or no SIMD resizer installed), ``raw``,
-``imageio``; an ingest counts them. With ``exact`` every file is Pillow's byte for byte. A new decoder (OpenCV, a format of your own) is one module and one
+``imageio``; an ingest counts them. With ``exact`` every file is Pillow's byte for byte.
+
+A new decoder (OpenCV, a format of your own) is one module and one
 :func:`register_decoder` call, ``first=True`` to run before the others; the geometry every decoder shares is in
 :mod:`imgstore.decoders.geometry`. The default ``--extensions`` are what the registered decoders read
 (:func:`default_extensions`). Whatever a decoder prints, warns or logs is captured per file
@@ -215,10 +217,10 @@ def _register_builtins() -> None:
     from imgstore.decoders.raw import RawDecoder, rawpy_installed
 
     try:
-        from imgstore.decoders.fast import FastJpegDecoder
+        from imgstore.decoders.fast import FastPngDecoder
 
-        _DECODERS.append(FastJpegDecoder())  # JPEGs without --exact; what it cannot read it hands to Pillow
-    except ImportError:  # simplejpeg not installed: Pillow decodes every JPEG
+        _DECODERS.append(FastPngDecoder())  # plain 8-bit PNGs without --exact; the rest it hands to Pillow
+    except ImportError:  # pyspng not installed (no wheel for this platform): Pillow decodes every PNG
         pass
     if rawpy_installed():
         _DECODERS.append(RawDecoder())  # before Pillow, which would read a raw file's small preview instead

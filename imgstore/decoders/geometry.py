@@ -6,9 +6,7 @@ longer and none plan a size of the image's own aspect. A decoder resizes the pla
 the plan's ``size`` and :func:`place` puts the result in the output: a fixed array, letterboxed with
 :func:`pad_value`, or for the variable modes a :class:`Canvas`, which hands out an array of the plan's size.
 
-JPEG decoders share the DCT-scale choice (:func:`draft_request`, :func:`draft_scale`, :func:`reduced_plan`); a
-decoder that resizes before turning the image upright (the fast JPEG decoder) maps the plan onto the stored image
-with :func:`stored_plan` and turns the small result with :func:`orient`.
+A JPEG decoder's DCT scaling is planned with :func:`draft_request` and :func:`reduced_plan`.
 """
 
 from __future__ import annotations
@@ -118,54 +116,8 @@ def draft_request(stored: tuple[int, int], plan: ResizePlan, turned: bool) -> tu
     return None
 
 
-def draft_scale(stored: tuple[int, int], request: tuple[int, int]) -> int:
-    """The DCT scale divisor (1, 2, 4 or 8) Pillow's JPEG ``draft`` picks for ``request`` on a ``stored``
-    (width, height) JPEG: the largest power of two no more than both sides' ratio. libjpeg then decodes
-    ``ceil(width / d) x ceil(height / d)`` pixels. Only powers of two: libjpeg-turbo's M/8 scales (3/8, 6/8, ...)
-    resample differently and land grey levels away from Pillow on noisy photos."""
-    ratio = min(stored[0] // request[0], stored[1] // request[1])
-    return next(d for d in (8, 4, 2, 1) if ratio >= d)
-
-
 # EXIF orientation -> whether the upright image's axes are the stored image's swapped (5..8: turned a quarter).
 TURNED = frozenset({5, 6, 7, 8})
-
-
-def stored_plan(plan: ResizePlan, stored: tuple[int, int], orientation: int) -> ResizePlan:
-    """``plan``, made on the upright image, for resizing the ``stored`` (width, height) image before it is turned
-    upright (EXIF ``orientation`` 1..8): the box in the stored image's pixels, the size in its axes (swapped for
-    5..8); the offset is kept. Resizing first and orienting the small result (:func:`orient`) gives the same
-    pixels, up to rounding, as orienting the whole image first, for a fraction of the memory traffic."""
-    w, h = stored
-    left, top, right, bottom = plan.box
-    box = {
-        1: (left, top, right, bottom),
-        2: (w - right, top, w - left, bottom),
-        3: (w - right, h - bottom, w - left, h - top),
-        4: (left, h - bottom, right, h - top),
-        5: (top, left, bottom, right),
-        6: (top, h - right, bottom, h - left),
-        7: (w - bottom, h - right, w - top, h - left),
-        8: (w - bottom, left, w - top, right),
-    }[orientation]
-    size = (plan.size[1], plan.size[0]) if orientation in TURNED else plan.size
-    return ResizePlan(box, size, plan.offset)
-
-
-def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """A view of the stored ``(h, w, c)`` ``pixels`` turned upright as EXIF ``orientation`` (1..8) says: the same
-    transposes as ``PIL.ImageOps.exif_transpose``, with no copy (:func:`place` copies it once into the output)."""
-    if orientation in TURNED:
-        pixels = pixels.transpose(1, 0, 2)
-    flip_y, flip_x = {
-        1: (False, False), 2: (False, True), 3: (True, True), 4: (True, False),
-        5: (False, False), 6: (False, True), 7: (True, True), 8: (True, False),
-    }[orientation]  # fmt: skip
-    if flip_y:
-        pixels = pixels[::-1]
-    if flip_x:
-        pixels = pixels[:, ::-1]
-    return pixels
 
 
 def _native_size(src: tuple[int, int], side: int, mode: ResizeMode, upscale: bool) -> tuple[int, int]:

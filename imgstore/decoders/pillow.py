@@ -92,6 +92,14 @@ def load_plugins() -> None:
         _plugins_loaded = True
 
 
+def prepare_workers() -> None:
+    """What every decoder worker needs, imported once in the parent before it forks them: the SIMD resizer
+    (~28 ms). The HEIF and JPEG XL plugins are not (see :meth:`PillowDecoder.decode`): a worker registers them on
+    the first file that needs them, unless this process loaded them already (listing the default extensions
+    does), which its forked workers then inherit."""
+    simd.preload()
+
+
 def pillow_extensions() -> tuple[str, ...]:
     """The extensions of every format Pillow and its plugins open, minus :data:`NOT_PHOTOS`, sorted."""
     load_plugins()
@@ -116,9 +124,17 @@ class PillowDecoder:
         return pillow_extensions()
 
     def decode(self, data: bytes, opts: DecodeOptions, out: np.ndarray | Canvas) -> None:
-        load_plugins()
         try:
-            im = _pillow_open(data)
+            try:
+                # Pillow loads its own plugins as a file needs them (JPEG and PNG are at hand from the start).
+                im = _pillow_open(data)
+            except UnidentifiedImageError:
+                if _plugins_loaded:
+                    raise
+                # HEIC/HEIF and JPEG XL are registered on the first file Pillow's own plugins do not know: a run
+                # over JPEGs and PNGs never imports them (~40 ms of every worker's start, or of the parent's).
+                load_plugins()
+                im = _pillow_open(data)
         except MemoryError:
             raise BadImageError("out of memory while decoding") from None
         except Exception as exc:  # plugins raise anything on a header they cannot parse (DDS: NotImplementedError)

@@ -14,7 +14,7 @@ where SIMD alone takes 10 (bilinear, box) but 21 (bicubic) and 51 (lanczos); to 
 SIMD alone 20-74. The reduce keeps the worst case cheap and the pixels within 0.15-0.2 grey levels of Pillow's.
 
 The package costs ~28 ms to import: it is imported on the first SIMD resize, or by :func:`preload`, which the
-Pillow decoder's ``load_plugins`` calls so a pool imports it once in the parent before forking its workers.
+pool calls (through ``imgstore.decoders.pillow.prepare_workers``) so it is imported once in the parent before forking.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ _lock = threading.Lock()
 
 def preload() -> bool:
     """Import the SIMD resizer now (once per process; ~28 ms) and say whether it is usable. A pool calls this
-    (through ``load_plugins``) before forking, so its workers inherit the import instead of each paying for it."""
+    (through ``prepare_workers``) before forking, so its workers inherit the import instead of each paying for it."""
     global _module
     if _module is None:
         with _lock:
