@@ -102,9 +102,9 @@ def test_workers_0_to_3_give_identical_stores(tmp_path: Path) -> None:
     for workers in (0, 1, 2, 3):
         out = tmp_path / f"w{workers}.h5"
         report = ingest(src, out, IngestOptions(decode=DecodeOptions(size=16), workers=workers))
-        # Each stored file's decoder path comes back through its batch: the 8 good 640x480 JPEGs by the fast
-        # decoder, the PNGs by Pillow with the SIMD resize.
-        assert report.paths == {"fast": 8, "pillow+simd": 300 - 4 - 8}
+        # Each stored file's decoder path comes back through its batch: the PNGs by libspng, the 8 good 640x480
+        # JPEGs by Pillow with the SIMD resize.
+        assert report.paths == {"spng": 300 - 4 - 8, "pillow+simd": 8}
         stores[workers] = open_store(out)
     first = stores[0]
     assert len(first) == 300 - 4 and len(first.skipped) == 4

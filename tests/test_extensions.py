@@ -201,8 +201,8 @@ def test_registered_decoder_adds_its_format_to_a_real_ingest(tmp_path: Path) -> 
     """A registered decoder's extension joins the defaults; its files decode in the workers, through the shared
     geometry (the same pixels as Pillow gives the same grey image); its broken files are skipped with its reason."""
     builtins = ["raw", "pillow", "imageio"] if rawpy_installed() else ["pillow", "imageio"]
-    if importlib.util.find_spec("simplejpeg") is not None:
-        builtins.insert(0, "fast")  # the fast JPEG decoder, first
+    if importlib.util.find_spec("pyspng") is not None:
+        builtins.insert(0, "spng")  # the fast PNG decoder, first
     assert [d.name for d in decoders()] == [*builtins, "grey"]
     assert ".grey" in default_extensions() and ".grey" in option_extensions()
     assert ".grey" in IngestOptions().extensions

@@ -4,9 +4,10 @@ Without ``exact=True``, JPEG DCT scaling (``Image.draft``) and ``reducing_gap`` 
 cheaper to decode, and the resize is fast_image_resize's SIMD convolution (:mod:`imgstore.decoders.resize`: 2-4x
 Pillow's, within a quarter of a grey level of it; path ``pillow+simd``) for box, bilinear, bicubic and lanczos;
 with it, the pixels are byte-identical to Pillow's ``ImageOps.fit``/``pad``/``resize`` (shorter, longer:
-``resize`` to the planned size). Most JPEGs never get here without ``exact``: the fast decoder
-(:mod:`imgstore.decoders.fast`) takes them first and hands back only what it does not handle (CMYK, 12-bit,
-damaged data), which this decoder then reads or skips with the reasons it always gave. Decoders that produce an array (imageio, an OpenCV backend) render it
+``resize`` to the planned size). Every JPEG is decoded here (libjpeg-turbo inside Pillow): a separate libjpeg-turbo
+binding was measured slower in a real ingest, its array having to be copied into the resizer
+(:mod:`imgstore.decoders.fast`); plain PNGs are decoded first by libspng there, and what it hands back (16-bit,
+alpha, EXIF, damaged data) is read or skipped here with the reasons it always gave. Decoders that produce an array (imageio, an OpenCV backend) render it
 through the same steps with :func:`render_array`.
 """
 
