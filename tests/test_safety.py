@@ -454,8 +454,10 @@ def test_a_write_failing_inside_hdf5_is_sealed_and_resumed(tmp_path: Path) -> No
     failed_midway = 0
     for fail_at in (60_000, 140_000, 220_000, 300_000):
         out = outs / f"o{fail_at}.h5"
+        # Commits every 8 images, not by the clock: the whole run takes about as long as one 0.01 s interval now
+        # (libspng decodes these PNGs in ~80 us each), which left every failure before the first commit.
         cmd = [sys.executable, "-m", "imgstore", "ingest", str(many), str(out), "--size", "32", "-q",
-               "--flush-every", "0.01", "--workers", "0"]  # fmt: skip
+               "--flush-every", "0.01", "--buffer-size", "8", "--workers", "0"]  # fmt: skip
         env = {**os.environ, "LD_PRELOAD": str(lib), "FAIL_UNDER": str(out.parent), "FAIL_AT": str(fail_at)}
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
         lines = done.stderr.strip().splitlines()
