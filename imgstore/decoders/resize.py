@@ -88,7 +88,7 @@ def resize_image(
     if not simd_for(filter, im.mode):
         return im.resize(size, FILTERS[filter], box=box, reducing_gap=REDUCING_GAP), False
     im, box = _reduce(im, size, filter, box)
-    dst = Image.new(im.mode, size)
+    dst = Image.new(im.mode, size, None)  # not filled: the resize writes every pixel
     _resizer().resize_pil(im, dst, _options(filter, box, im.size))
     return dst, True
 
