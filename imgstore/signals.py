@@ -17,8 +17,11 @@ per decoded file.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -89,10 +92,27 @@ def graceful_signals() -> Iterator[None]:
         fired.append(signum)
         raise Interrupted(signum)
 
+    # Python runs finalizers (a generator the collector closes, a __del__) wherever the main thread is, and prints an
+    # exception raised inside one as "Exception ignored in ..." with its traceback, then drops it: a signal landing
+    # there would be lost and the run would go on (1 of 204 Ctrl-Cs in the crash matrix did). Such a signal is
+    # sent again, to land outside the finalizer: from a bare helper thread (not one threading counts, so a pool
+    # starting meanwhile still forks), which runs once this hook has returned and released the GIL; raised from
+    # here it would run the handler inside the hook itself.
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, Interrupted) and fired == [info.exc_value.signum]:
+            fired.clear()
+            _thread.start_new_thread(os.kill, (os.getpid(), info.exc_value.signum))
+            return
+        previous_hook(info)
+
     old = {s: signal.signal(s, handler) for s in SIGNALS}
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s, h in old.items():
             signal.signal(s, signal.SIG_DFL if h is None else h)
 
